@@ -1,0 +1,5 @@
+"""`python -m nacos_actors` runs the same command line as `nacos-actors`."""
+
+from nacos_actors.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,48 @@
+"""The `nacos-actors` command line. Runs on the main thread."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Sequence
+
+from nacos_actors import __version__
+from nacos_actors.settings import SettingsError, load_settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nacos-actors", description="A drop-in Nacos naming server.")
+    parser.add_argument("--version", action="version", version=f"nacos-actors {__version__}")
+    commands = parser.add_subparsers(dest="command")
+    serve = commands.add_parser("serve", help="run a node (the default command)")
+    flag = serve.add_argument
+    flag("--host", help="address to listen on (default 127.0.0.1; env NACOS_ACTORS_HOST)")
+    flag("--port", help="HTTP port (default 8848; env NACOS_ACTORS_PORT)")
+    flag("--context-path", dest="context_path", help="URL prefix (default /nacos; env NACOS_ACTORS_CONTEXT_PATH)")
+    flag("--config", help="TOML settings file (env NACOS_ACTORS_CONFIG); see config/")
+    flag("--data-dir", dest="data_dir", help="keep the registry here across clean restarts (env NACOS_ACTORS_DATA_DIR)")
+    flag("--members", help="cluster members host:port,... (env NACOS_ACTORS_MEMBERS)")
+    flag("--cluster-conf", dest="cluster_conf", help="Nacos cluster.conf file (env NACOS_ACTORS_CLUSTER_CONF)")
+    flag("--max-body-bytes", dest="max_body_bytes", help="largest request body, else 413 (default 1048576)")
+    flag("--request-timeout", dest="request_timeout", help="seconds a request waits for the registry (default 5)")
+    flag("--log-level", dest="log_level", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    flag("--access-log", dest="access_log", action="store_const", const=True, help="log every request")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    flags = {k: v for k, v in vars(args).items() if k != "command"}
+    try:
+        settings = load_settings(flags, os.environ)
+    except SettingsError as error:
+        print(f"nacos-actors: {error}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
+    )
+    from nacos_actors.node import run_node
+
+    return run_node(settings)

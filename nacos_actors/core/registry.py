@@ -1,0 +1,284 @@
+"""The registry core: applies validated commands to the service map, copy-on-write per service.
+
+Pure: no threads, clock or I/O. The registry actor's thread is the only caller of `apply`; it
+assigns whole `Service` snapshots into the per-namespace dicts, so a reader on another thread
+(the event loop) that looks up one key always sees a complete snapshot, old or new, and a
+snapshot it holds never changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+from typing import Any, Iterable, assert_never
+
+from nacos_actors.messages import (
+    BeatInstance,
+    Command,
+    CreateService,
+    DeleteService,
+    DeregisterInstance,
+    PatchInstance,
+    RegisterInstance,
+    UpdateInstance,
+    UpdateMetadataBatch,
+    UpdateService,
+)
+from nacos_actors.model import (
+    INSTANCE_ID_GENERATOR_KEY,
+    Instance,
+    InstanceKey,
+    Service,
+    ServiceKey,
+    default_instance_id,
+    freeze,
+)
+
+
+class Rejected(Exception):
+    """An expected domain refusal, answered to the client as `status` with `message`."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What a command did: its answer `value`, and the new snapshot when the service changed."""
+
+    value: Any = None
+    changed: Service | None = None
+
+
+class RegistryCore:
+    """The service map `namespace -> grouped name -> Service` and the rules that change it.
+
+    Runs on the registry actor's thread. `namespaces` and the counters may be read from any
+    thread: only whole values are ever assigned.
+    """
+
+    def __init__(self) -> None:
+        self.namespaces: dict[str, dict[str, Service]] = {}
+        self.service_count = 0
+        self.instance_count = 0
+
+    def service(self, key: ServiceKey) -> Service | None:
+        """The current snapshot of a service, or None."""
+        services = self.namespaces.get(key.namespace)
+        return services.get(key.name) if services is not None else None
+
+    def apply(self, command: Command, now_ms: int) -> Applied:
+        """Apply one command at wall-clock time `now_ms`; raise Rejected for a refused one."""
+        match command:
+            case RegisterInstance(service, instance):
+                return self._put_instance(service, instance, now_ms)
+            case UpdateInstance(service, instance, must_exist):
+                if must_exist:
+                    self._existing_instance(service, instance.key)
+                return self._put_instance(service, instance, now_ms)
+            case DeregisterInstance(service, key):
+                return self._remove_instance(service, key, now_ms)
+            case PatchInstance():
+                return self._patch_instance(command, now_ms)
+            case BeatInstance(service, key, reregister):
+                return self._beat(service, key, reregister, now_ms)
+            case CreateService(service, threshold, metadata, selector):
+                if self.service(service) is not None:
+                    raise Rejected(400, f"specified service already exists, serviceName : {service.name}")
+                created = Service(
+                    key=service,
+                    protect_threshold=threshold,
+                    metadata=freeze(metadata),
+                    selector=selector,
+                    explicit=True,
+                    modified_ms=now_ms,
+                )
+                return self._publish(created)
+            case UpdateService(service, threshold, metadata, selector):
+                current = self._existing_service(service, f"service {service.name} not found!")
+                updated = replace(
+                    current,
+                    protect_threshold=threshold,
+                    metadata=current.metadata if metadata is None else freeze(metadata),
+                    selector=current.selector if selector is None else selector,
+                )
+                return self._publish(self._next(current, updated, now_ms))
+            case DeleteService(service):
+                current = self._existing_service(
+                    service, f"specified service not exist, serviceName : {service.name}"
+                )
+                if current.instances:
+                    raise Rejected(
+                        400,
+                        f"Service {service.name} is not empty, can't be delete. "
+                        "Please unregister instance first",
+                    )
+                del self.namespaces[service.namespace][service.name]
+                if not self.namespaces[service.namespace]:
+                    del self.namespaces[service.namespace]
+                self.service_count -= 1
+                return Applied()
+            case UpdateMetadataBatch():
+                return self._update_metadata_batch(command, now_ms)
+            case _:
+                assert_never(command)
+
+    # -- instances -------------------------------------------------------------------------
+
+    def _put_instance(self, service_key: ServiceKey, instance: Instance, now_ms: int) -> Applied:
+        current = self.service(service_key) or Service(key=service_key)
+        previous = current.instances.get(instance.key)
+        instance = replace(instance, instance_id=self._instance_id(current, instance, previous))
+        if previous == instance:
+            return Applied(changed=None)
+        instances = dict(current.instances)
+        instances[instance.key] = instance
+        return self._publish(self._with_instances(current, instances, now_ms))
+
+    def _remove_instance(self, service_key: ServiceKey, key: InstanceKey, now_ms: int) -> Applied:
+        current = self.service(service_key)
+        if current is None or key not in current.instances:
+            return Applied()
+        instances = dict(current.instances)
+        del instances[key]
+        return self._publish(self._with_instances(current, instances, now_ms))
+
+    def _patch_instance(self, patch: PatchInstance, now_ms: int) -> Applied:
+        current = self._existing_service(patch.service, "instance not found")
+        kinds = (True, False) if patch.ephemeral is None else (patch.ephemeral,)
+        for ephemeral in kinds:
+            found = current.instances.get(InstanceKey(patch.ip, patch.port, patch.cluster, ephemeral))
+            if found is not None:
+                break
+        else:
+            raise Rejected(400, "instance not found")
+        changes: dict[str, Any] = {}
+        if patch.weight is not None:
+            changes["weight"] = patch.weight
+        if patch.healthy is not None:
+            changes["healthy"] = patch.healthy
+        if patch.enabled is not None:
+            changes["enabled"] = patch.enabled
+        if patch.metadata is not None:
+            changes["metadata"] = freeze(patch.metadata)
+        if patch.app is not None:
+            changes["app"] = patch.app
+        return self._put_instance(patch.service, replace(found, **changes), now_ms)
+
+    def _beat(
+        self, service_key: ServiceKey, key: InstanceKey, reregister: Instance | None, now_ms: int
+    ) -> Applied:
+        current = self.service(service_key)
+        found = current.instances.get(key) if current is not None else None
+        if found is None:
+            if reregister is None:
+                return Applied(value=None)
+            applied = self._put_instance(service_key, reregister, now_ms)
+            return Applied(value=self.service(service_key).instances[reregister.key], changed=applied.changed)  # type: ignore[union-attr]
+        if found.healthy or found.marked:
+            return Applied(value=found)
+        revived = replace(found, healthy=True)
+        applied = self._put_instance(service_key, revived, now_ms)
+        return Applied(value=revived, changed=applied.changed)
+
+    def _update_metadata_batch(self, command: UpdateMetadataBatch, now_ms: int) -> Applied:
+        current = self.service(command.service)
+        if current is None:
+            return Applied(value=())
+        if command.kind is not None:
+            want_ephemeral = command.kind == "ephemeral"
+            chosen = [i for k, i in current.instances.items() if k.ephemeral == want_ephemeral]
+        else:
+            chosen = [current.instances[k] for k in command.targets if k in current.instances]
+        if not chosen:
+            return Applied(value=())
+        instances = dict(current.instances)
+        updated = []
+        for instance in chosen:
+            metadata = dict(instance.metadata)
+            if command.remove:
+                for name in command.metadata:
+                    metadata.pop(name, None)
+            else:
+                metadata.update(command.metadata)
+            instances[instance.key] = replace(instance, metadata=freeze(metadata))
+            kind = "ephemeral" if instance.ephemeral else "persist"
+            updated.append(f"{instance.key.datum_key()}:{kind}")
+        applied = self._publish(self._with_instances(current, instances, now_ms))
+        return Applied(value=tuple(updated), changed=applied.changed)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _existing_service(self, key: ServiceKey, message: str) -> Service:
+        found = self.service(key)
+        if found is None:
+            raise Rejected(400, message)
+        return found
+
+    def _existing_instance(self, service_key: ServiceKey, key: InstanceKey) -> Instance:
+        service = self._existing_service(
+            service_key, f"service not found, namespace: {service_key.namespace}, service: {service_key.name}"
+        )
+        found = service.instances.get(key)
+        if found is None:
+            raise Rejected(400, f"instance not exist: {key.datum_key()}")
+        return found
+
+    @staticmethod
+    def _instance_id(service: Service, instance: Instance, previous: Instance | None) -> str:
+        """Keep an existing id; otherwise Nacos's simple id, or the smallest free integer (snowflake)."""
+        if previous is not None:
+            return previous.instance_id
+        if instance.metadata.get(INSTANCE_ID_GENERATOR_KEY) == "snowflake":
+            used = {i.instance_id for i in service.instances.values()}
+            candidate = 0
+            while str(candidate) in used:
+                candidate += 1
+            return str(candidate)
+        return default_instance_id(instance.key, service.key.name)
+
+    @staticmethod
+    def _with_instances(current: Service, instances: dict[InstanceKey, Instance], now_ms: int) -> Service:
+        return RegistryCore._next(current, replace(current, instances=MappingProxyType(instances)), now_ms)
+
+    @staticmethod
+    def _next(current: Service, updated: Service, now_ms: int) -> Service:
+        """Stamp a new snapshot with the next revision, a fresh memo and a monotone modified time."""
+        return replace(
+            updated,
+            revision=current.revision + 1,
+            modified_ms=max(now_ms, current.modified_ms + 1),
+            memo={},
+        )
+
+    def _publish(self, snapshot: Service) -> Applied:
+        """Swap a snapshot into the map (the only place the map changes, bar service deletion)."""
+        services = self.namespaces.get(snapshot.key.namespace)
+        if services is None:
+            services = self.namespaces[snapshot.key.namespace] = {}
+        previous = services.get(snapshot.key.name)
+        if previous is None:
+            self.service_count += 1
+            self.instance_count += len(snapshot.instances)
+        else:
+            self.instance_count += len(snapshot.instances) - len(previous.instances)
+        services[snapshot.key.name] = snapshot
+        return Applied(changed=snapshot)
+
+    # -- whole-map views (for snapshots to disk and, later, peers) -------------------------
+
+    def all_services(self) -> Iterable[Service]:
+        """Every snapshot, namespace by namespace."""
+        for services in list(self.namespaces.values()):
+            yield from list(services.values())
+
+    def load(self, services: Iterable[Service]) -> None:
+        """Replace the whole map with `services` (at start-up, before any reader)."""
+        self.namespaces = {}
+        self.service_count = 0
+        self.instance_count = 0
+        for service in services:
+            self._publish(service)
+

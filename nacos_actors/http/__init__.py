@@ -1,0 +1,1 @@
+"""The HTTP front: Nacos's OpenAPI turned into registry reads and commands."""

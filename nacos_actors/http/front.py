@@ -1,0 +1,87 @@
+"""What every handler shares: the registry's snapshots, the write crossing, the beat log.
+
+Runs on the event loop thread. Reads come straight from the registry core's snapshots (a
+single-key dict lookup is atomic under the GIL and only the registry actor assigns); writes go
+to the RegistryActor through nacos_actors.bridge and answer once applied.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pykka
+from aiohttp import web
+
+from nacos_actors.beats import BeatLog
+from nacos_actors.bridge import async_request
+from nacos_actors.core.registry import RegistryCore
+from nacos_actors.http.params import Params
+from nacos_actors.messages import Command, Write
+from nacos_actors.model import Service, ServiceKey
+from nacos_actors.settings import Settings
+
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class Front:
+    """The node as the HTTP handlers see it. `ready` turns true once the node serves."""
+
+    settings: Settings
+    registry: pykka.ActorRef
+    view: RegistryCore
+    beats: BeatLog = field(default_factory=BeatLog)
+    clock: Callable[[], int] = wall_clock_ms
+    ready: bool = False
+
+    async def write(self, command: Command) -> Any:
+        """Apply `command` on the registry actor; return its value or raise its refusal."""
+        return await async_request(
+            self.registry, lambda reply: Write(command, reply), self.settings.request_timeout
+        )
+
+    def service(self, key: ServiceKey) -> Service | None:
+        return self.view.service(key)
+
+    def services_in(self, namespace: str) -> list[Service]:
+        """A consistent copy of one namespace's snapshots (dict.copy is one C call under the GIL)."""
+        services = self.view.namespaces.get(namespace)
+        return list(services.copy().values()) if services is not None else []
+
+    def namespaces(self) -> list[str]:
+        return list(self.view.namespaces.copy())
+
+
+FRONT_KEY = web.AppKey("front", Front)
+
+
+def front_of(request: web.Request) -> Front:
+    return request.app[FRONT_KEY]
+
+
+async def request_params(request: web.Request) -> Params:
+    """Query parameters, then form-body parameters, for any verb (as Nacos's getParameter)."""
+    if request.content_type == FORM_CONTENT_TYPE and request.can_read_body:
+        form: dict[str, str] = {}
+        for name, value in (await request.post()).items():
+            if isinstance(value, str):
+                form.setdefault(name, value)
+        return Params(request.query, form)
+    return Params(request.query)
+
+
+OK = "ok"
+
+
+def ok() -> web.Response:
+    return web.Response(text=OK)
+
+
+def json_response(body: bytes, status: int = 200) -> web.Response:
+    return web.Response(body=body, status=status, content_type="application/json")

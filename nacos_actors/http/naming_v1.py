@@ -1,0 +1,330 @@
+"""The Nacos v1 naming OpenAPI (`/v1/ns/...`): instances, beats, services, catalog.
+
+Each handler parses its parameters once (nacos_actors.http.params), then either reads a
+snapshot or sends one command to the registry actor. Runs on the event loop thread.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from nacos_actors.http import params as p
+from nacos_actors.http import render
+from nacos_actors.http.front import front_of, json_response, ok, request_params
+from nacos_actors.messages import (
+    BeatInstance,
+    CreateService,
+    DeleteService,
+    DeregisterInstance,
+    PatchInstance,
+    RegisterInstance,
+    UpdateInstance,
+    UpdateMetadataBatch,
+    UpdateService,
+)
+from nacos_actors.model import (
+    DEFAULT_HEART_BEAT_INTERVAL_MS,
+    NO_SELECTOR,
+    InstanceKey,
+    freeze,
+    split_grouped_name,
+)
+
+BEAT_OK = 10200
+BEAT_NOT_FOUND = 20404
+ALL_GROUPS = "*"
+
+
+# -- instances ---------------------------------------------------------------------------
+
+
+async def register_instance(request: web.Request) -> web.Response:
+    """POST /v1/ns/instance: add or replace an instance; answers once applied."""
+    front = front_of(request)
+    params = await request_params(request)
+    service = p.service_key(params)
+    instance = p.instance(params)
+    await front.write(RegisterInstance(service, instance))
+    front.beats.record(service, instance.key, front.clock())
+    return ok()
+
+
+async def deregister_instance(request: web.Request) -> web.Response:
+    """DELETE /v1/ns/instance: remove an instance; unknown ones are fine, as in Nacos."""
+    front = front_of(request)
+    params = await request_params(request)
+    service = p.service_key(params)
+    key = p.instance_key(params)
+    await front.write(DeregisterInstance(service, key))
+    front.beats.forget(service, key)
+    return ok()
+
+
+async def update_instance(request: web.Request) -> web.Response:
+    """PUT /v1/ns/instance: rebuild from the request; Java clients >= 1.0 need it to exist."""
+    front = front_of(request)
+    params = await request_params(request)
+    service = p.service_key(params)
+    instance = p.instance(params)
+    await front.write(UpdateInstance(service, instance, must_exist=p.is_java_client(request.headers)))
+    return ok()
+
+
+async def patch_instance(request: web.Request) -> web.Response:
+    """PATCH /v1/ns/instance: change only the fields given."""
+    front = front_of(request)
+    params = await request_params(request)
+    ephemeral = params.get("ephemeral")
+    command = PatchInstance(
+        service=p.service_key(params),
+        ip=p.ip(params),
+        port=p.port(params),
+        cluster=p.cluster(params),
+        ephemeral=None if ephemeral is None else p.parse_boolean(ephemeral, "ephemeral"),
+        weight=p.weight(params) if params.get("weight") is not None else None,
+        healthy=p.boolean(params, True, "healthy") if params.get("healthy") is not None else None,
+        enabled=p.boolean(params, True, "enabled", "enable") if params.first("enabled", "enable") else None,
+        metadata=p.metadata(params),
+        app=p.app(params) if params.get("app") is not None else None,
+    )
+    await front.write(command)
+    return ok()
+
+
+async def instance_detail(request: web.Request) -> web.Response:
+    """GET /v1/ns/instance: one instance, ephemeral first, else persistent."""
+    front = front_of(request)
+    params = await request_params(request)
+    key = p.service_key(params)
+    ip, port, cluster = p.ip(params), p.port(params), p.cluster(params)
+    service = front.service(key)
+    if service is None:
+        raise web.HTTPNotFound(text=f"no service {key.name} found!")
+    if all(k.cluster != cluster for k in service.instances):
+        raise web.HTTPNotFound(text=f"no ips found for cluster {cluster} in service {key.name}")
+    for ephemeral in (True, False):
+        found = service.instances.get(InstanceKey(ip, port, cluster, ephemeral))
+        if found is not None:
+            return json_response(render.dumps(render.instance_detail(service, found)))
+    raise web.HTTPNotFound(text="no matched ip found!")
+
+
+async def instance_list(request: web.Request) -> web.Response:
+    """GET /v1/ns/instance/list: the query every client polls; served from the snapshot."""
+    front = front_of(request)
+    params = await request_params(request)
+    key = p.service_key(params)
+    clusters_text, clusters = p.cluster_list(params)
+    healthy_only = p.boolean(params, False, "healthyOnly")
+    p.integer(params, "udpPort", 0, 0, 65535)
+    client_ip = params.get("clientIP")
+    if client_ip is not None:
+        p.parse_ip(client_ip, "clientIP")
+    body = render.instance_list(
+        front.service(key),
+        key,
+        clusters_text,
+        clusters,
+        healthy_only,
+        p.is_java_client(request.headers),
+        render.DEFAULT_CACHE_MILLIS,
+        front.clock(),
+    )
+    return json_response(body)
+
+
+async def beat(request: web.Request) -> web.Response:
+    """PUT /v1/ns/instance/beat: a full beat (`beat` JSON) or a light one (ip/port/cluster).
+
+    A beat on a healthy instance is recorded on this thread with no registry write. A light
+    beat for an unknown instance answers code 20404; a full one registers it again.
+    """
+    front = front_of(request)
+    params = await request_params(request)
+    service = p.service_key(params)
+    document = p.json_value(params, "beat")
+    default_cluster = p.cluster(params)
+    if document is not None:
+        param_ip = params.get("ip")
+        param_port = params.get("port")
+        from_beat = p.beat_instance(
+            document,
+            default_cluster,
+            p.parse_ip(param_ip, "ip") if param_ip is not None else None,
+            p.port(params) if param_port is not None else None,
+        )
+        key = from_beat.key
+    else:
+        from_beat = None
+        key = InstanceKey(p.ip(params), p.port(params), default_cluster, True)
+    snapshot = front.service(service)
+    found = snapshot.instances.get(key) if snapshot is not None else None
+    if found is None or not (found.healthy or found.marked):
+        found = await front.write(BeatInstance(service, key, from_beat))
+    if found is None:
+        return json_response(
+            render.dumps({"clientBeatInterval": DEFAULT_HEART_BEAT_INTERVAL_MS, "code": BEAT_NOT_FOUND})
+        )
+    front.beats.record(service, key, front.clock())
+    return json_response(
+        render.dumps({"clientBeatInterval": found.beat_interval_ms, "code": BEAT_OK, "lightBeatEnabled": True})
+    )
+
+
+async def update_metadata_batch(request: web.Request) -> web.Response:
+    """PUT (merge) or DELETE (remove keys) /v1/ns/instance/metadata/batch."""
+    front = front_of(request)
+    params = await request_params(request)
+    service = p.service_key(params)
+    metadata = p.metadata(params)
+    if metadata is None:
+        raise p.ParamError("Param 'metadata' is required.")
+    kind = params.get("consistencyType")
+    if kind is not None and kind not in ("ephemeral", "persist"):
+        raise p.ParamError("Param 'consistencyType' must be 'ephemeral' or 'persist'.")
+    document = p.json_value(params, "instances")
+    if kind is None and document is None:
+        raise p.ParamError("Param 'instances' (or 'consistencyType') is required.")
+    targets = p.instance_targets(document) if kind is None else ()
+    updated = await front.write(
+        UpdateMetadataBatch(service, metadata, request.method == "DELETE", kind, targets)
+    )
+    return json_response(render.dumps({"updated": list(updated)}))
+
+
+# -- services ----------------------------------------------------------------------------
+
+
+async def create_service(request: web.Request) -> web.Response:
+    """POST /v1/ns/service: an empty service with threshold, metadata and selector."""
+    front = front_of(request)
+    params = await request_params(request)
+    command = CreateService(
+        p.service_key(params),
+        p.protect_threshold(params, required_param=False),
+        p.metadata(params) or freeze({}),
+        p.selector(params) or NO_SELECTOR,
+    )
+    await front.write(command)
+    return ok()
+
+
+async def update_service(request: web.Request) -> web.Response:
+    """PUT /v1/ns/service: threshold (required), metadata and selector (replaced when given)."""
+    front = front_of(request)
+    params = await request_params(request)
+    command = UpdateService(
+        p.service_key(params),
+        p.protect_threshold(params, required_param=True),
+        p.metadata(params),
+        p.selector(params),
+    )
+    await front.write(command)
+    return ok()
+
+
+async def delete_service(request: web.Request) -> web.Response:
+    """DELETE /v1/ns/service: only a service with no instances (as Nacos 2.x)."""
+    front = front_of(request)
+    params = await request_params(request)
+    await front.write(DeleteService(p.service_key(params)))
+    return ok()
+
+
+async def service_detail(request: web.Request) -> web.Response:
+    """GET /v1/ns/service."""
+    front = front_of(request)
+    params = await request_params(request)
+    key = p.service_key(params)
+    service = front.service(key)
+    if service is None:
+        raise web.HTTPNotFound(text=f"service {key.name} is not found!")
+    return json_response(render.dumps(render.service_detail(service)))
+
+
+async def service_list(request: web.Request) -> web.Response:
+    """GET /v1/ns/service/list: `{count, doms}`; groupName `*` lists every group."""
+    front = front_of(request)
+    params = await request_params(request)
+    page_no = p.page_number(params, "pageNo")
+    page_size = p.page_number(params, "pageSize")
+    namespace = p.namespace(params)
+    group = params.get("groupName")
+    if group != ALL_GROUPS:
+        group = p.group(params)
+    names = sorted(s.key.name for s in front.services_in(namespace))
+    if group == ALL_GROUPS:
+        doms = names
+    else:
+        doms = [bare for g, bare in map(split_grouped_name, names) if g == group]
+    return json_response(render.dumps({"count": len(doms), "doms": render.page(doms, page_no, page_size)}))
+
+
+# -- catalog (console) -------------------------------------------------------------------
+
+
+async def catalog_services(request: web.Request) -> web.Response:
+    """GET /v1/ns/catalog/services: service summaries, or with `withInstances` their hosts."""
+    front = front_of(request)
+    params = await request_params(request)
+    with_instances = p.boolean(params, False, "withInstances")
+    page_no = p.page_number(params, "pageNo", None if not with_instances else 1)
+    page_size = p.page_number(params, "pageSize", None if not with_instances else p.MAX_INT32)
+    namespace = p.namespace(params)
+    name_filter = params.get("serviceNameParam") or ""
+    group_filter = params.get("groupNameParam") or ""
+    has_ip_count = p.boolean(params, False, "hasIpCount")
+    services = [
+        s
+        for s in render.sorted_services(front.services_in(namespace))
+        if name_filter in s.bare_name and group_filter in s.group and (s.instances or not has_ip_count)
+    ]
+    if with_instances:
+        chosen = render.page(services, page_no, page_size)
+        return json_response(render.dumps([render.catalog_with_instances(s) for s in chosen]))
+    rows = [render.catalog_summary(s) for s in render.page(services, page_no, page_size)]
+    return json_response(render.dumps({"count": len(services), "serviceList": rows}))
+
+
+async def catalog_instances(request: web.Request) -> web.Response:
+    """GET /v1/ns/catalog/instances: one cluster's instances, full server JSON, paged."""
+    front = front_of(request)
+    params = await request_params(request)
+    key = p.service_key(params)
+    cluster = p.cluster(params, "clusterName")
+    if params.get("clusterName") is None:
+        raise p.ParamError("Param 'clusterName' is required.")
+    page_no = p.page_number(params, "pageNo")
+    page_size = p.page_number(params, "pageSize")
+    service = front.service(key)
+    if service is None:
+        raise web.HTTPNotFound(text=f"service {key.name} is not found!")
+    instances = [i for i in service.instances.values() if i.cluster == cluster]
+    if not instances:
+        raise web.HTTPNotFound(text=f"cluster {cluster} is not found!")
+    rows = [
+        render.server_instance(service, i, front.beats.last(key, i.key))
+        for i in render.page(instances, page_no, page_size)
+    ]
+    return json_response(render.dumps({"list": rows, "count": len(instances)}))
+
+
+def add_routes(app: web.Application, prefix: str) -> None:
+    """Mount the naming API under `<context path>/v1/ns`."""
+    ns = f"{prefix}/v1/ns"
+    app.router.add_route("POST", f"{ns}/instance", register_instance)
+    app.router.add_route("DELETE", f"{ns}/instance", deregister_instance)
+    app.router.add_route("PUT", f"{ns}/instance", update_instance)
+    app.router.add_route("PATCH", f"{ns}/instance", patch_instance)
+    app.router.add_route("GET", f"{ns}/instance", instance_detail)
+    app.router.add_route("GET", f"{ns}/instance/list", instance_list)
+    app.router.add_route("PUT", f"{ns}/instance/beat", beat)
+    app.router.add_route("PUT", f"{ns}/instance/metadata/batch", update_metadata_batch)
+    app.router.add_route("DELETE", f"{ns}/instance/metadata/batch", update_metadata_batch)
+    app.router.add_route("POST", f"{ns}/service", create_service)
+    app.router.add_route("PUT", f"{ns}/service", update_service)
+    app.router.add_route("DELETE", f"{ns}/service", delete_service)
+    app.router.add_route("GET", f"{ns}/service", service_detail)
+    app.router.add_route("GET", f"{ns}/service/list", service_list)
+    app.router.add_route("GET", f"{ns}/catalog/services", catalog_services)
+    app.router.add_route("GET", f"{ns}/catalog/instances", catalog_instances)

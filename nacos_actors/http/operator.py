@@ -1,0 +1,137 @@
+"""Operator and console endpoints: metrics, servers, switches, namespaces, health probes.
+
+Runs on the event loop thread; reads only counters and snapshots.
+"""
+
+from __future__ import annotations
+
+import os
+
+from aiohttp import web
+
+from nacos_actors import __version__
+from nacos_actors.http import render
+from nacos_actors.http.front import front_of, json_response
+from nacos_actors.model import DEFAULT_NAMESPACE
+
+NACOS_VERSION = "1.4.8"
+SWITCH_DOMAIN = {
+    "name": "00-00---000-NACOS_SWITCH_DOMAIN-000---00-00",
+    "adWeightMap": {},
+    "defaultPushCacheMillis": 10000,
+    "clientBeatInterval": 5000,
+    "defaultCacheMillis": render.DEFAULT_CACHE_MILLIS,
+    "distroThreshold": 0.7,
+    "healthCheckEnabled": True,
+    "autoChangeHealthCheckEnabled": True,
+    "distroEnabled": True,
+    "enableStandalone": True,
+    "pushEnabled": True,
+    "checkTimes": 3,
+    "httpHealthParams": {"max": 5000, "min": 500, "factor": 0.85},
+    "tcpHealthParams": {"max": 5000, "min": 1000, "factor": 0.75},
+    "mysqlHealthParams": {"max": 3000, "min": 2000, "factor": 0.65},
+    "incrementalList": [],
+    "serverStatusSynchronizationPeriodMillis": 2000,
+    "serviceStatusSynchronizationPeriodMillis": 5000,
+    "disableAddIP": False,
+    "sendBeatOnly": False,
+    "lightBeatEnabled": True,
+    "limitedUrlMap": {},
+    "distroServerExpiredMillis": 10000,
+    "pushGoVersion": "0.1.0",
+    "pushJavaVersion": "0.1.0",
+    "pushPythonVersion": "0.4.3",
+    "pushCVersion": "1.0.12",
+    "pushCSharpVersion": "0.9.0",
+    "enableAuthentication": False,
+    "defaultInstanceEphemeral": True,
+    "healthCheckWhiteList": [],
+}
+
+
+def _load() -> float:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return 0.0
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """GET /v1/ns/operator/metrics: `status: UP` and the counts (clients probe this)."""
+    front = front_of(request)
+    services = front.view.service_count
+    instances = front.view.instance_count
+    return json_response(
+        render.dumps(
+            {
+                "status": "UP" if front.ready else "STARTING",
+                "serviceCount": services,
+                "instanceCount": instances,
+                "raftNotifyTaskCount": 0,
+                "responsibleServiceCount": services,
+                "responsibleInstanceCount": instances,
+                "cpu": 0.0,
+                "load": _load(),
+                "mem": 0.0,
+            }
+        )
+    )
+
+
+async def servers(request: web.Request) -> web.Response:
+    """GET /v1/ns/operator/servers: the members (this node alone when standalone)."""
+    front = front_of(request)
+    addresses = front.settings.members or (front.settings.self_address,)
+    now = front.clock()
+    return json_response(render.dumps({"servers": [render.member(a, now, NACOS_VERSION) for a in addresses]}))
+
+
+async def switches(request: web.Request) -> web.Response:
+    """GET /v1/ns/operator/switches: Nacos's switch domain with its defaults."""
+    return json_response(render.dumps(SWITCH_DOMAIN))
+
+
+async def namespaces(request: web.Request) -> web.Response:
+    """GET /v1/console/namespaces: public plus every namespace that holds a service."""
+    front = front_of(request)
+    data = [{"namespace": "", "namespaceShowName": "public", "quota": 200, "configCount": 0, "type": 0}]
+    for namespace in sorted(front.namespaces()):
+        if namespace != DEFAULT_NAMESPACE:
+            data.append(
+                {"namespace": namespace, "namespaceShowName": namespace, "quota": 200, "configCount": 0, "type": 2}
+            )
+    return json_response(render.dumps({"code": 200, "message": None, "data": data}))
+
+
+async def readiness(request: web.Request) -> web.Response:
+    """GET /v1/console/health/readiness: 200 once the node serves, 503 before."""
+    if front_of(request).ready:
+        return web.Response(text="OK")
+    return web.Response(status=503, text="not ready")
+
+
+async def liveness(request: web.Request) -> web.Response:
+    """GET /v1/console/health/liveness: 200 while the process answers."""
+    return web.Response(text="OK")
+
+
+async def server_health(request: web.Request) -> web.Response:
+    """ANY /v1/ns/health/server: Nacos's hello."""
+    front = front_of(request)
+    message = (
+        f"Hello! I am Nacos-Naming and healthy! total services: {front.view.service_count}, "
+        f"local port:{front.settings.port}"
+    )
+    return json_response(render.dumps({"msg": message, "version": __version__}))
+
+
+def add_routes(app: web.Application, prefix: str) -> None:
+    for base in (f"{prefix}/v1/ns/operator", f"{prefix}/v1/ns/ops"):
+        app.router.add_route("GET", f"{base}/metrics", metrics)
+        app.router.add_route("GET", f"{base}/servers", servers)
+        app.router.add_route("GET", f"{base}/switches", switches)
+    app.router.add_route("GET", f"{prefix}/v1/ns/health/server", server_health)
+    app.router.add_route("GET", f"{prefix}/v1/console/namespaces", namespaces)
+    app.router.add_route("GET", f"{prefix}/v1/console/health/readiness", readiness)
+    app.router.add_route("GET", f"{prefix}/v1/console/health/liveness", liveness)

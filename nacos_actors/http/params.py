@@ -1,0 +1,450 @@
+"""Request parameters parsed once, at the edge, into typed values.
+
+Nacos reads parameters with `getParameter`, so they may come in the query string or in an
+`application/x-www-form-urlencoded` body, for every verb; `Params` merges both (query first).
+Values are trimmed and a blank value counts as absent. Every parser raises ParamError, whose
+message names the parameter, so a bad request gets a 400 and reaches no actor. Pure functions:
+they run on the event loop thread but touch nothing but their arguments.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from typing import Any, Iterable, Mapping
+
+import orjson
+
+from nacos_actors.model import (
+    DEFAULT_APP,
+    DEFAULT_CLUSTER,
+    DEFAULT_GROUP,
+    DEFAULT_NAMESPACE,
+    GROUP_SEPARATOR,
+    NO_SELECTOR,
+    Instance,
+    InstanceKey,
+    Selector,
+    ServiceKey,
+    freeze,
+    grouped_name,
+)
+
+MAX_NAME_LENGTH = 255
+MAX_GROUP_LENGTH = 128
+MAX_NAMESPACE_LENGTH = 128
+MAX_CLUSTER_LENGTH = 64
+MAX_APP_LENGTH = 128
+MAX_WEIGHT = 10000.0
+MAX_INT32 = 2**31 - 1
+
+_NAME = re.compile(r"^[0-9A-Za-z.:_-]+$")
+_NAMESPACE = re.compile(r"^[0-9A-Za-z_-]+$")
+_CLUSTER = re.compile(r"^[0-9A-Za-z-]+$")
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62}))*\.?$")
+_DIGITS_AND_DOTS = re.compile(r"^[0-9.]+$")
+_TRUE = "true"
+_FALSE = "false"
+
+
+class ParamError(Exception):
+    """A request parameter that cannot be used: answered as `status` with `message`."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+class Params:
+    """The merged, trimmed query and form parameters of one request."""
+
+    __slots__ = ("_sources",)
+
+    def __init__(self, *sources: Mapping[str, str]) -> None:
+        self._sources = sources
+
+    def get(self, name: str) -> str | None:
+        """The first non-blank value of `name`, trimmed, or None."""
+        for source in self._sources:
+            value = source.get(name)
+            if value is not None:
+                value = value.strip()
+                if value:
+                    return value
+        return None
+
+    def first(self, *names: str) -> str | None:
+        """The value of the first of `names` that is given (for Nacos's legacy aliases)."""
+        for name in names:
+            value = self.get(name)
+            if value is not None:
+                return value
+        return None
+
+
+def required(params: Params, name: str) -> str:
+    value = params.get(name)
+    if value is None:
+        raise ParamError(f"Param '{name}' is required.")
+    return value
+
+
+def boolean(params: Params, default: bool, *names: str) -> bool:
+    """`true` or `false` in any case; anything else is a 400 naming the parameter."""
+    raw = params.first(*names)
+    return default if raw is None else parse_boolean(raw, names[0])
+
+
+def parse_boolean(raw: str, name: str) -> bool:
+    lowered = raw.lower()
+    if lowered == _TRUE:
+        return True
+    if lowered == _FALSE:
+        return False
+    raise ParamError(f"Param '{name}' must be true or false, got '{clip(raw)}'.")
+
+
+def integer(params: Params, name: str, default: int | None, low: int, high: int) -> int:
+    """A whole number in low..high; required when `default` is None."""
+    raw = params.get(name) if default is not None else required(params, name)
+    if raw is None:
+        return default  # type: ignore[return-value]
+    return parse_integer(raw, name, low, high)
+
+
+def parse_integer(raw: Any, name: str, low: int, high: int) -> int:
+    if isinstance(raw, bool):
+        raise ParamError(f"Param '{name}' must be a whole number, got '{clip(str(raw))}'.")
+    if isinstance(raw, int):
+        number = raw
+    elif isinstance(raw, float) and raw.is_integer():
+        number = int(raw)
+    else:
+        text = str(raw).strip()
+        if not re.fullmatch(r"[+-]?[0-9]{1,19}", text):
+            raise ParamError(f"Param '{name}' must be a whole number, got '{clip(text)}'.")
+        number = int(text)
+    if not low <= number <= high:
+        raise ParamError(f"Param '{name}' must be in {low}..{high}, got {number}.")
+    return number
+
+
+def number(raw: Any, name: str, low: float, high: float) -> float:
+    """A finite decimal number in low..high."""
+    if isinstance(raw, bool):
+        raise ParamError(f"Param '{name}' must be a number, got '{raw}'.")
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise ParamError(f"Param '{name}' must be a number, got '{clip(str(raw))}'.") from None
+    if not math.isfinite(value) or not low <= value <= high:
+        raise ParamError(f"Param '{name}' must be a finite number in {low:g}..{high:g}, got '{clip(str(raw))}'.")
+    return value
+
+
+def port(params: Params, name: str = "port") -> int:
+    return integer(params, name, None, 1, 65535)
+
+
+def weight(params: Params, default: float = 1.0) -> float:
+    raw = params.get("weight")
+    return default if raw is None else number(raw, "weight", 0.0, MAX_WEIGHT)
+
+
+def clip(text: str, limit: int = 64) -> str:
+    """Echo at most `limit` characters of a bad value back in an error message."""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+# -- names -------------------------------------------------------------------------------
+
+
+def namespace(params: Params) -> str:
+    raw = params.get("namespaceId")
+    return DEFAULT_NAMESPACE if raw is None else parse_namespace(raw, "namespaceId")
+
+
+def parse_namespace(raw: str, name: str) -> str:
+    if len(raw) > MAX_NAMESPACE_LENGTH or not _NAMESPACE.match(raw):
+        raise ParamError(
+            f"Param '{name}' must be 1..{MAX_NAMESPACE_LENGTH} characters of 0-9a-zA-Z_-, got '{clip(raw)}'."
+        )
+    return raw
+
+
+def group(params: Params, name: str = "groupName") -> str:
+    raw = params.get(name)
+    return DEFAULT_GROUP if raw is None else check_group(raw, name)
+
+
+def check_group(raw: str, name: str) -> str:
+    if len(raw) > MAX_GROUP_LENGTH or not _NAME.match(raw):
+        raise ParamError(
+            f"Param '{name}' must be 1..{MAX_GROUP_LENGTH} characters of 0-9a-zA-Z.:_-, got '{clip(raw)}'."
+        )
+    return raw
+
+
+def grouped_service_name(raw: str, group_param: str | None, name: str = "serviceName") -> str:
+    """Nacos's `group@@name` from a service name that may already carry its group."""
+    if GROUP_SEPARATOR in raw:
+        group_part, _, bare = raw.partition(GROUP_SEPARATOR)
+        if GROUP_SEPARATOR in bare:
+            raise ParamError(f"Param '{name}' is illegal, it should be format as 'groupName@@serviceName'.")
+        if not group_part:
+            raise ParamError(f"Param '{name}' is illegal, groupName can't be empty.")
+        if not bare:
+            raise ParamError(f"Param '{name}' is illegal, serviceName can't be empty.")
+        check_group(group_part, name)
+    else:
+        group_part = DEFAULT_GROUP if group_param is None else check_group(group_param, "groupName")
+        bare = raw
+    if len(bare) > MAX_NAME_LENGTH or not _NAME.match(bare):
+        raise ParamError(
+            f"Param '{name}' must be 1..{MAX_NAME_LENGTH} characters of 0-9a-zA-Z.:_- "
+            f"(plus one 'group@@' prefix), got '{clip(raw)}'."
+        )
+    return grouped_name(group_part, bare)
+
+
+def service_key(params: Params) -> ServiceKey:
+    """The service a request names: namespaceId + serviceName (+ groupName)."""
+    return ServiceKey(
+        namespace(params), grouped_service_name(required(params, "serviceName"), params.get("groupName"))
+    )
+
+
+def cluster(params: Params, *names: str) -> str:
+    names = names or ("clusterName", "cluster")
+    raw = params.first(*names)
+    return DEFAULT_CLUSTER if raw is None else check_cluster(raw, names[0])
+
+
+def check_cluster(raw: str, name: str) -> str:
+    if len(raw) > MAX_CLUSTER_LENGTH or not _CLUSTER.match(raw):
+        raise ParamError(
+            f"Param '{name}' must be 1..{MAX_CLUSTER_LENGTH} characters of 0-9a-zA-Z-, got '{clip(raw)}'."
+        )
+    return raw
+
+
+def cluster_list(params: Params) -> tuple[str, tuple[str, ...]]:
+    """The `clusters` param: (the raw text, echoed to clients as given; the names, empty = all)."""
+    raw = params.get("clusters")
+    if raw is None:
+        return "", ()
+    names = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for part in names:
+        check_cluster(part, "clusters")
+    return raw, names
+
+
+def ip(params: Params, name: str = "ip") -> str:
+    return parse_ip(required(params, name), name)
+
+
+def parse_ip(raw: Any, name: str) -> str:
+    """An IPv4 or IPv6 address, or a host name (Nacos allows names; digits-and-dots must be IPv4)."""
+    if not isinstance(raw, str) or not raw:
+        raise ParamError(f"Param '{name}' must be an IP address or host name.")
+    text = raw.strip()
+    try:
+        return str(ipaddress.ip_address(text)) if ":" in text else _ipv4_or_name(text, name)
+    except ValueError:
+        raise ParamError(f"Param '{name}' is not a valid IP address: '{clip(text)}'.") from None
+
+
+def _ipv4_or_name(text: str, name: str) -> str:
+    if _DIGITS_AND_DOTS.match(text):
+        ipaddress.IPv4Address(text)
+        return text
+    if not _HOSTNAME.match(text):
+        raise ParamError(f"Param '{name}' must be an IP address or host name, got '{clip(text)}'.")
+    return text
+
+
+def app(params: Params) -> str:
+    raw = params.get("app")
+    if raw is None:
+        return DEFAULT_APP
+    if len(raw) > MAX_APP_LENGTH:
+        raise ParamError(f"Param 'app' must be at most {MAX_APP_LENGTH} characters.")
+    return raw
+
+
+# -- structured values -------------------------------------------------------------------
+
+
+def metadata(params: Params, name: str = "metadata") -> Mapping[str, str] | None:
+    """Nacos metadata: a JSON object, else `k1=v1,k2=v2`. None when not given."""
+    raw = params.get(name)
+    return None if raw is None else parse_metadata(raw, name)
+
+
+def parse_metadata(raw: str, name: str) -> Mapping[str, str]:
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return _parse_pairs(raw, name)
+    return metadata_object(document, name)
+
+
+def metadata_object(document: Any, name: str) -> Mapping[str, str]:
+    """A JSON object whose values are strings (numbers and booleans become strings, as Jackson)."""
+    if not isinstance(document, dict):
+        raise ParamError(f"Param '{name}' must be a JSON object or k1=v1,k2=v2.")
+    result: dict[str, str] = {}
+    for key, value in document.items():
+        if isinstance(value, str):
+            result[key] = value
+        elif isinstance(value, bool):
+            result[key] = _TRUE if value else _FALSE
+        elif isinstance(value, (int, float)):
+            result[key] = str(value)
+        else:
+            raise ParamError(f"Param '{name}' values must be strings, got {type_name(value)} for key '{clip(key)}'.")
+    return freeze(result)
+
+
+def _parse_pairs(raw: str, name: str) -> Mapping[str, str]:
+    result: dict[str, str] = {}
+    for pair in raw.split(","):
+        parts = pair.split("=")
+        if len(parts) != 2 or not parts[0].strip():
+            raise ParamError(f"Param '{name}' format incorrect: '{clip(raw)}' (want a JSON object or k1=v1,k2=v2).")
+        result[parts[0].strip()] = parts[1].strip()
+    return freeze(result)
+
+
+def type_name(value: Any) -> str:
+    return {dict: "an object", list: "an array", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def json_value(params: Params, name: str) -> Any:
+    """A parameter holding JSON, parsed; None when absent."""
+    raw = params.get(name)
+    if raw is None:
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ParamError(f"Param '{name}' is not valid JSON.") from None
+
+
+def selector(params: Params) -> Selector | None:
+    document = json_value(params, "selector")
+    if document is None:
+        return None
+    if not isinstance(document, dict) or document.get("type") not in ("none", "label"):
+        raise ParamError("Param 'selector' must be a JSON object with type 'none' or 'label'.")
+    expression = document.get("expression", "")
+    if not isinstance(expression, str):
+        raise ParamError("Param 'selector' expression must be a string.")
+    return NO_SELECTOR if document["type"] == "none" else Selector("label", expression)
+
+
+def protect_threshold(params: Params, required_param: bool) -> float:
+    raw = required(params, "protectThreshold") if required_param else params.get("protectThreshold")
+    return 0.0 if raw is None else number(raw, "protectThreshold", 0.0, 1.0)
+
+
+def page_number(params: Params, name: str, default: int | None = None) -> int:
+    return integer(params, name, default, 1, MAX_INT32)
+
+
+# -- instances ---------------------------------------------------------------------------
+
+
+def instance(params: Params) -> Instance:
+    """The instance a register/update request describes, with Nacos's defaults."""
+    return Instance(
+        ip=ip(params),
+        port=port(params),
+        cluster=cluster(params),
+        weight=weight(params),
+        healthy=boolean(params, True, "healthy"),
+        enabled=boolean(params, True, "enabled", "enable"),
+        ephemeral=boolean(params, True, "ephemeral"),
+        metadata=metadata(params) or freeze({}),
+        app=app(params),
+    )
+
+
+def instance_key(params: Params) -> InstanceKey:
+    return InstanceKey(ip(params), port(params), cluster(params), boolean(params, True, "ephemeral"))
+
+
+def beat_instance(document: Any, default_cluster: str, param_ip: str | None, param_port: int | None) -> Instance:
+    """The instance a full beat describes (`beat` JSON overrides ip/port/cluster params)."""
+    if not isinstance(document, dict):
+        raise ParamError("Param 'beat' must be a JSON object.")
+    raw_ip = document.get("ip", param_ip)
+    raw_port = document.get("port", param_port)
+    if raw_ip is None:
+        raise ParamError("Param 'beat' must carry 'ip' (or give param 'ip').")
+    if raw_port is None:
+        raise ParamError("Param 'beat' must carry 'port' (or give param 'port').")
+    raw_cluster = document.get("cluster") or default_cluster
+    if not isinstance(raw_cluster, str):
+        raise ParamError("Param 'beat' field 'cluster' must be a string.")
+    raw_metadata = document.get("metadata")
+    ephemeral = document.get("ephemeral", True)
+    if not isinstance(ephemeral, bool):
+        raise ParamError("Param 'beat' field 'ephemeral' must be true or false.")
+    return Instance(
+        ip=parse_ip(raw_ip, "beat.ip"),
+        port=parse_integer(raw_port, "beat.port", 1, 65535),
+        cluster=check_cluster(raw_cluster, "beat.cluster"),
+        weight=number(document.get("weight", 1.0), "beat.weight", 0.0, MAX_WEIGHT),
+        ephemeral=ephemeral,
+        metadata=freeze({}) if raw_metadata is None else metadata_object(raw_metadata, "beat.metadata"),
+    )
+
+
+def instance_targets(document: Any) -> tuple[InstanceKey, ...]:
+    """The `instances` JSON array of metadata/batch: `[{ip, port, clusterName, ephemeral}]`."""
+    if not isinstance(document, list):
+        raise ParamError("Param 'instances' must be a JSON array of {ip, port, clusterName, ephemeral}.")
+    targets = []
+    for item in document:
+        if not isinstance(item, dict):
+            raise ParamError("Param 'instances' items must be JSON objects.")
+        raw_cluster = item.get("clusterName") or DEFAULT_CLUSTER
+        ephemeral = item.get("ephemeral", True)
+        if not isinstance(raw_cluster, str) or not isinstance(ephemeral, bool):
+            raise ParamError("Param 'instances' items need a string clusterName and a boolean ephemeral.")
+        targets.append(
+            InstanceKey(
+                parse_ip(item.get("ip"), "instances.ip"),
+                parse_integer(item.get("port"), "instances.port", 1, 65535),
+                check_cluster(raw_cluster, "instances.clusterName"),
+                ephemeral,
+            )
+        )
+    return tuple(targets)
+
+
+def is_java_client(headers: Mapping[str, str]) -> bool:
+    """A Java client (or one posing as one, like Node's) of version 1.0.0 or later.
+
+    Nacos uses this to decide PUT semantics and the grouped `dom` in list answers.
+    """
+    agent = headers.get("User-Agent") or headers.get("Client-Version") or ""
+    prefix = "Nacos-Java-Client:v"
+    if not agent.startswith(prefix):
+        return False
+    return version_tuple(agent[len(prefix):]) >= (1, 0, 0)
+
+
+def version_tuple(text: str) -> tuple[int, ...]:
+    parts: list[int] = []
+    for piece in text.split(".")[:3]:
+        digits = re.match(r"\d+", piece)
+        parts.append(int(digits.group()) if digits else 0)
+    return tuple(parts)
+
+
+def names_in(values: Iterable[str]) -> str:
+    return ", ".join(values)

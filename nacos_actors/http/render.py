@@ -1,0 +1,274 @@
+"""Snapshots to Nacos JSON. Runs on the event loop thread only (it writes `Service.memo`)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Iterable
+
+import orjson
+
+from nacos_actors.model import (
+    DEFAULT_GROUP,
+    INSTANCE_ID_GENERATOR_KEY,
+    Instance,
+    Service,
+    ServiceKey,
+    split_grouped_name,
+)
+
+DEFAULT_CACHE_MILLIS = 3000
+
+
+def dumps(document: Any) -> bytes:
+    return orjson.dumps(document)
+
+
+def service_checksum(service: Service) -> str:
+    """Nacos's list checksum: MD5 over the sorted `ip:port_weight_healthy_cluster,` strings."""
+    cached = service.memo.get("checksum")
+    if cached is None:
+        parts = sorted(
+            f"{i.ip}:{i.port}_{i.weight}_{str(i.healthy).lower()}_{i.cluster}," for i in service.instances.values()
+        )
+        cached = service.memo["checksum"] = hashlib.md5("".join(parts).encode()).hexdigest()
+    return cached
+
+
+def list_host(instance: Instance, healthy: bool, service_name: str) -> dict[str, Any]:
+    """One host of an instance/list answer: every field the 1.x and 2.x clients read."""
+    return {
+        "ip": instance.ip,
+        "port": instance.port,
+        "valid": healthy,
+        "healthy": healthy,
+        "marked": instance.marked,
+        "instanceId": instance.instance_id,
+        "metadata": dict(instance.metadata),
+        "enabled": instance.enabled,
+        "weight": instance.weight,
+        "clusterName": instance.cluster,
+        "serviceName": service_name,
+        "ephemeral": instance.ephemeral,
+        "instanceHeartBeatInterval": instance.beat_interval_ms,
+        "instanceHeartBeatTimeOut": instance.beat_timeout_ms,
+        "ipDeleteTimeout": instance.delete_timeout_ms,
+        "instanceIdGenerator": instance.metadata.get(INSTANCE_ID_GENERATOR_KEY, "simple"),
+    }
+
+
+def select_hosts(
+    service: Service, clusters: tuple[str, ...], healthy_only: bool
+) -> tuple[list[tuple[Instance, bool]], bool]:
+    """(instance, reported health) pairs for a list query, and whether protection kicked in.
+
+    Nacos's rule: candidates are the requested clusters' instances (disabled ones included);
+    if healthy/total <= protectThreshold every instance is reported healthy. Then disabled
+    instances are hidden, and with healthyOnly the unhealthy ones. Healthy hosts come first.
+    """
+    wanted = set(clusters)
+    candidates = [i for i in service.instances.values() if not wanted or i.cluster in wanted]
+    healthy_count = sum(1 for i in candidates if i.healthy)
+    protected = bool(candidates) and healthy_count / len(candidates) <= service.protect_threshold
+    healthy = [(i, True) for i in candidates if i.enabled and (i.healthy or protected)]
+    unhealthy = [] if healthy_only or protected else [(i, False) for i in candidates if i.enabled and not i.healthy]
+    return healthy + unhealthy, protected
+
+
+def instance_list(
+    service: Service | None,
+    key: ServiceKey,
+    clusters_text: str,
+    clusters: tuple[str, ...],
+    healthy_only: bool,
+    java_client: bool,
+    cache_millis: int,
+    now_ms: int,
+) -> bytes:
+    """The body of GET /v1/ns/instance/list: the 1.x shape plus the 2.x fields.
+
+    Memoized per snapshot and query shape, so an unchanged service costs a dict lookup.
+    """
+    if service is None:
+        return dumps(_list_document(key, clusters_text, cache_millis, now_ms, "", {}, [], False, java_client))
+    shape = ("list", clusters_text, healthy_only, java_client, cache_millis)
+    cached = service.memo.get(shape)
+    if cached is None:
+        host_name = key.name if java_client else split_grouped_name(key.name)[1]
+        selected, protected = select_hosts(service, clusters, healthy_only)
+        hosts = [list_host(instance, healthy, host_name) for instance, healthy in selected]
+        document = _list_document(
+            key,
+            clusters_text,
+            cache_millis,
+            service.modified_ms,
+            service_checksum(service),
+            dict(service.metadata),
+            hosts,
+            protected,
+            java_client,
+        )
+        cached = service.memo[shape] = dumps(document)
+    return cached
+
+
+def _list_document(
+    key: ServiceKey,
+    clusters_text: str,
+    cache_millis: int,
+    last_ref_time: int,
+    checksum: str,
+    metadata: dict[str, str],
+    hosts: list[dict[str, Any]],
+    protected: bool,
+    java_client: bool,
+) -> dict[str, Any]:
+    group, bare = split_grouped_name(key.name)
+    return {
+        "dom": key.name if java_client else bare,
+        "name": key.name,
+        "groupName": group or DEFAULT_GROUP,
+        "clusters": clusters_text,
+        "cacheMillis": cache_millis,
+        "lastRefTime": last_ref_time,
+        "checksum": checksum,
+        "useSpecifiedURL": False,
+        "env": "",
+        "metadata": metadata,
+        "hosts": hosts,
+        "allIPs": False,
+        "reachProtectionThreshold": protected,
+        "valid": True,
+    }
+
+
+def instance_detail(service: Service, instance: Instance) -> dict[str, Any]:
+    """GET /v1/ns/instance."""
+    return {
+        "service": service.key.name,
+        "ip": instance.ip,
+        "port": instance.port,
+        "clusterName": instance.cluster,
+        "weight": instance.weight,
+        "healthy": instance.healthy,
+        "instanceId": instance.instance_id,
+        "metadata": dict(instance.metadata),
+        "enabled": instance.enabled,
+        "ephemeral": instance.ephemeral,
+    }
+
+
+def server_instance(service: Service, instance: Instance, last_beat_ms: int | None) -> dict[str, Any]:
+    """The full server-side instance JSON of the console's catalog/instances."""
+    return {
+        "instanceId": instance.instance_id,
+        "ip": instance.ip,
+        "port": instance.port,
+        "weight": instance.weight,
+        "healthy": instance.healthy,
+        "enabled": instance.enabled,
+        "ephemeral": instance.ephemeral,
+        "clusterName": instance.cluster,
+        "serviceName": service.key.name,
+        "metadata": dict(instance.metadata),
+        "lastBeat": last_beat_ms if last_beat_ms is not None else service.modified_ms,
+        "marked": instance.marked,
+        "app": instance.app,
+        "instanceHeartBeatInterval": instance.beat_interval_ms,
+        "instanceHeartBeatTimeOut": instance.beat_timeout_ms,
+        "ipDeleteTimeout": instance.delete_timeout_ms,
+        "instanceIdGenerator": instance.metadata.get(INSTANCE_ID_GENERATOR_KEY, "simple"),
+    }
+
+
+def cluster_entries(service: Service) -> list[dict[str, Any]]:
+    return [
+        {"name": name, "healthChecker": {"type": "TCP"}, "metadata": {}, "serviceName": service.key.name}
+        for name in service.cluster_names()
+    ]
+
+
+def selector_json(service: Service) -> dict[str, Any]:
+    if service.selector.type == "label":
+        return {"type": "label", "expression": service.selector.expression}
+    return {"type": "none"}
+
+
+def service_detail(service: Service) -> dict[str, Any]:
+    """GET /v1/ns/service."""
+    return {
+        "namespaceId": service.key.namespace,
+        "groupName": service.group,
+        "name": service.bare_name,
+        "protectThreshold": service.protect_threshold,
+        "metadata": dict(service.metadata),
+        "selector": selector_json(service),
+        "clusters": cluster_entries(service),
+    }
+
+
+def catalog_summary(service: Service) -> dict[str, Any]:
+    """One row of GET /v1/ns/catalog/services."""
+    total = len(service.instances)
+    healthy = sum(1 for i in service.instances.values() if i.healthy)
+    triggered = total > 0 and healthy / total <= service.protect_threshold
+    return {
+        "name": service.bare_name,
+        "groupName": service.group,
+        "clusterCount": len(service.cluster_names()),
+        "ipCount": total,
+        "healthyInstanceCount": healthy,
+        "triggerFlag": "true" if triggered else "false",
+    }
+
+
+def catalog_with_instances(service: Service) -> dict[str, Any]:
+    """One item of GET /v1/ns/catalog/services?withInstances=true."""
+    cluster_map: dict[str, Any] = {}
+    for instance in service.instances.values():
+        hosts = cluster_map.setdefault(instance.cluster, {"hosts": []})["hosts"]
+        hosts.append(
+            {
+                "ip": instance.ip,
+                "port": instance.port,
+                "valid": instance.healthy,
+                "weight": instance.weight,
+                "enabled": instance.enabled,
+                "metadata": dict(instance.metadata),
+            }
+        )
+    return {
+        "serviceName": service.bare_name,
+        "groupName": service.group,
+        "metadata": dict(service.metadata),
+        "clusterMap": cluster_map,
+    }
+
+
+def member(address: str, now_ms: int, version: str) -> dict[str, Any]:
+    """A Nacos Member JSON for one node address (`host:port`)."""
+    host, _, port_text = address.rpartition(":")
+    port = int(port_text)
+    return {
+        "ip": host,
+        "port": port,
+        "state": "UP",
+        "address": address,
+        "failAccessCnt": 0,
+        "extendInfo": {
+            "raftPort": str(port - 1000),
+            "site": "unknow",
+            "adWeight": "0",
+            "weight": "1",
+            "version": version,
+            "lastRefreshTime": now_ms,
+        },
+    }
+
+
+def page(items: list[Any], page_no: int, page_size: int) -> list[Any]:
+    start = (page_no - 1) * page_size
+    return items[start : start + page_size] if start < len(items) else []
+
+
+def sorted_services(services: Iterable[Service]) -> list[Service]:
+    return sorted(services, key=lambda s: s.key.name)

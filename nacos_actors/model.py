@@ -1,0 +1,152 @@
+"""Immutable registry values: keys, instances and service snapshots.
+
+Every object here is built once by the thread that creates it and never changed afterwards, so
+any thread may read it without a lock. The one exception is `Service.memo`, a cache of rendered
+bytes that only the event loop thread writes (see nacos_actors.http.render).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping, NamedTuple
+
+DEFAULT_NAMESPACE = "public"
+DEFAULT_GROUP = "DEFAULT_GROUP"
+DEFAULT_CLUSTER = "DEFAULT"
+DEFAULT_APP = "DEFAULT"
+GROUP_SEPARATOR = "@@"
+
+HEART_BEAT_INTERVAL_KEY = "preserved.heart.beat.interval"
+HEART_BEAT_TIMEOUT_KEY = "preserved.heart.beat.timeout"
+IP_DELETE_TIMEOUT_KEY = "preserved.ip.delete.timeout"
+INSTANCE_ID_GENERATOR_KEY = "preserved.instance.id.generator"
+DEFAULT_HEART_BEAT_INTERVAL_MS = 5000
+DEFAULT_HEART_BEAT_TIMEOUT_MS = 15000
+DEFAULT_IP_DELETE_TIMEOUT_MS = 30000
+
+EMPTY_METADATA: Mapping[str, str] = MappingProxyType({})
+
+
+def freeze(mapping: Mapping[str, str]) -> Mapping[str, str]:
+    """A read-only copy of `mapping` (shares the empty singleton when there is nothing)."""
+    return MappingProxyType(dict(mapping)) if mapping else EMPTY_METADATA
+
+
+def grouped_name(group: str, name: str) -> str:
+    """Nacos's storage form of a service name: `group@@name`."""
+    return f"{group}{GROUP_SEPARATOR}{name}"
+
+
+def split_grouped_name(grouped: str) -> tuple[str, str]:
+    """(group, bare name) of a grouped service name that passed validation."""
+    group, _, name = grouped.partition(GROUP_SEPARATOR)
+    return group, name
+
+
+class ServiceKey(NamedTuple):
+    """Where a service lives: namespace id and grouped name."""
+
+    namespace: str
+    name: str
+
+
+class InstanceKey(NamedTuple):
+    """An instance's identity inside one service (Nacos's datum key plus the ephemeral flag)."""
+
+    ip: str
+    port: int
+    cluster: str
+    ephemeral: bool
+
+    def datum_key(self) -> str:
+        """Nacos's `ip:port:unknown:cluster` identity string."""
+        return f"{self.ip}:{self.port}:unknown:{self.cluster}"
+
+
+def millis_from_metadata(metadata: Mapping[str, str], key: str, default: int) -> int:
+    """A preserved timing value in ms; Nacos falls back to the default unless it is all digits."""
+    raw = metadata.get(key)
+    return int(raw) if raw is not None and raw.isdigit() else default
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """One registered instance. Equality covers every field the wire shows."""
+
+    ip: str
+    port: int
+    cluster: str = DEFAULT_CLUSTER
+    weight: float = 1.0
+    healthy: bool = True
+    enabled: bool = True
+    ephemeral: bool = True
+    metadata: Mapping[str, str] = field(default_factory=lambda: EMPTY_METADATA)
+    app: str = DEFAULT_APP
+    marked: bool = False
+    instance_id: str = ""
+
+    @property
+    def key(self) -> InstanceKey:
+        return InstanceKey(self.ip, self.port, self.cluster, self.ephemeral)
+
+    @property
+    def beat_interval_ms(self) -> int:
+        return millis_from_metadata(self.metadata, HEART_BEAT_INTERVAL_KEY, DEFAULT_HEART_BEAT_INTERVAL_MS)
+
+    @property
+    def beat_timeout_ms(self) -> int:
+        return millis_from_metadata(self.metadata, HEART_BEAT_TIMEOUT_KEY, DEFAULT_HEART_BEAT_TIMEOUT_MS)
+
+    @property
+    def delete_timeout_ms(self) -> int:
+        return millis_from_metadata(self.metadata, IP_DELETE_TIMEOUT_KEY, DEFAULT_IP_DELETE_TIMEOUT_MS)
+
+
+def default_instance_id(key: InstanceKey, service_name: str) -> str:
+    """Nacos's simple instance id: `ip#port#cluster#group@@service`."""
+    return f"{key.ip}#{key.port}#{key.cluster}#{service_name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Selector:
+    """A service's instance selector: type `none`, or `label` with an expression (stored, echoed)."""
+
+    type: str = "none"
+    expression: str = ""
+
+
+NO_SELECTOR = Selector()
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Service:
+    """An immutable snapshot of one service; a write builds a new one and swaps it in.
+
+    `instances` maps each InstanceKey to its Instance, in registration order. `revision` grows by
+    one per applied change; `modified_ms` is the wall-clock time of the last change (served as
+    `lastRefTime`). `explicit` is true when the service was created by POST /v1/ns/service.
+    `memo` caches rendered responses of this snapshot; only the event loop thread touches it.
+    """
+
+    key: ServiceKey
+    instances: Mapping[InstanceKey, Instance] = field(default_factory=lambda: EMPTY_METADATA)  # type: ignore[arg-type]
+    protect_threshold: float = 0.0
+    metadata: Mapping[str, str] = field(default_factory=lambda: EMPTY_METADATA)
+    selector: Selector = NO_SELECTOR
+    explicit: bool = False
+    revision: int = 0
+    modified_ms: int = 0
+    memo: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def group(self) -> str:
+        return split_grouped_name(self.key.name)[0]
+
+    @property
+    def bare_name(self) -> str:
+        return split_grouped_name(self.key.name)[1]
+
+    def cluster_names(self) -> list[str]:
+        """Names of the clusters that hold at least one instance, sorted."""
+        return sorted({key.cluster for key in self.instances})

@@ -1,0 +1,130 @@
+"""The node's lifecycle: start the actors in dependency order, serve, stop them in reverse.
+
+`run_node` runs on the main thread. The event loop (aiohttp) runs on that thread too, inside
+`asyncio.run`; each actor has its own pykka thread. On SIGTERM or Ctrl-C the HTTP server stops
+taking requests, the actors are stopped in reverse order, the registry is saved when a data
+directory is set, and no thread is left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+
+import pykka
+from aiohttp import web
+
+from nacos_actors.actors.registry import RegistryActor
+from nacos_actors.core.codec import CodecError, decode_services, encode_services
+from nacos_actors.core.registry import RegistryCore
+from nacos_actors.http.app import build_app
+from nacos_actors.http.front import Front
+from nacos_actors.messages import Ping
+from nacos_actors.settings import Settings
+
+log = logging.getLogger(__name__)
+SNAPSHOT_FILE = "registry.msgpack"
+ACTOR_STOP_TIMEOUT_S = 10.0
+
+
+class Shutdown:
+    """A stop request that any thread may make; the event loop waits for it."""
+
+    def __init__(self) -> None:
+        self.exit_code = 0
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._event: asyncio.Event | None = None
+        self._requested = False
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> asyncio.Event:
+        """Bind to the running loop (called on it); returns the event to wait on."""
+        with self._lock:
+            self._loop, self._event = loop, asyncio.Event()
+            if self._requested:
+                self._event.set()
+            return self._event
+
+    def request(self, exit_code: int = 0) -> None:
+        """Ask the node to stop; a non-zero code wins over a clean one. Any thread."""
+        with self._lock:
+            self.exit_code = self.exit_code or exit_code
+            self._requested = True
+            if self._loop is not None and self._event is not None:
+                self._loop.call_soon_threadsafe(self._event.set)
+
+    def on_fatal(self, error: BaseException) -> None:
+        """An actor hit a bug: stop the node with exit code 1 so a supervisor restarts it."""
+        log.error("fatal error in an actor: %r; stopping", error)
+        self.request(1)
+
+
+def load_snapshot(core: RegistryCore, data_dir: Path) -> None:
+    path = data_dir / SNAPSHOT_FILE
+    if not path.exists():
+        return
+    try:
+        core.load(decode_services(path.read_bytes()))
+    except CodecError as error:
+        raise SystemExit(f"cannot load {path}: {error}") from None
+    log.info("loaded %d services, %d instances from %s", core.service_count, core.instance_count, path)
+
+
+def save_snapshot(core: RegistryCore, data_dir: Path) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / SNAPSHOT_FILE
+    temporary = path.with_suffix(".tmp")
+    temporary.write_bytes(encode_services(core.all_services()))
+    os.replace(temporary, path)
+    log.info("saved %d services, %d instances to %s", core.service_count, core.instance_count, path)
+
+
+async def serve(settings: Settings, front: Front, shutdown: Shutdown) -> None:
+    """Serve HTTP until a stop is requested (SIGTERM, SIGINT or a fatal actor error)."""
+    loop = asyncio.get_running_loop()
+    stop = shutdown.attach(loop)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, shutdown.request)
+    runner = web.AppRunner(
+        build_app(front), handle_signals=False, access_log=logging.getLogger("nacos_actors.access") if settings.access_log else None
+    )
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, settings.host, settings.port).start()
+        front.ready = True
+        log.info("nacos-actors serving on http://%s%s", settings.self_address, settings.context_path)
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        front.ready = False
+        await runner.cleanup()
+
+
+def run_node(settings: Settings) -> int:
+    """Run one node until it is told to stop; returns the process exit code."""
+    shutdown = Shutdown()
+    core = RegistryCore()
+    if settings.data_dir is not None:
+        load_snapshot(core, settings.data_dir)
+    started: list[pykka.ActorRef] = []
+    try:
+        registry = RegistryActor.start(core, shutdown.on_fatal)
+        started.append(registry)
+        for actor in started:
+            actor.ask(Ping(), timeout=5)
+        front = Front(settings=settings, registry=registry, view=core)
+        asyncio.run(serve(settings, front, shutdown))
+    except OSError as error:
+        log.error("cannot serve on %s: %s", settings.self_address, error)
+        shutdown.request(1)
+    finally:
+        for actor in reversed(started):
+            actor.stop(block=True, timeout=ACTOR_STOP_TIMEOUT_S)
+        pykka.ActorRegistry.stop_all(block=True, timeout=ACTOR_STOP_TIMEOUT_S)
+        if settings.data_dir is not None:
+            save_snapshot(core, settings.data_dir)
+    return shutdown.exit_code

@@ -1,0 +1,213 @@
+"""Node settings: defaults, then a TOML file, then NACOS_ACTORS_* variables, then flags.
+
+Pure: the caller passes the flags, the environment and a file reader in. Every value is parsed
+and checked here once; a bad one raises SettingsError naming the setting.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+ENV_PREFIX = "NACOS_ACTORS_"
+DEFAULT_MEMBER_PORT = 8848
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_CONTEXT_PATH = re.compile(r"^(/[A-Za-z0-9._~-]+)*$")
+
+
+class SettingsError(ValueError):
+    """A setting that cannot be used; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a node needs to start; documented setting by setting in the README."""
+
+    host: str = "127.0.0.1"
+    port: int = 8848
+    context_path: str = "/nacos"
+    data_dir: Path | None = None
+    members: tuple[str, ...] = ()
+    max_body_bytes: int = 1024 * 1024
+    request_timeout: float = 5.0
+    log_level: str = "INFO"
+    access_log: bool = False
+
+    @property
+    def self_address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def standalone(self) -> bool:
+        return len(self.members) <= 1
+
+
+def is_valid_host(host: str) -> bool:
+    """An IPv4/IPv6 address or a DNS host name."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return bool(_HOSTNAME.match(host))
+
+
+def parse_member(text: str, setting: str) -> str:
+    """`host[:port]` (IPv6 as `[addr]:port`) -> `host:port`, port 8848 when left out (cluster.conf)."""
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else (rest or str(DEFAULT_MEMBER_PORT))
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+    else:
+        host, port_text = text, str(DEFAULT_MEMBER_PORT)
+    if not is_valid_host(host):
+        raise SettingsError(f"{setting}: '{text}' is not host[:port]")
+    return f"{host}:{_port(port_text, setting)}"
+
+
+def parse_members(items: list[str] | tuple[str, ...], setting: str) -> tuple[str, ...]:
+    """A list of `host[:port]` (items may themselves be comma lists) -> unique addresses, in order."""
+    members: list[str] = []
+    for item in items:
+        for part in str(item).split(","):
+            if part.strip() and (member := parse_member(part, setting)) not in members:
+                members.append(member)
+    return tuple(members)
+
+
+def parse_cluster_conf(text: str, setting: str = "cluster_conf") -> tuple[str, ...]:
+    """Nacos cluster.conf: one `ip[:port]` per line (or comma lists), `#` starts a comment."""
+    lines = [line.split("#", 1)[0] for line in text.splitlines()]
+    return parse_members([line for line in lines if line.strip()], setting)
+
+
+def _port(value: Any, setting: str) -> int:
+    try:
+        port = int(str(value).strip())
+    except ValueError:
+        raise SettingsError(f"{setting}: '{value}' is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise SettingsError(f"{setting}: {port} is not in 1..65535")
+    return port
+
+
+def _positive_int(value: Any, setting: str) -> int:
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise SettingsError(f"{setting}: '{value}' is not a whole number") from None
+    if number < 1:
+        raise SettingsError(f"{setting}: must be at least 1")
+    return number
+
+
+def _positive_float(value: Any, setting: str) -> float:
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise SettingsError(f"{setting}: '{value}' is not a number") from None
+    if not 0 < number < 3600:
+        raise SettingsError(f"{setting}: must be between 0 and 3600 seconds")
+    return number
+
+
+def _bool(value: Any, setting: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise SettingsError(f"{setting}: '{value}' is not true or false")
+
+
+def _host(value: Any, setting: str) -> str:
+    host = str(value).strip()
+    if not is_valid_host(host):
+        raise SettingsError(f"{setting}: '{host}' is not an IP address or host name")
+    return host
+
+
+def _context_path(value: Any, setting: str) -> str:
+    path = "/" + str(value).strip().strip("/")
+    path = "" if path == "/" else path
+    if not _CONTEXT_PATH.match(path):
+        raise SettingsError(f"{setting}: '{value}' is not a URL path like /nacos")
+    return path
+
+
+def _log_level(value: Any, setting: str) -> str:
+    level = str(value).strip().upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise SettingsError(f"{setting}: '{value}' is not one of DEBUG, INFO, WARNING, ERROR")
+    return level
+
+
+_PARSERS: dict[str, Callable[[Any, str], Any]] = {
+    "host": _host,
+    "port": _port,
+    "context_path": _context_path,
+    "data_dir": lambda value, setting: Path(str(value)).expanduser(),
+    "max_body_bytes": _positive_int,
+    "request_timeout": _positive_float,
+    "log_level": _log_level,
+    "access_log": _bool,
+}
+SETTING_NAMES = tuple(f.name for f in fields(Settings))
+
+
+def _apply(settings: Settings, values: Mapping[str, Any], source: str, read_text: Callable[[Path], str]) -> Settings:
+    """Overlay one source's raw values (names as in Settings, plus members/cluster_conf)."""
+    changes: dict[str, Any] = {}
+    for name, raw in values.items():
+        if raw is None:
+            continue
+        label = f"{source} {name}"
+        if name == "members":
+            items = raw if isinstance(raw, (list, tuple)) else [raw]
+            changes["members"] = parse_members(list(items), label)
+        elif name == "cluster_conf":
+            path = Path(str(raw)).expanduser()
+            try:
+                changes["members"] = parse_cluster_conf(read_text(path), label)
+            except OSError as error:
+                raise SettingsError(f"{label}: cannot read {path}: {error.strerror}") from None
+        elif name in _PARSERS:
+            changes[name] = _PARSERS[name](raw, label)
+        else:
+            raise SettingsError(f"{source}: unknown setting '{name}'")
+    return replace(settings, **changes)
+
+
+def load_settings(
+    flags: Mapping[str, Any],
+    environ: Mapping[str, str],
+    read_text: Callable[[Path], str] = lambda path: path.read_text(encoding="utf-8"),
+) -> Settings:
+    """Defaults < config file < environment < flags. `flags` holds None for flags not given."""
+    settings = Settings()
+    config_path = flags.get("config") or environ.get(ENV_PREFIX + "CONFIG")
+    if config_path:
+        path = Path(config_path).expanduser()
+        try:
+            document = tomllib.loads(read_text(path))
+        except OSError as error:
+            raise SettingsError(f"config: cannot read {path}: {error.strerror}") from None
+        except tomllib.TOMLDecodeError as error:
+            raise SettingsError(f"config: {path} is not valid TOML: {error}") from None
+        settings = _apply(settings, document, f"config {path}:", read_text)
+    names = (*SETTING_NAMES, "cluster_conf")
+    from_env = {name: environ.get(ENV_PREFIX + name.upper()) for name in names}
+    if from_env.get("members") is not None and from_env.get("cluster_conf") is not None:
+        raise SettingsError("environment: set NACOS_ACTORS_MEMBERS or NACOS_ACTORS_CLUSTER_CONF, not both")
+    settings = _apply(settings, from_env, "environment", read_text)
+    from_flags = {name: flags.get(name) for name in names}
+    if from_flags.get("members") is not None and from_flags.get("cluster_conf") is not None:
+        raise SettingsError("--members and --cluster-conf: give one, not both")
+    return _apply(settings, from_flags, "flag", read_text)

@@ -1,0 +1,49 @@
+"""An in-process node for HTTP tests: a real RegistryActor behind the real aiohttp app."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from blockbuster import blockbuster_ctx
+
+from nacos_actors.actors.registry import RegistryActor
+from nacos_actors.core.registry import RegistryCore
+from nacos_actors.http.app import build_app
+from nacos_actors.http.front import Front
+from nacos_actors.settings import Settings
+
+BASE = "/nacos/v1/ns"
+
+
+def _fatal(error: BaseException) -> None:
+    raise AssertionError(f"registry actor failed: {error!r}")
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings()
+
+
+@pytest.fixture
+def front(settings):
+    """A Front wired to a running RegistryActor (stopped after the test)."""
+    core = RegistryCore()
+    registry = RegistryActor.start(core, _fatal)
+    front = Front(settings=settings, registry=registry, view=core, ready=True)
+    yield front
+    registry.stop()
+
+
+@pytest.fixture
+async def client(aiohttp_client, front):
+    """An aiohttp test client for the node's app; blocking calls on the loop fail the test."""
+    app = build_app(front)
+    test_client = await aiohttp_client(app)
+    with blockbuster_ctx("nacos_actors"):
+        yield test_client
+
+
+@pytest.fixture
+def small_body_settings() -> Settings:
+    return replace(Settings(), max_body_bytes=1024)
