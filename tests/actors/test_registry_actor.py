@@ -1,0 +1,81 @@
+"""The RegistryActor as a thread: answers writes, refuses politely, stops the node on a bug."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from nacos_actors.actors.registry import RegistryActor
+from nacos_actors.core.registry import RegistryCore, Rejected
+from nacos_actors.messages import DeleteService, Ping, RegisterInstance, Write
+from nacos_actors.model import Instance, ServiceKey
+
+SVC = ServiceKey("public", "DEFAULT_GROUP@@demo")
+
+
+class RecordingReply:
+    """A Reply for tests: remembers the outcome and signals when it arrives."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.value = None
+        self.error = None
+
+    def resolve(self, value):
+        self.value = value
+        self.done.set()
+
+    def fail(self, error):
+        self.error = error
+        self.done.set()
+
+
+@pytest.fixture
+def started():
+    fatal: list[BaseException] = []
+    core = RegistryCore()
+    ref = RegistryActor.start(core, fatal.append, clock=lambda: 42)
+    yield ref, core, fatal
+    ref.stop()
+
+
+def test_ping_answers(started):
+    ref, _, _ = started
+    assert ref.ask(Ping(), timeout=5) == "pong"
+
+
+def test_a_write_is_applied_with_the_actor_clock_before_the_reply(started):
+    ref, core, _ = started
+    reply = RecordingReply()
+    ref.tell(Write(RegisterInstance(SVC, Instance("127.0.0.1", 80)), reply))
+    assert reply.done.wait(5)
+    assert reply.error is None
+    assert core.service(SVC).modified_ms == 42
+
+
+def test_a_refused_write_fails_the_reply_and_the_actor_goes_on(started):
+    ref, _, fatal = started
+    reply = RecordingReply()
+    ref.tell(Write(DeleteService(SVC), reply))
+    assert reply.done.wait(5)
+    assert isinstance(reply.error, Rejected) and reply.error.status == 400
+    assert ref.ask(Ping(), timeout=5) == "pong" and fatal == []
+
+
+def test_a_bug_fails_the_reply_reports_fatal_and_stops_the_actor():
+    fatal: list[BaseException] = []
+    core = RegistryCore()
+
+    def broken(command, now_ms):
+        raise RuntimeError("boom")
+
+    core.apply = broken  # type: ignore[method-assign]
+    ref = RegistryActor.start(core, fatal.append)
+    reply = RecordingReply()
+    ref.tell(Write(DeleteService(SVC), reply))
+    assert reply.done.wait(5)
+    assert isinstance(reply.error, RuntimeError)
+    ref.actor_stopped.wait(5)
+    assert not ref.is_alive()
+    assert [type(e) for e in fatal] == [RuntimeError]
