@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping, NamedTuple
+from typing import Any, Mapping, NamedTuple, TypeVar
 
 DEFAULT_NAMESPACE = "public"
 DEFAULT_GROUP = "DEFAULT_GROUP"
@@ -25,10 +25,12 @@ DEFAULT_HEART_BEAT_INTERVAL_MS = 5000
 DEFAULT_HEART_BEAT_TIMEOUT_MS = 15000
 DEFAULT_IP_DELETE_TIMEOUT_MS = 30000
 
-EMPTY_METADATA: Mapping[str, str] = MappingProxyType({})
+EMPTY_METADATA: Mapping[Any, Any] = MappingProxyType({})
+K = TypeVar("K")
+V = TypeVar("V")
 
 
-def freeze(mapping: Mapping[str, str]) -> Mapping[str, str]:
+def freeze(mapping: Mapping[K, V]) -> Mapping[K, V]:
     """A read-only copy of `mapping` (shares the empty singleton when there is nothing)."""
     return MappingProxyType(dict(mapping)) if mapping else EMPTY_METADATA
 
@@ -130,7 +132,7 @@ class Service:
     """
 
     key: ServiceKey
-    instances: Mapping[InstanceKey, Instance] = field(default_factory=lambda: EMPTY_METADATA)  # type: ignore[arg-type]
+    instances: Mapping[InstanceKey, Instance] = field(default_factory=lambda: EMPTY_METADATA)
     protect_threshold: float = 0.0
     metadata: Mapping[str, str] = field(default_factory=lambda: EMPTY_METADATA)
     selector: Selector = NO_SELECTOR

@@ -54,8 +54,11 @@ class Shutdown:
         with self._lock:
             self.exit_code = self.exit_code or exit_code
             self._requested = True
-            if self._loop is not None and self._event is not None:
-                self._loop.call_soon_threadsafe(self._event.set)
+            if self._loop is not None and self._event is not None and not self._loop.is_closed():
+                try:
+                    self._loop.call_soon_threadsafe(self._event.set)
+                except RuntimeError:  # the loop closed meanwhile: nothing waits on the event
+                    pass
 
     def on_fatal(self, error: BaseException) -> None:
         """An actor hit a bug: stop the node with exit code 1 so a supervisor restarts it."""

@@ -15,8 +15,10 @@ from typing import Any, Callable, Mapping
 
 ENV_PREFIX = "NACOS_ACTORS_"
 DEFAULT_MEMBER_PORT = 8848
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
-_CONTEXT_PATH = re.compile(r"^(/[A-Za-z0-9._~-]+)*$")
+# `\Z`, not `$`: `$` also matches before a trailing newline.
+_HOSTNAME = re.compile(r"^(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\Z")
+_CONTEXT_PATH = re.compile(r"^(/[A-Za-z0-9._~-]+)*\Z")
+_DIGITS_AND_DOTS = re.compile(r"^[0-9.]+\Z")
 
 
 class SettingsError(ValueError):
@@ -39,7 +41,7 @@ class Settings:
 
     @property
     def self_address(self) -> str:
-        return f"{self.host}:{self.port}"
+        return join_host_port(self.host, self.port)
 
     @property
     def standalone(self) -> bool:
@@ -47,27 +49,39 @@ class Settings:
 
 
 def is_valid_host(host: str) -> bool:
-    """An IPv4/IPv6 address or a DNS host name."""
+    """An IPv4/IPv6 address or a DNS host name (digits and dots only must be IPv4)."""
     try:
         ipaddress.ip_address(host)
         return True
     except ValueError:
-        return bool(_HOSTNAME.match(host))
+        return bool(_HOSTNAME.match(host)) and not _DIGITS_AND_DOTS.match(host)
+
+
+def join_host_port(host: str, port: int) -> str:
+    """`host:port`, with an IPv6 address in brackets (`[::1]:8848`)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def parse_member(text: str, setting: str) -> str:
-    """`host[:port]` (IPv6 as `[addr]:port`) -> `host:port`, port 8848 when left out (cluster.conf)."""
+    """`host[:port]` (IPv6 as `[addr]:port`, or a bare IPv6 address) -> `host:port`.
+
+    The port is 8848 when left out (cluster.conf); IPv6 comes back compressed, in brackets.
+    """
     text = text.strip()
     if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else (rest or str(DEFAULT_MEMBER_PORT))
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise SettingsError(f"{setting}: '{text}' is not host[:port]")
+        port_text = rest[1:] if rest else str(DEFAULT_MEMBER_PORT)
     elif text.count(":") == 1:
         host, _, port_text = text.partition(":")
     else:
         host, port_text = text, str(DEFAULT_MEMBER_PORT)
     if not is_valid_host(host):
         raise SettingsError(f"{setting}: '{text}' is not host[:port]")
-    return f"{host}:{_port(port_text, setting)}"
+    if ":" in host:
+        host = str(ipaddress.IPv6Address(host))
+    return join_host_port(host, _port(port_text, f"{setting} '{text}'"))
 
 
 def parse_members(items: list[str] | tuple[str, ...], setting: str) -> tuple[str, ...]:
@@ -181,7 +195,7 @@ def _apply(settings: Settings, values: Mapping[str, Any], source: str, read_text
         elif name in _PARSERS:
             changes[name] = _PARSERS[name](raw, label)
         else:
-            raise SettingsError(f"{source}: unknown setting '{name}'")
+            raise SettingsError(f"{source.rstrip(':')}: unknown setting '{name}'")
     return replace(settings, **changes)
 
 
@@ -201,6 +215,8 @@ def load_settings(
             raise SettingsError(f"config: cannot read {path}: {error.strerror}") from None
         except tomllib.TOMLDecodeError as error:
             raise SettingsError(f"config: {path} is not valid TOML: {error}") from None
+        if "members" in document and "cluster_conf" in document:
+            raise SettingsError(f"config {path}: set members or cluster_conf, not both")
         settings = _apply(settings, document, f"config {path}:", read_text)
     names = (*SETTING_NAMES, "cluster_conf")
     from_env = {name: environ.get(ENV_PREFIX + name.upper()) for name in names}

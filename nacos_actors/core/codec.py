@@ -99,7 +99,7 @@ def _decode_service(record: Any) -> Service:
     decoded = [_decode_instance(i) for i in _expect(instances, list, "service instances")]
     return Service(
         key=ServiceKey(_expect(namespace, str, "namespace"), _expect(name, str, "service name")),
-        instances=freeze({i.key: i for i in decoded}),  # type: ignore[arg-type]
+        instances=freeze({i.key: i for i in decoded}),
         protect_threshold=float(_expect(threshold, (int, float), "protect threshold")),
         metadata=freeze(_strings(metadata, "service metadata")),
         selector=Selector(_expect(selector_fields[0], str, "selector type"), _expect(selector_fields[1], str, "selector expression")),

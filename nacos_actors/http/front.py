@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
+from urllib.parse import parse_qsl
 
 import pykka
 from aiohttp import web
@@ -17,7 +18,7 @@ from aiohttp import web
 from nacos_actors.beats import BeatLog
 from nacos_actors.bridge import async_request
 from nacos_actors.core.registry import RegistryCore
-from nacos_actors.http.params import Params
+from nacos_actors.http.params import ParamError, Params, clip
 from nacos_actors.messages import Command, Write
 from nacos_actors.model import Service, ServiceKey
 from nacos_actors.settings import Settings
@@ -68,12 +69,25 @@ def front_of(request: web.Request) -> Front:
 async def request_params(request: web.Request) -> Params:
     """Query parameters, then form-body parameters, for any verb (as Nacos's getParameter)."""
     if request.content_type == FORM_CONTENT_TYPE and request.can_read_body:
-        form: dict[str, str] = {}
-        for name, value in (await request.post()).items():
-            if isinstance(value, str):
-                form.setdefault(name, value)
-        return Params(request.query, form)
+        return Params(request.query, await _form(request))
     return Params(request.query)
+
+
+async def _form(request: web.Request) -> dict[str, str]:
+    """The form body, for every verb (aiohttp's `post()` ignores a GET's body); 413 past the limit."""
+    charset = request.charset or "utf-8"
+    try:
+        body = await request.read()
+    except web.RequestPayloadError as error:  # e.g. a Content-Encoding that does not decode
+        raise ParamError(f"The form body cannot be read: {clip(' '.join(str(error).split()))}") from None
+    try:
+        text = body.decode(charset)
+    except (LookupError, UnicodeDecodeError):
+        raise ParamError(f"The form body is not {clip(charset)} text.") from None
+    form: dict[str, str] = {}
+    for name, value in parse_qsl(text, keep_blank_values=True, encoding=charset):
+        form.setdefault(name, value)
+    return form
 
 
 OK = "ok"

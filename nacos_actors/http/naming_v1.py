@@ -142,7 +142,7 @@ async def beat(request: web.Request) -> web.Response:
     front = front_of(request)
     params = await request_params(request)
     service = p.service_key(params)
-    document = p.json_value(params, "beat")
+    document = p.beat(params)
     default_cluster = p.cluster(params)
     if document is not None:
         param_ip = params.get("ip")

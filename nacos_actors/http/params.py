@@ -39,11 +39,13 @@ MAX_APP_LENGTH = 128
 MAX_WEIGHT = 10000.0
 MAX_INT32 = 2**31 - 1
 
-_NAME = re.compile(r"^[0-9A-Za-z.:_-]+$")
-_NAMESPACE = re.compile(r"^[0-9A-Za-z_-]+$")
-_CLUSTER = re.compile(r"^[0-9A-Za-z-]+$")
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62}))*\.?$")
-_DIGITS_AND_DOTS = re.compile(r"^[0-9.]+$")
+# `\Z`, not `$`: `$` also matches before a trailing newline.
+_NAME = re.compile(r"^[0-9A-Za-z.:_-]+\Z")
+_NAMESPACE = re.compile(r"^[0-9A-Za-z_-]+\Z")
+_CLUSTER = re.compile(r"^[0-9A-Za-z-]+\Z")
+_HOSTNAME = re.compile(r"^(?=.{1,253}\Z)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62}))*\.?\Z")
+_DIGITS_AND_DOTS = re.compile(r"^[0-9.]+\Z")
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _TRUE = "true"
 _FALSE = "false"
 
@@ -127,7 +129,7 @@ def parse_integer(raw: Any, name: str, low: int, high: int) -> int:
             raise ParamError(f"Param '{name}' must be a whole number, got '{clip(text)}'.")
         number = int(text)
     if not low <= number <= high:
-        raise ParamError(f"Param '{name}' must be in {low}..{high}, got {number}.")
+        raise ParamError(f"Param '{name}' must be in {low}..{high}, got {clip(str(number))}.")
     return number
 
 
@@ -135,6 +137,9 @@ def number(raw: Any, name: str, low: float, high: float) -> float:
     """A finite decimal number in low..high."""
     if isinstance(raw, bool):
         raise ParamError(f"Param '{name}' must be a number, got '{raw}'.")
+    if isinstance(raw, str) and not _DECIMAL.fullmatch(raw.strip()):
+        # float() would also take '1_0', non-ASCII digits and 'nan'
+        raise ParamError(f"Param '{name}' must be a number, got '{clip(raw)}'.")
     try:
         value = float(raw)
     except (TypeError, ValueError):
@@ -333,10 +338,20 @@ def json_value(params: Params, name: str) -> Any:
         raise ParamError(f"Param '{name}' is not valid JSON.") from None
 
 
-def selector(params: Params) -> Selector | None:
-    document = json_value(params, "selector")
-    if document is None:
+def beat(params: Params) -> dict[str, Any] | None:
+    """The `beat` JSON object of a full beat; None for a light beat (no `beat` at all)."""
+    if params.get("beat") is None:
         return None
+    document = json_value(params, "beat")
+    if not isinstance(document, dict):
+        raise ParamError("Param 'beat' must be a JSON object.")
+    return document
+
+
+def selector(params: Params) -> Selector | None:
+    if params.get("selector") is None:
+        return None
+    document = json_value(params, "selector")
     if not isinstance(document, dict) or document.get("type") not in ("none", "label"):
         raise ParamError("Param 'selector' must be a JSON object with type 'none' or 'label'.")
     expression = document.get("expression", "")

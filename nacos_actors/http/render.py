@@ -17,6 +17,8 @@ from nacos_actors.model import (
 )
 
 DEFAULT_CACHE_MILLIS = 3000
+# Query shapes memoized per snapshot; beyond this (odd `clusters` spellings) answers are rendered.
+MAX_MEMOIZED_SHAPES = 16
 
 
 def dumps(document: Any) -> bytes:
@@ -107,7 +109,9 @@ def instance_list(
             protected,
             java_client,
         )
-        cached = service.memo[shape] = dumps(document)
+        cached = dumps(document)
+        if len(service.memo) < MAX_MEMOIZED_SHAPES:
+            service.memo[shape] = cached
     return cached
 
 

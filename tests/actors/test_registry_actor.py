@@ -65,17 +65,23 @@ def test_a_refused_write_fails_the_reply_and_the_actor_goes_on(started):
 
 def test_a_bug_fails_the_reply_reports_fatal_and_stops_the_actor():
     fatal: list[BaseException] = []
+    reported = threading.Event()
     core = RegistryCore()
 
     def broken(command, now_ms):
         raise RuntimeError("boom")
 
+    def on_fatal(error):
+        fatal.append(error)
+        reported.set()
+
     core.apply = broken  # type: ignore[method-assign]
-    ref = RegistryActor.start(core, fatal.append)
+    ref = RegistryActor.start(core, on_fatal)
     reply = RecordingReply()
     ref.tell(Write(DeleteService(SVC), reply))
     assert reply.done.wait(5)
     assert isinstance(reply.error, RuntimeError)
-    ref.actor_stopped.wait(5)
-    assert not ref.is_alive()
+    # pykka marks the actor stopped before it calls on_failure, so wait for the report itself.
+    assert reported.wait(5)
     assert [type(e) for e in fatal] == [RuntimeError]
+    assert ref.actor_stopped.wait(5) and not ref.is_alive()

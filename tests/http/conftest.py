@@ -36,12 +36,27 @@ def front(settings):
 
 
 @pytest.fixture
-async def client(aiohttp_client, front):
-    """An aiohttp test client for the node's app; blocking calls on the loop fail the test."""
+async def client(aiohttp_client, front, monkeypatch):
+    """An aiohttp test client for the node's app.
+
+    Blocking calls on the loop fail the test, and so does any 5xx answer (a 5xx is a bug); a
+    test that wants one on purpose asks through `client.session` directly.
+    """
     app = build_app(front)
     test_client = await aiohttp_client(app)
+    server_errors: list[tuple[str, str, int]] = []
+    original = test_client._request
+
+    async def recording(method, path, **kwargs):
+        response = await original(method, path, **kwargs)
+        if response.status >= 500:
+            server_errors.append((method, str(path), response.status))
+        return response
+
+    monkeypatch.setattr(test_client, "_request", recording)
     with blockbuster_ctx("nacos_actors"):
         yield test_client
+    assert server_errors == [], f"5xx answers: {server_errors}"
 
 
 @pytest.fixture

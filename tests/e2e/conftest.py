@@ -1,0 +1,198 @@
+"""Real node processes on loopback for end-to-end tests.
+
+`start_node(...)` starts `python -m nacos_actors serve --port <free port>` (or any command),
+waits for readiness and returns a NodeProcess; at the end of the test every node still running
+gets SIGTERM and must exit with code 0 within a few seconds (else it is killed and the test
+fails). Each node's stderr goes to a file that is shown in the report when the test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+HOST = "127.0.0.1"
+READY_PATH = "/nacos/v1/console/health/readiness"
+READY_TIMEOUT_S = 15.0
+STOP_TIMEOUT_S = 5.0
+NODES_KEY = pytest.StashKey[list["NodeProcess"]]()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+def clean_environment() -> dict[str, str]:
+    """This process's environment without NACOS_ACTORS_* settings (tests pass flags)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("NACOS_ACTORS_")}
+
+
+def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    """(status, body) of a GET; HTTP errors are answers, not exceptions."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+@dataclass
+class NodeProcess:
+    """One node process: its port, its stderr file, and how to stop it."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    stderr_path: Path
+    stderr_file: object = field(default=None, repr=False)
+
+    @property
+    def address(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.address}"
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(encoding="utf-8", errors="replace")
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        return http_get(self.url(path))
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
+        """Poll readiness until 200; fail if the process exits or the time runs out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            code = self.process.poll()
+            if code is not None:
+                pytest.fail(f"node on {self.address} exited with {code} before it was ready:\n{self.stderr()}")
+            try:
+                if self.get(READY_PATH)[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        pytest.fail(f"node on {self.address} not ready after {timeout} s:\n{self.stderr()}")
+
+    def wait_exit(self, timeout: float = READY_TIMEOUT_S) -> int:
+        """The exit code of a process expected to end by itself."""
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"node on {self.address} still running after {timeout} s:\n{self.stderr()}")
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT_S) -> int:
+        """Send `signum` and return the exit code; kill it and fail after `timeout`."""
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(
+                f"node on {self.address} still running {timeout} s after {signal.Signals(signum).name}; "
+                f"killed:\n{self.stderr()}"
+            )
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(STOP_TIMEOUT_S)
+
+
+@pytest.fixture
+def start_node(request, tmp_path_factory) -> Iterator:
+    """A factory: `start_node("--data-dir", d, port=..., wait=True, command=None)` -> NodeProcess.
+
+    `command` replaces `python -m nacos_actors serve --port N` (the port is still chosen and
+    reported). Every node still running at teardown must stop cleanly on SIGTERM.
+    """
+    nodes: list[NodeProcess] = []
+    request.node.stash[NODES_KEY] = nodes
+    logs = tmp_path_factory.mktemp("node-logs")
+
+    def start(
+        *args: str,
+        port: int | None = None,
+        wait: bool = True,
+        command: Sequence[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> NodeProcess:
+        port = free_port() if port is None else port
+        argv = [sys.executable, "-m", "nacos_actors", "serve", "--port", str(port)]
+        argv = list(command) if command is not None else argv
+        stderr_path = logs / f"node-{len(nodes)}-{port}.stderr"
+        stderr_file = open(stderr_path, "wb")
+        process = subprocess.Popen(
+            [*argv, *args],
+            cwd=REPO,
+            env={**clean_environment(), **(env or {})},
+            stdin=subprocess.DEVNULL,
+            stdout=stderr_file,
+            stderr=stderr_file,
+        )
+        node = NodeProcess(process, port, stderr_path, stderr_file=stderr_file)
+        nodes.append(node)
+        if wait:
+            node.wait_ready()
+        return node
+
+    try:
+        yield start
+    finally:
+        problems = []
+        for node in nodes:
+            try:
+                running = node.process.poll() is None
+                code = node.stop(signal.SIGTERM)
+                if running and code != 0:
+                    problems.append(f"node on {node.address} exited with {code} after SIGTERM:\n{node.stderr()}")
+            except BaseException as error:  # pytest.fail inside stop: collect it, stop the others
+                node.kill()
+                problems.append(str(error))
+            finally:
+                node.stderr_file.close()  # type: ignore[attr-defined]
+        if problems:
+            pytest.fail("\n\n".join(problems))
+
+
+@pytest.fixture
+def node(start_node) -> NodeProcess:
+    """One standalone node on a free loopback port, ready; stopped with SIGTERM (exit 0) after."""
+    return start_node()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Attach each node's stderr to the report of a failed e2e test."""
+    report = yield
+    nodes = item.stash.get(NODES_KEY, [])
+    if report.failed and nodes:
+        for index, started in enumerate(nodes):
+            report.sections.append((f"node {index} ({started.address}) stderr", started.stderr()))
+    return report
+
+
+@pytest.fixture(scope="session")
+def nacos_log_dir(tmp_path_factory) -> str:
+    """Where NacosClient may write its log file (it creates ~/logs/nacos otherwise)."""
+    return str(tmp_path_factory.mktemp("nacos-client-logs"))

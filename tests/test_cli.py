@@ -1,0 +1,111 @@
+"""The command line in-process, only on paths that end before a server starts."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from nacos_actors import __version__
+from nacos_actors.cli import build_parser, main
+
+
+def test_serve_flags_parse_to_setting_names():
+    args = build_parser().parse_args(
+        [
+            "serve",
+            "--host", "127.0.0.1",
+            "--port", "8849",
+            "--context-path", "/nacos",
+            "--config", "config/nacos-actors.toml",
+            "--data-dir", "/tmp/d",
+            "--members", "127.0.0.1:8848",
+            "--max-body-bytes", "10",
+            "--request-timeout", "2",
+            "--log-level", "DEBUG",
+            "--access-log",
+        ]
+    )
+    assert vars(args) == {
+        "command": "serve",
+        "host": "127.0.0.1",
+        "port": "8849",
+        "context_path": "/nacos",
+        "config": "config/nacos-actors.toml",
+        "data_dir": "/tmp/d",
+        "members": "127.0.0.1:8848",
+        "cluster_conf": None,
+        "max_body_bytes": "10",
+        "request_timeout": "2",
+        "log_level": "DEBUG",
+        "access_log": True,
+    }
+
+
+def test_flags_not_given_are_none():
+    args = vars(build_parser().parse_args(["serve"]))
+    assert args.pop("command") == "serve"
+    assert set(args.values()) == {None}
+
+
+@pytest.fixture(autouse=True)
+def no_settings_from_the_environment(monkeypatch):
+    for name in list(os.environ):
+        if name.startswith("NACOS_ACTORS_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["serve", "--port", "0"], "port"),
+        (["serve", "--port", "x"], "port"),
+        (["serve", "--host", "no such host!"], "host"),
+        (["serve", "--members", "nonsense:xx"], "members"),
+        (["serve", "--cluster-conf", "/nonexistent/cluster.conf"], "cluster_conf"),
+        (["serve", "--config", "/nonexistent/nacos-actors.toml"], "config"),
+        (["serve", "--log-level", "chatty"], "log_level"),
+        (["serve", "--request-timeout", "-1"], "request_timeout"),
+        (["serve", "--max-body-bytes", "big"], "max_body_bytes"),
+        (["serve", "--context-path", "/a b"], "context_path"),
+        (["serve", "--members", "127.0.0.1", "--cluster-conf", "config/cluster.conf"], "--cluster-conf"),
+    ],
+)
+def test_bad_settings_return_2_naming_the_setting(argv, named, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nacos-actors: ")
+    assert named in err
+
+
+def test_a_bad_setting_from_the_environment_returns_2(monkeypatch, capsys):
+    monkeypatch.setenv("NACOS_ACTORS_PORT", "99999")
+    assert main(["serve"]) == 2
+    assert "environment port: 99999 is not in 1..65535" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["serve", "--no-such-flag"], ["serve", "--port"], ["launch"], ["--port", "1"], ["serve", "extra"]],
+)
+def test_bad_flags_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert "usage: nacos-actors" in capsys.readouterr().err
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"nacos-actors {__version__}"
+
+
+def test_help_lists_the_serve_flags(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--host", "--port", "--config", "--data-dir", "--members", "--cluster-conf", "--access-log"):
+        assert flag in out
