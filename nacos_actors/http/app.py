@@ -36,7 +36,10 @@ async def error_contract(request: web.Request, handler: Handler) -> web.StreamRe
     try:
         return await handler(request)
     except ParamError as error:
-        return _text(error.status, error.message)
+        response = _text(error.status, error.message)
+        if error.close_connection:
+            response.force_close()
+        return response
     except Rejected as refusal:
         return _text(refusal.status, refusal.message)
     except ActorUnavailable as error:

@@ -79,7 +79,8 @@ async def _form(request: web.Request) -> dict[str, str]:
     try:
         body = await request.read()
     except web.RequestPayloadError as error:  # e.g. a Content-Encoding that does not decode
-        raise ParamError(f"The form body cannot be read: {clip(' '.join(str(error).split()))}") from None
+        message = f"The form body cannot be read: {clip(' '.join(str(error).split()))}"
+        raise ParamError(message, close_connection=True) from None
     try:
         text = body.decode(charset)
     except (LookupError, UnicodeDecodeError):

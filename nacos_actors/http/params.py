@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import orjson
 
@@ -53,10 +53,12 @@ _FALSE = "false"
 class ParamError(Exception):
     """A request parameter that cannot be used: answered as `status` with `message`."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
+    def __init__(self, message: str, status: int = 400, close_connection: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
+        # Set when the rest of the body cannot be read, so the connection cannot be reused.
+        self.close_connection = close_connection
 
 
 class Params:
@@ -453,13 +455,11 @@ def is_java_client(headers: Mapping[str, str]) -> bool:
     return version_tuple(agent[len(prefix):]) >= (1, 0, 0)
 
 
-def version_tuple(text: str) -> tuple[int, ...]:
-    parts: list[int] = []
-    for piece in text.split(".")[:3]:
+def version_tuple(text: str) -> tuple[int, int, int]:
+    """`1.4.2-SNAPSHOT` -> (1, 4, 2); missing parts count as 0, so `1.0` equals `1.0.0`."""
+    parts = [0, 0, 0]
+    for index, piece in enumerate(text.split(".")[:3]):
         digits = re.match(r"\d+", piece)
-        parts.append(int(digits.group()) if digits else 0)
-    return tuple(parts)
+        parts[index] = int(digits.group()) if digits else 0
+    return parts[0], parts[1], parts[2]
 
-
-def names_in(values: Iterable[str]) -> str:
-    return ", ".join(values)

@@ -370,8 +370,11 @@ async def test_bad_percent_encoding_in_the_query_is_a_400(client, front, query):
 @pytest.mark.parametrize("encoding", ["gzip", "deflate", "br"])
 async def test_form_body_whose_content_encoding_does_not_decode_is_a_400(client, front, encoding):
     response = await client.post(f"{BASE}/instance", data=b"not compressed at all",
-                                 headers={**FORM, "Content-Encoding": encoding, "Connection": "close"})
+                                 headers={**FORM, "Content-Encoding": encoding})
     assert response.status == 400, await response.text()
+    if encoding != "br":  # aiohttp itself refuses br (no decoder) before our handler runs
+        # the rest of the body is unreadable, so the server must not keep the connection
+        assert response.headers.get("Connection", "").lower() == "close"
     await assert_nothing_stored(client, front)
 
 
