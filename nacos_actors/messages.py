@@ -1,7 +1,8 @@
 """Frozen messages between the front and the actors.
 
 Commands are the registry core's inputs: pure data, already validated at the HTTP edge.
-`Write` carries one command and the reply the actor resolves once it is applied. Nothing here
+`WriteBatch` carries the commands the event loop gathered in one turn and the reply the actor
+resolves once they are all applied. Nothing here
 holds a mutable value; pykka does not copy messages between threads.
 """
 
@@ -131,10 +132,13 @@ Command = (
 
 
 @dataclass(frozen=True, slots=True)
-class Write:
-    """Apply `command` to the registry and resolve `reply` with its result."""
+class WriteBatch:
+    """Apply `commands` in order, then resolve `reply` once with one outcome per command.
 
-    command: Command
+    An outcome is the command's value, or the Rejected refusal itself for a refused command.
+    """
+
+    commands: tuple[Command, ...]
     reply: Reply
 
 

@@ -1,7 +1,7 @@
 """The node's lifecycle: start the actors in dependency order, serve, stop them in reverse.
 
-`run_node` runs on the main thread. The event loop (aiohttp) runs on that thread too, inside
-`asyncio.run`; each actor has its own pykka thread. On SIGTERM or Ctrl-C the HTTP server stops
+`run_node` runs on the main thread. The event loop (aiohttp on uvloop) runs on that thread
+too; each actor has its own pykka thread. On SIGTERM or Ctrl-C the HTTP server stops
 taking requests, the actors are stopped in reverse order, the registry is saved when a data
 directory is set, and no thread is left behind.
 """
@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 
 import pykka
+import uvloop
 from aiohttp import web
 
 from nacos_actors.actors.registry import RegistryActor
@@ -120,7 +121,8 @@ def run_node(settings: Settings) -> int:
         for actor in started:
             actor.ask(Ping(), timeout=5)
         front = Front(settings=settings, registry=registry, view=core)
-        asyncio.run(serve(settings, front, shutdown))
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(serve(settings, front, shutdown))
     except OSError as error:
         log.error("cannot serve on %s: %s", settings.self_address, error)
         shutdown.request(1)

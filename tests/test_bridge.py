@@ -9,25 +9,35 @@ import pykka
 import pytest
 from blockbuster import BlockingError, blockbuster_ctx
 
-from nacos_actors.bridge import ActorUnavailable, async_request
+from nacos_actors.bridge import ActorUnavailable, WriteBatcher
 
 
 class Echo(pykka.ThreadingActor):
-    """Answers ('echo', x) with x after `delay` seconds; ignores ('drop', x)."""
+    """Answers a batch of commands after `delay` seconds: each command is its own outcome.
 
-    def __init__(self, delay: float = 0.0) -> None:
+    A batch containing 'drop' is never answered; one containing 'crash' fails as a whole.
+    """
+
+    def __init__(self, delay: float = 0.0, batch_sizes: list[int] | None = None) -> None:
         super().__init__()
         self.delay = delay
+        self.batch_sizes = [] if batch_sizes is None else batch_sizes
 
     def on_receive(self, message):
-        kind, value, reply = message
-        if kind == "drop":
-            return
+        commands, reply = message
+        self.batch_sizes.append(len(commands))
+        if "drop" in commands:
+            return None
         time.sleep(self.delay)
-        if isinstance(value, Exception):
-            reply.fail(value)
+        if "crash" in commands:
+            reply.fail(RuntimeError("crash"))
         else:
-            reply.resolve(value)
+            reply.resolve(commands)
+        return None
+
+
+def batcher(ref, timeout=5.0) -> WriteBatcher:
+    return WriteBatcher(ref, lambda commands, reply: (commands, reply), timeout)
 
 
 async def test_answer_arrives_while_the_loop_keeps_running():
@@ -43,27 +53,43 @@ async def test_answer_arrives_while_the_loop_keeps_running():
     task = asyncio.create_task(ticker())
     try:
         with blockbuster_ctx():
-            assert await async_request(ref, lambda reply: ("echo", 7, reply), timeout=5) == 7
+            assert await batcher(ref).async_submit(7) == 7
     finally:
         task.cancel()
         ref.stop()
     assert ticks >= 5, "the loop was blocked while the actor worked"
 
 
-async def test_failure_is_raised_on_the_loop():
-    ref = Echo.start()
+async def test_writes_of_one_loop_turn_travel_as_one_message_and_each_gets_its_answer():
+    batch_sizes: list[int] = []
+    ref = Echo.start(batch_sizes=batch_sizes)
     try:
-        with pytest.raises(ValueError, match="nope"):
-            await async_request(ref, lambda reply: ("echo", ValueError("nope"), reply), timeout=5)
+        writes = batcher(ref)
+        refused = ValueError("refused")
+        answers = await asyncio.gather(
+            *(writes.async_submit(n) for n in range(5)), writes.async_submit(refused), return_exceptions=True
+        )
+        assert answers == [0, 1, 2, 3, 4, refused]
+        assert batch_sizes == [6]  # appended before the answers were sent
     finally:
         ref.stop()
 
 
-async def test_no_answer_in_time_is_actor_unavailable_and_a_late_answer_is_ignored():
+async def test_a_failed_batch_fails_every_request_in_it():
+    ref = Echo.start()
+    try:
+        writes = batcher(ref)
+        answers = await asyncio.gather(writes.async_submit(1), writes.async_submit("crash"), return_exceptions=True)
+        assert [type(a) for a in answers] == [RuntimeError, RuntimeError]
+    finally:
+        ref.stop()
+
+
+async def test_no_answer_in_time_is_actor_unavailable():
     ref = Echo.start()
     try:
         with pytest.raises(ActorUnavailable):
-            await async_request(ref, lambda reply: ("drop", 1, reply), timeout=0.05)
+            await batcher(ref, timeout=0.05).async_submit("drop")
     finally:
         ref.stop()
 
@@ -72,7 +98,7 @@ async def test_a_stopped_actor_is_actor_unavailable():
     ref = Echo.start()
     ref.stop()
     with pytest.raises(ActorUnavailable):
-        await async_request(ref, lambda reply: ("echo", 1, reply), timeout=1)
+        await batcher(ref, timeout=1).async_submit(1)
 
 
 async def test_blockbuster_catches_blocking_on_the_loop():

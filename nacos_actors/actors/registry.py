@@ -9,7 +9,7 @@ from typing import Any, Callable, assert_never
 import pykka
 
 from nacos_actors.core.registry import RegistryCore, Rejected
-from nacos_actors.messages import Ping, Write
+from nacos_actors.messages import Ping, WriteBatch
 
 log = logging.getLogger(__name__)
 
@@ -20,10 +20,11 @@ def wall_clock_ms() -> int:
 
 
 class RegistryActor(pykka.ThreadingActor):
-    """Applies each Write to the RegistryCore on this actor's thread and answers its reply.
+    """Applies each WriteBatch to the RegistryCore on this actor's thread and answers its reply.
 
-    A refused command (Rejected) fails the reply and the actor goes on; anything else is a bug:
-    it is logged and reported through `on_fatal`, which stops the node so a supervisor restarts
+    A refused command (Rejected) is answered as that command's outcome and the batch goes on;
+    anything else is a bug: the whole reply fails, and the error is
+    logged and reported through `on_fatal`, which stops the node so a supervisor restarts
     it rather than leaving it half alive.
     """
 
@@ -40,16 +41,18 @@ class RegistryActor(pykka.ThreadingActor):
 
     def on_receive(self, message: Any) -> Any:
         match message:
-            case Write(command, reply):
-                try:
-                    applied = self.core.apply(command, self._clock())
-                except Rejected as refusal:
-                    reply.fail(refusal)
-                    return None
-                except BaseException as error:
-                    reply.fail(error)
-                    raise
-                reply.resolve(applied.value)
+            case WriteBatch(commands, reply):
+                now_ms = self._clock()
+                outcomes: list[Any] = []
+                for command in commands:
+                    try:
+                        outcomes.append(self.core.apply(command, now_ms).value)
+                    except Rejected as refusal:
+                        outcomes.append(refusal)
+                    except BaseException as error:
+                        reply.fail(error)
+                        raise
+                reply.resolve(tuple(outcomes))
                 return None
             case Ping():
                 return "pong"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Any, Iterable, assert_never
+from typing import Any, Iterable, Mapping, assert_never
 
 from nacos_actors.messages import (
     BeatInstance,
@@ -33,6 +33,15 @@ from nacos_actors.model import (
     default_instance_id,
     freeze,
 )
+
+
+def _thawed(instances: Mapping[InstanceKey, Instance]) -> dict[InstanceKey, Instance]:
+    """A mutable copy of a snapshot's instances.
+
+    `.copy()` of the proxied dict keeps its hash table; `dict(...)` would hash every key again,
+    and tuple keys do not cache their hash, which made a write cost O(instances) hashing.
+    """
+    return instances.copy()  # type: ignore[attr-defined]
 
 
 class Rejected(Exception):
@@ -133,7 +142,7 @@ class RegistryCore:
         instance = replace(instance, instance_id=self._instance_id(current, instance, previous))
         if previous == instance:
             return Applied(changed=None)
-        instances = dict(current.instances)
+        instances = _thawed(current.instances)
         instances[instance.key] = instance
         return self._publish(self._with_instances(current, instances, now_ms))
 
@@ -141,7 +150,7 @@ class RegistryCore:
         current = self.service(service_key)
         if current is None or key not in current.instances:
             return Applied()
-        instances = dict(current.instances)
+        instances = _thawed(current.instances)
         del instances[key]
         return self._publish(self._with_instances(current, instances, now_ms))
 
@@ -194,7 +203,7 @@ class RegistryCore:
             chosen = [current.instances[k] for k in command.targets if k in current.instances]
         if not chosen:
             return Applied(value=())
-        instances = dict(current.instances)
+        instances = _thawed(current.instances)
         updated = []
         for instance in chosen:
             metadata = dict(instance.metadata)

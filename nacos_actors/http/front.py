@@ -16,10 +16,10 @@ import pykka
 from aiohttp import web
 
 from nacos_actors.beats import BeatLog
-from nacos_actors.bridge import async_request
+from nacos_actors.bridge import WriteBatcher
 from nacos_actors.core.registry import RegistryCore
 from nacos_actors.http.params import ParamError, Params, clip
-from nacos_actors.messages import Command, Write
+from nacos_actors.messages import Command, WriteBatch
 from nacos_actors.model import Service, ServiceKey
 from nacos_actors.settings import Settings
 
@@ -40,12 +40,14 @@ class Front:
     beats: BeatLog = field(default_factory=BeatLog)
     clock: Callable[[], int] = wall_clock_ms
     ready: bool = False
+    writes: WriteBatcher = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.writes = WriteBatcher(self.registry, WriteBatch, self.settings.request_timeout)
 
     async def write(self, command: Command) -> Any:
         """Apply `command` on the registry actor; return its value or raise its refusal."""
-        return await async_request(
-            self.registry, lambda reply: Write(command, reply), self.settings.request_timeout
-        )
+        return await self.writes.async_submit(command)
 
     def service(self, key: ServiceKey) -> Service | None:
         return self.view.service(key)

@@ -8,7 +8,7 @@ import pytest
 
 from nacos_actors.actors.registry import RegistryActor
 from nacos_actors.core.registry import RegistryCore, Rejected
-from nacos_actors.messages import DeleteService, Ping, RegisterInstance, Write
+from nacos_actors.messages import DeleteService, Ping, RegisterInstance, WriteBatch
 from nacos_actors.model import Instance, ServiceKey
 
 SVC = ServiceKey("public", "DEFAULT_GROUP@@demo")
@@ -45,21 +45,30 @@ def test_ping_answers(started):
     assert ref.ask(Ping(), timeout=5) == "pong"
 
 
-def test_a_write_is_applied_with_the_actor_clock_before_the_reply(started):
+def test_a_batch_is_applied_in_order_with_the_actor_clock_before_the_reply(started):
     ref, core, _ = started
     reply = RecordingReply()
-    ref.tell(Write(RegisterInstance(SVC, Instance("127.0.0.1", 80)), reply))
+    ref.tell(WriteBatch((RegisterInstance(SVC, Instance("127.0.0.1", 80)),), reply))
     assert reply.done.wait(5)
-    assert reply.error is None
+    assert reply.error is None and reply.value == (None,)
     assert core.service(SVC).modified_ms == 42
 
 
-def test_a_refused_write_fails_the_reply_and_the_actor_goes_on(started):
-    ref, _, fatal = started
+def test_a_refused_command_is_its_own_outcome_and_the_batch_goes_on(started):
+    ref, core, fatal = started
     reply = RecordingReply()
-    ref.tell(Write(DeleteService(SVC), reply))
+    other = ServiceKey("public", "DEFAULT_GROUP@@other")
+    batch = (
+        RegisterInstance(SVC, Instance("127.0.0.1", 80)),
+        DeleteService(other),
+        RegisterInstance(other, Instance("127.0.0.1", 81)),
+    )
+    ref.tell(WriteBatch(batch, reply))
     assert reply.done.wait(5)
-    assert isinstance(reply.error, Rejected) and reply.error.status == 400
+    first, refused, third = reply.value
+    assert first is None and third is None
+    assert isinstance(refused, Rejected) and refused.status == 400
+    assert core.service(other) is not None
     assert ref.ask(Ping(), timeout=5) == "pong" and fatal == []
 
 
@@ -78,7 +87,7 @@ def test_a_bug_fails_the_reply_reports_fatal_and_stops_the_actor():
     core.apply = broken  # type: ignore[method-assign]
     ref = RegistryActor.start(core, on_fatal)
     reply = RecordingReply()
-    ref.tell(Write(DeleteService(SVC), reply))
+    ref.tell(WriteBatch((DeleteService(SVC),), reply))
     assert reply.done.wait(5)
     assert isinstance(reply.error, RuntimeError)
     # pykka marks the actor stopped before it calls on_failure, so wait for the report itself.
