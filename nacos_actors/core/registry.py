@@ -55,7 +55,11 @@ class Rejected(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Applied:
-    """What a command did: its answer `value`, and the new snapshot when the service changed."""
+    """What a command did: its answer `value`, and the new snapshot when the service changed.
+
+    Instance writes answer the instance as stored (with its id); a light beat on an unknown
+    instance answers None; metadata batches the updated instance names.
+    """
 
     value: Any = None
     changed: Service | None = None
@@ -141,10 +145,10 @@ class RegistryCore:
         previous = current.instances.get(instance.key)
         instance = replace(instance, instance_id=self._instance_id(current, instance, previous))
         if previous == instance:
-            return Applied(changed=None)
+            return Applied(value=previous)
         instances = _thawed(current.instances)
         instances[instance.key] = instance
-        return self._publish(self._with_instances(current, instances, now_ms))
+        return Applied(instance, self._publish(self._with_instances(current, instances, now_ms)).changed)
 
     def _remove_instance(self, service_key: ServiceKey, key: InstanceKey, now_ms: int) -> Applied:
         current = self.service(service_key)
@@ -163,17 +167,14 @@ class RegistryCore:
                 break
         else:
             raise Rejected(400, "instance not found")
-        changes: dict[str, Any] = {}
-        if patch.weight is not None:
-            changes["weight"] = patch.weight
-        if patch.healthy is not None:
-            changes["healthy"] = patch.healthy
-        if patch.enabled is not None:
-            changes["enabled"] = patch.enabled
-        if patch.metadata is not None:
-            changes["metadata"] = freeze(patch.metadata)
-        if patch.app is not None:
-            changes["app"] = patch.app
+        given: dict[str, Any] = {
+            "weight": patch.weight,
+            "healthy": patch.healthy,
+            "enabled": patch.enabled,
+            "metadata": None if patch.metadata is None else freeze(patch.metadata),
+            "app": patch.app,
+        }
+        changes = {name: value for name, value in given.items() if value is not None}
         return self._put_instance(patch.service, replace(found, **changes), now_ms)
 
     def _beat(
@@ -182,15 +183,10 @@ class RegistryCore:
         current = self.service(service_key)
         found = current.instances.get(key) if current is not None else None
         if found is None:
-            if reregister is None:
-                return Applied(value=None)
-            applied = self._put_instance(service_key, reregister, now_ms)
-            return Applied(value=self.service(service_key).instances[reregister.key], changed=applied.changed)  # type: ignore[union-attr]
+            return Applied(value=None) if reregister is None else self._put_instance(service_key, reregister, now_ms)
         if found.healthy or found.marked:
             return Applied(value=found)
-        revived = replace(found, healthy=True)
-        applied = self._put_instance(service_key, revived, now_ms)
-        return Applied(value=revived, changed=applied.changed)
+        return self._put_instance(service_key, replace(found, healthy=True), now_ms)
 
     def _update_metadata_batch(self, command: UpdateMetadataBatch, now_ms: int) -> Applied:
         current = self.service(command.service)

@@ -142,29 +142,15 @@ async def beat(request: web.Request) -> web.Response:
     front = front_of(request)
     params = await request_params(request)
     service = p.service_key(params)
-    document = p.beat(params)
-    default_cluster = p.cluster(params)
-    if document is not None:
-        param_ip = params.get("ip")
-        param_port = params.get("port")
-        from_beat = p.beat_instance(
-            document,
-            default_cluster,
-            p.parse_ip(param_ip, "ip") if param_ip is not None else None,
-            p.port(params) if param_port is not None else None,
-        )
-        key = from_beat.key
-    else:
-        from_beat = None
-        key = InstanceKey(p.ip(params), p.port(params), default_cluster, True)
+    key, from_beat = p.beat_target(params)
     snapshot = front.service(service)
     found = snapshot.instances.get(key) if snapshot is not None else None
-    if found is None or not (found.healthy or found.marked):
-        found = await front.write(BeatInstance(service, key, from_beat))
-    if found is None:
+    if found is None and from_beat is None:
         return json_response(
             render.dumps({"clientBeatInterval": DEFAULT_HEART_BEAT_INTERVAL_MS, "code": BEAT_NOT_FOUND})
         )
+    if found is None or not (found.healthy or found.marked):
+        found = await front.write(BeatInstance(service, key, from_beat))
     front.beats.record(service, key, front.clock())
     return json_response(
         render.dumps({"clientBeatInterval": found.beat_interval_ms, "code": BEAT_OK, "lightBeatEnabled": True})

@@ -393,6 +393,26 @@ def instance_key(params: Params) -> InstanceKey:
     return InstanceKey(ip(params), port(params), cluster(params), boolean(params, True, "ephemeral"))
 
 
+def beat_target(params: Params) -> tuple[InstanceKey, Instance | None]:
+    """The instance a beat names and, for a full beat, the instance to register if it is unknown.
+
+    A full beat's JSON `ip`, `port` and `cluster` override the parameters; a light beat names an
+    ephemeral instance by `ip`, `port` and `clusterName`.
+    """
+    document = beat(params)
+    default_cluster = cluster(params)
+    if document is None:
+        return InstanceKey(ip(params), port(params), default_cluster, True), None
+    raw_ip = params.get("ip")
+    from_beat = beat_instance(
+        document,
+        default_cluster,
+        None if raw_ip is None else parse_ip(raw_ip, "ip"),
+        None if params.get("port") is None else port(params),
+    )
+    return from_beat.key, from_beat
+
+
 def beat_instance(document: Any, default_cluster: str, param_ip: str | None, param_port: int | None) -> Instance:
     """The instance a full beat describes (`beat` JSON overrides ip/port/cluster params)."""
     if not isinstance(document, dict):

@@ -50,7 +50,9 @@ def test_a_batch_is_applied_in_order_with_the_actor_clock_before_the_reply(start
     reply = RecordingReply()
     ref.tell(WriteBatch((RegisterInstance(SVC, Instance("127.0.0.1", 80)),), reply))
     assert reply.done.wait(5)
-    assert reply.error is None and reply.value == (None,)
+    assert reply.error is None
+    (stored,) = reply.value
+    assert stored.instance_id == "127.0.0.1#80#DEFAULT#DEFAULT_GROUP@@demo"
     assert core.service(SVC).modified_ms == 42
 
 
@@ -66,7 +68,7 @@ def test_a_refused_command_is_its_own_outcome_and_the_batch_goes_on(started):
     ref.tell(WriteBatch(batch, reply))
     assert reply.done.wait(5)
     first, refused, third = reply.value
-    assert first is None and third is None
+    assert (first.port, third.port) == (80, 81)
     assert isinstance(refused, Rejected) and refused.status == 400
     assert core.service(other) is not None
     assert ref.ask(Ping(), timeout=5) == "pong" and fatal == []
