@@ -1,5 +1,5 @@
 """`python -m nacos_actors` runs the same command line as `nacos-actors`."""
 
-from nacos_actors.cli import main
+from nacos_actors.cli import entry_point
 
-raise SystemExit(main())
+entry_point()

@@ -46,3 +46,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     from nacos_actors.node import run_node
 
     return run_node(settings)
+
+
+def entry_point() -> None:
+    """The console script and `python -m nacos_actors`: run `main`, then leave at once.
+
+    By the time `main` returns every actor has stopped and the registry is saved (with
+    --data-dir), so the process skips interpreter teardown, which frees the registry object by
+    object: about 3 s per 200k instances, past a supervisor's stop timeout at a million.
+    """
+    code = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
