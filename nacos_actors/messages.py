@@ -145,3 +145,6 @@ class WriteBatch:
 @dataclass(frozen=True, slots=True)
 class Ping:
     """Asked by the lifecycle to prove an actor is up; answered with 'pong'."""
+
+
+RegistryMessage = WriteBatch | Ping

@@ -9,7 +9,7 @@ from typing import Any, Callable, assert_never
 import pykka
 
 from nacos_actors.core.registry import RegistryCore, Rejected
-from nacos_actors.messages import Ping, WriteBatch
+from nacos_actors.messages import Ping, RegistryMessage, WriteBatch
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,8 @@ class RegistryActor(pykka.ThreadingActor):
         self._clock = clock
 
     def on_receive(self, message: Any) -> Any:
-        match message:
+        received: RegistryMessage = message  # what may arrive here; mypy checks the match covers it
+        match received:
             case WriteBatch(commands, reply):
                 now_ms = self._clock()
                 outcomes: list[Any] = []
@@ -57,7 +58,7 @@ class RegistryActor(pykka.ThreadingActor):
             case Ping():
                 return "pong"
             case _:
-                assert_never(message)
+                assert_never(received)
 
     def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
         log.error("registry actor failed; stopping the node", exc_info=exception_value)
