@@ -9,6 +9,7 @@ import sys
 from typing import Sequence
 
 from nacos_actors import __version__
+from nacos_actors.logs import configure_logging
 from nacos_actors.settings import SettingsError, load_settings
 
 
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     flag("--max-body-bytes", dest="max_body_bytes", help="largest request body, else 413 (default 1048576)")
     flag("--request-timeout", dest="request_timeout", help="seconds a request waits for the registry (default 5)")
     flag("--log-level", dest="log_level", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    flag("--log-format", dest="log_format", help="text or json (one JSON object a line; default text)")
     flag("--access-log", dest="access_log", action="store_const", const=True, help="log every request")
     return parser
 
@@ -40,9 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as error:
         print(f"nacos-actors: {error}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
-    )
+    configure_logging(settings.log_level, settings.log_format)
     from nacos_actors.node import run_node
 
     return run_node(settings)

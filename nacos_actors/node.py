@@ -15,9 +15,11 @@ import signal
 import threading
 from pathlib import Path
 
+import prometheus_client
 import pykka
 import uvloop
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from nacos_actors.actors.registry import RegistryActor
 from nacos_actors.core.codec import CodecError, decode_services, encode_services
@@ -25,6 +27,7 @@ from nacos_actors.core.registry import RegistryCore
 from nacos_actors.http.app import build_app
 from nacos_actors.http.front import Front
 from nacos_actors.messages import Ping
+from nacos_actors.metrics import NodeMetrics
 from nacos_actors.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -109,18 +112,25 @@ async def serve(settings: Settings, front: Front, shutdown: Shutdown) -> None:
 
 
 def run_node(settings: Settings) -> int:
-    """Run one node until it is told to stop; returns the process exit code."""
+    """Run one node until it is told to stop; returns the process exit code.
+
+    The node's metrics live on one CollectorRegistry created here and passed, wrapped in a
+    NodeMetrics, to every actor and to the front (which serves it).
+    """
     shutdown = Shutdown()
     core = RegistryCore()
     if settings.data_dir is not None:
         load_snapshot(core, settings.data_dir)
+    # No `_created` series: Nacos exports none, and in the text format each is one more series.
+    prometheus_client.disable_created_metrics()
+    metrics = NodeMetrics(CollectorRegistry(), core)
     started: list[pykka.ActorRef] = []
     try:
-        registry = RegistryActor.start(core, shutdown.on_fatal)
+        registry = RegistryActor.start(core, shutdown.on_fatal, metrics)
         started.append(registry)
         for actor in started:
             actor.ask(Ping(), timeout=5)
-        front = Front(settings=settings, registry=registry, view=core)
+        front = Front(settings=settings, registry=registry, view=core, metrics=metrics)
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(serve(settings, front, shutdown))
     except OSError as error:

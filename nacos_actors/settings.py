@@ -37,6 +37,7 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     request_timeout: float = 5.0
     log_level: str = "INFO"
+    log_format: str = "text"
     access_log: bool = False
 
     @property
@@ -163,6 +164,13 @@ def _log_level(value: Any, setting: str) -> str:
     return level
 
 
+def _log_format(value: Any, setting: str) -> str:
+    text = str(value).strip().lower()
+    if text not in ("text", "json"):
+        raise SettingsError(f"{setting}: '{value}' is not text or json")
+    return text
+
+
 _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "host": _host,
     "port": _port,
@@ -171,6 +179,7 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "max_body_bytes": _positive_int,
     "request_timeout": _positive_float,
     "log_level": _log_level,
+    "log_format": _log_format,
     "access_log": _bool,
 }
 SETTING_NAMES = tuple(f.name for f in fields(Settings))

@@ -23,6 +23,7 @@ def test_serve_flags_parse_to_setting_names():
             "--max-body-bytes", "10",
             "--request-timeout", "2",
             "--log-level", "DEBUG",
+            "--log-format", "json",
             "--access-log",
         ]
     )
@@ -38,6 +39,7 @@ def test_serve_flags_parse_to_setting_names():
         "max_body_bytes": "10",
         "request_timeout": "2",
         "log_level": "DEBUG",
+        "log_format": "json",
         "access_log": True,
     }
 
@@ -65,6 +67,7 @@ def no_settings_from_the_environment(monkeypatch):
         (["serve", "--cluster-conf", "/nonexistent/cluster.conf"], "cluster_conf"),
         (["serve", "--config", "/nonexistent/nacos-actors.toml"], "config"),
         (["serve", "--log-level", "chatty"], "log_level"),
+        (["serve", "--log-format", "xml"], "log_format"),
         (["serve", "--request-timeout", "-1"], "request_timeout"),
         (["serve", "--max-body-bytes", "big"], "max_body_bytes"),
         (["serve", "--context-path", "/a b"], "context_path"),

@@ -100,6 +100,7 @@ def test_every_setting_from_the_environment():
         "NACOS_ACTORS_MAX_BODY_BYTES": "2048",
         "NACOS_ACTORS_REQUEST_TIMEOUT": "0.5",
         "NACOS_ACTORS_LOG_LEVEL": "error",
+        "NACOS_ACTORS_LOG_FORMAT": "JSON",
         "NACOS_ACTORS_ACCESS_LOG": "yes",
     }
     assert load({}, env) == Settings(
@@ -111,6 +112,7 @@ def test_every_setting_from_the_environment():
         max_body_bytes=2048,
         request_timeout=0.5,
         log_level="ERROR",
+        log_format="json",
         access_log=True,
     )
 
@@ -125,6 +127,7 @@ def test_every_setting_from_flags():
         "max_body_bytes": "100",
         "request_timeout": "30",
         "log_level": "Debug",
+        "log_format": "json",
         "access_log": True,
     }
     assert load(flags) == Settings(
@@ -136,6 +139,7 @@ def test_every_setting_from_flags():
         max_body_bytes=100,
         request_timeout=30.0,
         log_level="DEBUG",
+        log_format="json",
         access_log=True,
     )
 
@@ -150,6 +154,7 @@ def test_every_setting_from_a_config_file():
         max_body_bytes = 4096
         request_timeout = 1
         log_level = "warning"
+        log_format = " Json "
         access_log = true
     """
     assert load({"config": "n.toml"}, **{"n.toml": text}) == Settings(
@@ -161,6 +166,7 @@ def test_every_setting_from_a_config_file():
         max_body_bytes=4096,
         request_timeout=1.0,
         log_level="WARNING",
+        log_format="json",
         access_log=True,
     )
 
@@ -233,6 +239,7 @@ def test_standalone_and_self_address():
         ({"request_timeout": "nan"}, "request_timeout", "between 0 and 3600"),
         ({"request_timeout": "soon"}, "request_timeout", "not a number"),
         ({"log_level": "LOUD"}, "log_level", "not one of DEBUG, INFO, WARNING, ERROR"),
+        ({"log_format": "xml"}, "log_format", "'xml' is not text or json"),
         ({"config": "missing.toml"}, "config", "cannot read missing.toml"),
     ],
 )
@@ -257,6 +264,7 @@ def test_a_bad_environment_value_names_the_variable_source():
         ("access_log = 'maybe'", "access_log"),
         ("members = ['127.0.0.1:99999']", "members"),
         ("log_level = 3", "log_level"),
+        ("log_format = 'yaml'", "log_format"),
     ],
 )
 def test_bad_config_values_name_the_file_and_setting(text, named):

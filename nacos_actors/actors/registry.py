@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import logging
 import time
+from time import perf_counter
 from typing import Any, Callable, assert_never
 
 import pykka
 
 from nacos_actors.core.registry import RegistryCore, Rejected
-from nacos_actors.messages import Ping, RegistryMessage, WriteBatch
+from nacos_actors.logs import event
+from nacos_actors.messages import Command, DeregisterInstance, Ping, RegisterInstance, RegistryMessage, WriteBatch
+from nacos_actors.metrics import NodeMetrics
+from nacos_actors.settings import join_host_port
 
 log = logging.getLogger(__name__)
+ACTOR_NAME = "registry"  # the `actor` label of this actor's metrics
 
 
 def wall_clock_ms() -> int:
@@ -23,37 +28,62 @@ class RegistryActor(pykka.ThreadingActor):
     """Applies each WriteBatch to the RegistryCore on this actor's thread and answers its reply.
 
     A refused command (Rejected) is answered as that command's outcome and the batch goes on;
-    anything else is a bug: the whole reply fails, and the error is
-    logged and reported through `on_fatal`, which stops the node so a supervisor restarts
-    it rather than leaving it half alive.
+    anything else is a bug: the whole reply fails, and the error is logged, counted
+    (nacos_exception_total{name="actorFailed"}) and reported through `on_fatal`, which stops
+    the node so a supervisor restarts it rather than leaving it half alive.
+
+    Records into `metrics`: each command by type and outcome, each batch's size, each message's
+    handling time, and (at scrape time) this actor's mailbox depth. Logs one INFO line per
+    register or deregister that changed the registry.
     """
 
     def __init__(
         self,
         core: RegistryCore,
         on_fatal: Callable[[BaseException], None],
+        metrics: NodeMetrics,
         clock: Callable[[], int] = wall_clock_ms,
     ) -> None:
         super().__init__()
         self.core = core
         self._on_fatal = on_fatal
         self._clock = clock
+        self._metrics = metrics
+        self._writes = metrics.write_counters()
+        self._batch_size = metrics.write_batch_size
+        self._batch_seconds = metrics.message_seconds(ACTOR_NAME, WriteBatch)
+
+    def on_start(self) -> None:
+        self._metrics.mailboxes.watch(ACTOR_NAME, self.actor_ref)
+
+    def on_stop(self) -> None:
+        self._metrics.mailboxes.forget(ACTOR_NAME)
 
     def on_receive(self, message: Any) -> Any:
         received: RegistryMessage = message  # what may arrive here; mypy checks the match covers it
         match received:
             case WriteBatch(commands, reply):
+                started = perf_counter()
                 now_ms = self._clock()
                 outcomes: list[Any] = []
                 for command in commands:
+                    applied_count, rejected_count = self._writes[type(command)]
                     try:
-                        outcomes.append(self.core.apply(command, now_ms).value)
+                        applied = self.core.apply(command, now_ms)
                     except Rejected as refusal:
+                        rejected_count.inc()
                         outcomes.append(refusal)
+                        continue
                     except BaseException as error:
                         reply.fail(error)
                         raise
+                    applied_count.inc()
+                    outcomes.append(applied.value)
+                    if applied.changed is not None:
+                        _log_change(command)
                 reply.resolve(tuple(outcomes))
+                self._batch_size.observe(len(commands))
+                self._batch_seconds.observe(perf_counter() - started)
                 return None
             case Ping():
                 return "pong"
@@ -61,5 +91,41 @@ class RegistryActor(pykka.ThreadingActor):
                 assert_never(received)
 
     def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
+        self._metrics.exceptions_actor.inc()
         log.error("registry actor failed; stopping the node", exc_info=exception_value)
         self._on_fatal(exception_value)
+
+
+def _log_change(command: Command) -> None:
+    """One INFO line if `command` is a register or deregister (that changed the registry).
+
+    Runs on the registry actor's thread.
+    """
+    if not log.isEnabledFor(logging.INFO):
+        return
+    if isinstance(command, RegisterInstance):
+        name, verb, key = "register", "registered", command.instance.key
+    elif isinstance(command, DeregisterInstance):
+        name, verb, key = "deregister", "deregistered", command.key
+    else:
+        return
+    kind = "ephemeral" if key.ephemeral else "persistent"
+    service = command.service
+    log.info(
+        "%s %s in %s (namespace %s, cluster %s, %s)",
+        verb,
+        join_host_port(key.ip, key.port),
+        service.name,
+        service.namespace,
+        key.cluster,
+        kind,
+        extra=event(
+            name,
+            namespace=service.namespace,
+            service=service.name,
+            ip=key.ip,
+            port=key.port,
+            cluster=key.cluster,
+            ephemeral=key.ephemeral,
+        ),
+    )

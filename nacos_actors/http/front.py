@@ -20,6 +20,7 @@ from nacos_actors.bridge import WriteBatcher
 from nacos_actors.core.registry import RegistryCore
 from nacos_actors.http.params import ParamError, Params, clip
 from nacos_actors.messages import Command, WriteBatch
+from nacos_actors.metrics import NodeMetrics
 from nacos_actors.model import Service, ServiceKey
 from nacos_actors.settings import Settings
 
@@ -32,11 +33,15 @@ def wall_clock_ms() -> int:
 
 @dataclass
 class Front:
-    """The node as the HTTP handlers see it. `ready` turns true once the node serves."""
+    """The node as the HTTP handlers see it. `ready` turns true once the node serves.
+
+    `metrics` is the node's NodeMetrics (the same one its actors record into).
+    """
 
     settings: Settings
     registry: pykka.ActorRef
     view: RegistryCore
+    metrics: NodeMetrics
     beats: BeatLog = field(default_factory=BeatLog)
     clock: Callable[[], int] = wall_clock_ms
     ready: bool = False

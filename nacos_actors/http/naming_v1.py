@@ -22,6 +22,12 @@ from nacos_actors.messages import (
     UpdateMetadataBatch,
     UpdateService,
 )
+from nacos_actors.metrics import (
+    BEAT_OUTCOME_NOT_FOUND,
+    BEAT_OUTCOME_RECORDED,
+    BEAT_OUTCOME_REREGISTERED,
+    BEAT_OUTCOME_REVIVED,
+)
 from nacos_actors.model import (
     DEFAULT_HEART_BEAT_INTERVAL_MS,
     NO_SELECTOR,
@@ -137,7 +143,8 @@ async def beat(request: web.Request) -> web.Response:
     """PUT /v1/ns/instance/beat: a full beat (`beat` JSON) or a light one (ip/port/cluster).
 
     A beat on a healthy instance is recorded on this thread with no registry write. A light
-    beat for an unknown instance answers code 20404; a full one registers it again.
+    beat for an unknown instance answers code 20404; a full one registers it again. Each beat
+    is counted by outcome (nacos_actors_beats_total).
     """
     front = front_of(request)
     params = await request_params(request)
@@ -145,12 +152,20 @@ async def beat(request: web.Request) -> web.Response:
     key, from_beat = p.beat_target(params)
     snapshot = front.service(service)
     found = snapshot.instances.get(key) if snapshot is not None else None
-    if found is None and from_beat is None:
+    if found is not None and (found.healthy or found.marked):
+        outcome = BEAT_OUTCOME_RECORDED
+    elif found is None and from_beat is None:
+        outcome = BEAT_OUTCOME_NOT_FOUND
+    else:
+        outcome = BEAT_OUTCOME_REVIVED if found is not None else BEAT_OUTCOME_REREGISTERED
+        found = await front.write(BeatInstance(service, key, from_beat))
+        if found is None:  # a light beat whose instance was removed meanwhile: unknown now
+            outcome = BEAT_OUTCOME_NOT_FOUND
+    front.metrics.beats[outcome].inc()
+    if found is None:
         return json_response(
             render.dumps({"clientBeatInterval": DEFAULT_HEART_BEAT_INTERVAL_MS, "code": BEAT_NOT_FOUND})
         )
-    if found is None or not (found.healthy or found.marked):
-        found = await front.write(BeatInstance(service, key, from_beat))
     front.beats.record(service, key, front.clock())
     return json_response(
         render.dumps({"clientBeatInterval": found.beat_interval_ms, "code": BEAT_OK, "lightBeatEnabled": True})

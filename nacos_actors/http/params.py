@@ -194,6 +194,15 @@ def check_group(raw: str, name: str) -> str:
     return raw
 
 
+def check_service_name(raw: str, name: str) -> str:
+    """A bare service name (no `group@@`): 1..255 characters of 0-9a-zA-Z.:_-."""
+    if len(raw) > MAX_NAME_LENGTH or not _NAME.match(raw):
+        raise ParamError(
+            f"Param '{name}' must be 1..{MAX_NAME_LENGTH} characters of 0-9a-zA-Z.:_-, got '{clip(raw)}'."
+        )
+    return raw
+
+
 def grouped_service_name(raw: str, group_param: str | None, name: str = "serviceName") -> str:
     """Nacos's `group@@name` from a service name that may already carry its group."""
     if GROUP_SEPARATOR in raw:

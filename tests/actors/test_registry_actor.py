@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from nacos_actors.actors.registry import RegistryActor
 from nacos_actors.core.registry import RegistryCore, Rejected
-from nacos_actors.messages import DeleteService, Ping, RegisterInstance, WriteBatch
+from nacos_actors.logs import EVENT_ATTRIBUTE
+from nacos_actors.messages import DeleteService, DeregisterInstance, Ping, RegisterInstance, WriteBatch
+from nacos_actors.metrics import NodeMetrics
 from nacos_actors.model import Instance, ServiceKey
 
 SVC = ServiceKey("public", "DEFAULT_GROUP@@demo")
@@ -35,7 +39,7 @@ class RecordingReply:
 def started():
     fatal: list[BaseException] = []
     core = RegistryCore()
-    ref = RegistryActor.start(core, fatal.append, clock=lambda: 42)
+    ref = RegistryActor.start(core, fatal.append, NodeMetrics(CollectorRegistry(), core), clock=lambda: 42)
     yield ref, core, fatal
     ref.stop()
 
@@ -87,7 +91,7 @@ def test_a_bug_fails_the_reply_reports_fatal_and_stops_the_actor():
         reported.set()
 
     core.apply = broken  # type: ignore[method-assign]
-    ref = RegistryActor.start(core, on_fatal)
+    ref = RegistryActor.start(core, on_fatal, NodeMetrics(CollectorRegistry(), core))
     reply = RecordingReply()
     ref.tell(WriteBatch((DeleteService(SVC),), reply))
     assert reply.done.wait(5)
@@ -96,3 +100,85 @@ def test_a_bug_fails_the_reply_reports_fatal_and_stops_the_actor():
     assert reported.wait(5)
     assert [type(e) for e in fatal] == [RuntimeError]
     assert ref.actor_stopped.wait(5) and not ref.is_alive()
+
+
+# -- metrics and event logs ------------------------------------------------------------------
+
+
+def _sample(metrics: NodeMetrics, sample_name: str, /, **labels: str) -> float | None:
+    return metrics.registry.get_sample_value(sample_name, labels)
+
+
+def test_writes_batches_and_handling_time_are_recorded():
+    core = RegistryCore()
+    metrics = NodeMetrics(CollectorRegistry(), core)
+    ref = RegistryActor.start(core, lambda error: None, metrics)
+    try:
+        assert _sample(metrics, "nacos_actors_actor_mailbox_depth", actor="registry") == 0
+        reply = RecordingReply()
+        batch = (
+            RegisterInstance(SVC, Instance("127.0.0.1", 80)),
+            RegisterInstance(SVC, Instance("127.0.0.1", 81)),
+            DeleteService(ServiceKey("public", "DEFAULT_GROUP@@missing")),
+        )
+        ref.tell(WriteBatch(batch, reply))
+        assert reply.done.wait(5)
+        assert ref.ask(Ping(), timeout=5) == "pong"  # the batch's bookkeeping is done too
+        writes = "nacos_actors_registry_writes_total"
+        assert _sample(metrics, writes, command="register_instance", outcome="applied") == 2
+        assert _sample(metrics, writes, command="delete_service", outcome="rejected") == 1
+        assert _sample(metrics, writes, command="delete_service", outcome="applied") == 0
+        assert _sample(metrics, "nacos_actors_registry_write_batch_size_count") == 1
+        assert _sample(metrics, "nacos_actors_registry_write_batch_size_sum") == 3
+        handled = "nacos_actors_actor_message_duration_seconds_count"
+        assert _sample(metrics, handled, actor="registry", message="WriteBatch") == 1
+    finally:
+        ref.stop()
+    assert _sample(metrics, "nacos_actors_actor_mailbox_depth", actor="registry") is None
+
+
+def test_register_and_deregister_that_change_the_registry_log_one_event_each(started, caplog):
+    ref, _, _ = started
+    caplog.set_level(logging.INFO, logger="nacos_actors.actors.registry")
+    instance = Instance("127.0.0.1", 80, cluster="c1")
+    for command in (
+        RegisterInstance(SVC, instance),
+        RegisterInstance(SVC, instance),  # unchanged: no line
+        DeregisterInstance(SVC, instance.key),
+        DeregisterInstance(SVC, instance.key),  # nothing removed: no line
+    ):
+        reply = RecordingReply()
+        ref.tell(WriteBatch((command,), reply))
+        assert reply.done.wait(5)
+    records = [r for r in caplog.records if r.name == "nacos_actors.actors.registry"]
+    assert [r.getMessage() for r in records] == [
+        "registered 127.0.0.1:80 in DEFAULT_GROUP@@demo (namespace public, cluster c1, ephemeral)",
+        "deregistered 127.0.0.1:80 in DEFAULT_GROUP@@demo (namespace public, cluster c1, ephemeral)",
+    ]
+    fields = [getattr(r, EVENT_ATTRIBUTE) for r in records]
+    assert fields[0] == {
+        "event": "register",
+        "namespace": "public",
+        "service": "DEFAULT_GROUP@@demo",
+        "ip": "127.0.0.1",
+        "port": 80,
+        "cluster": "c1",
+        "ephemeral": True,
+    }
+    assert fields[1]["event"] == "deregister"
+
+
+def test_an_actor_failure_is_counted_as_a_nacos_exception():
+    core = RegistryCore()
+    metrics = NodeMetrics(CollectorRegistry(), core)
+    reported = threading.Event()
+
+    def broken(command, now_ms):
+        raise RuntimeError("boom")
+
+    core.apply = broken  # type: ignore[method-assign]
+    ref = RegistryActor.start(core, lambda error: reported.set(), metrics)
+    ref.tell(WriteBatch((DeleteService(SVC),), RecordingReply()))
+    assert reported.wait(5)
+    assert _sample(metrics, "nacos_exception_total", module="naming", name="actorFailed") == 1
+    assert ref.actor_stopped.wait(5)

@@ -6,11 +6,13 @@ from dataclasses import replace
 
 import pytest
 from blockbuster import blockbuster_ctx
+from prometheus_client import CollectorRegistry
 
 from nacos_actors.actors.registry import RegistryActor
 from nacos_actors.core.registry import RegistryCore
 from nacos_actors.http.app import build_app
 from nacos_actors.http.front import Front
+from nacos_actors.metrics import NodeMetrics
 from nacos_actors.settings import Settings
 
 BASE = "/nacos/v1/ns"
@@ -27,10 +29,12 @@ def settings() -> Settings:
 
 @pytest.fixture
 def front(settings):
-    """A Front wired to a running RegistryActor (stopped after the test)."""
+    """A Front wired to a running RegistryActor (stopped after the test), sharing one NodeMetrics
+    on a fresh CollectorRegistry."""
     core = RegistryCore()
-    registry = RegistryActor.start(core, _fatal)
-    front = Front(settings=settings, registry=registry, view=core, ready=True)
+    metrics = NodeMetrics(CollectorRegistry(), core)
+    registry = RegistryActor.start(core, _fatal, metrics)
+    front = Front(settings=settings, registry=registry, view=core, metrics=metrics, ready=True)
     yield front
     registry.stop()
 

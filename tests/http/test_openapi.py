@@ -17,6 +17,7 @@ from typing import Any, Iterator
 import pytest
 import requests
 import schemathesis
+from prometheus_client import CollectorRegistry
 from aiohttp import web
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Err
@@ -31,6 +32,7 @@ from nacos_actors.core.registry import RegistryCore
 from nacos_actors.http.app import build_app, openapi_document
 from nacos_actors.http.front import Front
 from nacos_actors.http.params import ParamError, parse_ip
+from nacos_actors.metrics import NodeMetrics
 from nacos_actors.settings import Settings
 
 DOCUMENT: dict[str, Any] = json.loads(openapi_document())
@@ -128,8 +130,11 @@ class LiveNode:
         self.url = f"http://127.0.0.1:{port}"
         self.failures: list[BaseException] = []
         core = RegistryCore()
-        self.registry = RegistryActor.start(core, self.failures.append)
-        self.front = Front(settings=replace(Settings(), port=port), registry=self.registry, view=core, ready=True)
+        metrics = NodeMetrics(CollectorRegistry(), core)
+        self.registry = RegistryActor.start(core, self.failures.append, metrics)
+        self.front = Front(
+            settings=replace(Settings(), port=port), registry=self.registry, view=core, metrics=metrics, ready=True
+        )
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="openapi-node-loop", daemon=True)
         self.runner: web.AppRunner | None = None

@@ -1,0 +1,267 @@
+"""NodeMetrics and its collectors, pure: a fresh CollectorRegistry per test, no node, no loop."""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+from io import StringIO
+from types import SimpleNamespace
+
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from nacos_actors.logs import JsonFormatter, configure_logging, event
+from nacos_actors.messages import (
+    BeatInstance,
+    CreateService,
+    DeleteService,
+    DeregisterInstance,
+    PatchInstance,
+    RegisterInstance,
+    UpdateInstance,
+    UpdateMetadataBatch,
+    UpdateService,
+    WriteBatch,
+)
+from nacos_actors.metrics import (
+    BEAT_OUTCOMES,
+    COMMAND_TYPES,
+    CONTENT_TYPE,
+    NodeMetrics,
+    command_label,
+    method_label,
+)
+
+
+class Counts:
+    def __init__(self, services: int = 0, instances: int = 0) -> None:
+        self.service_count = services
+        self.instance_count = instances
+
+
+def scrape(metrics: NodeMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of the text exposition: (sample name, sorted labels) -> value."""
+    samples = {}
+    for family in text_string_to_metric_families(metrics.exposition().decode()):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def value(samples, sample_name: str, /, **labels: str) -> float:
+    return samples[(sample_name, tuple(sorted(labels.items())))]
+
+
+@pytest.fixture
+def counts() -> Counts:
+    return Counts()
+
+
+@pytest.fixture
+def metrics(counts) -> NodeMetrics:
+    return NodeMetrics(CollectorRegistry(), counts)
+
+
+def test_the_content_type_is_the_text_format_nacos_serves():
+    assert CONTENT_TYPE == "text/plain; version=0.0.4; charset=utf-8"
+
+
+def test_nacos_monitor_reads_the_counts_at_scrape_time(metrics, counts):
+    samples = scrape(metrics)
+    assert value(samples, "nacos_monitor", module="naming", name="serviceCount") == 0
+    assert value(samples, "nacos_monitor", module="naming", name="ipCount") == 0
+    counts.service_count, counts.instance_count = 3, 7
+    samples = scrape(metrics)
+    assert value(samples, "nacos_monitor", module="naming", name="serviceCount") == 3
+    assert value(samples, "nacos_monitor", module="naming", name="ipCount") == 7
+
+
+def test_leader_status_is_zero_as_in_nacos_once_its_old_raft_is_retired(metrics):
+    assert value(scrape(metrics), "nacos_monitor", module="naming", name="leaderStatus") == 0
+
+
+def test_nacos_monitor_is_a_gauge_with_nacos_labels_only(metrics):
+    families = {f.name: f for f in text_string_to_metric_families(metrics.exposition().decode())}
+    monitor = families["nacos_monitor"]
+    assert monitor.type == "gauge"
+    assert {s.labels["name"] for s in monitor.samples} == {"serviceCount", "ipCount", "leaderStatus"}
+    assert all(set(s.labels) == {"module", "name"} for s in monitor.samples)
+
+
+def test_labelled_counters_start_at_zero_for_every_known_label(metrics):
+    samples = scrape(metrics)
+    for name in ("requestFailed", "actorFailed"):
+        assert value(samples, "nacos_exception_total", module="naming", name=name) == 0
+    for outcome in BEAT_OUTCOMES:
+        assert value(samples, "nacos_actors_beats_total", outcome=outcome) == 0
+    for kind in COMMAND_TYPES:
+        for outcome in ("applied", "rejected"):
+            labels = {"command": command_label(kind), "outcome": outcome}
+            assert value(samples, "nacos_actors_registry_writes_total", **labels) == 0
+
+
+def test_every_command_type_has_its_write_counters():
+    assert set(COMMAND_TYPES) == {
+        RegisterInstance,
+        DeregisterInstance,
+        UpdateInstance,
+        PatchInstance,
+        BeatInstance,
+        CreateService,
+        UpdateService,
+        DeleteService,
+        UpdateMetadataBatch,
+    }
+    assert command_label(RegisterInstance) == "register_instance"
+    assert command_label(UpdateMetadataBatch) == "update_metadata_batch"
+
+
+def test_recording_shows_in_the_exposition(metrics):
+    metrics.beats["revived"].inc()
+    applied, rejected = metrics.write_counters()[DeleteService]
+    rejected.inc()
+    metrics.write_batch_size.observe(3)
+    metrics.message_seconds("registry", WriteBatch).observe(0.002)
+    metrics.request_seconds_child("/nacos/v1/ns/instance", "POST", 200).observe(0.003)
+    metrics.exceptions_actor.inc()
+    samples = scrape(metrics)
+    assert value(samples, "nacos_actors_beats_total", outcome="revived") == 1
+    assert value(samples, "nacos_actors_registry_writes_total", command="delete_service", outcome="rejected") == 1
+    assert value(samples, "nacos_actors_registry_writes_total", command="delete_service", outcome="applied") == 0
+    assert value(samples, "nacos_actors_registry_write_batch_size_count") == 1
+    assert value(samples, "nacos_actors_registry_write_batch_size_bucket", le="4.0") == 1
+    assert value(samples, "nacos_actors_registry_write_batch_size_bucket", le="2.0") == 0
+    handled = "nacos_actors_actor_message_duration_seconds_count"
+    assert value(samples, handled, actor="registry", message="WriteBatch") == 1
+    labels = {"route": "/nacos/v1/ns/instance", "method": "POST", "status": "200"}
+    assert value(samples, "nacos_actors_http_request_duration_seconds_count", **labels) == 1
+    assert value(samples, "nacos_actors_http_request_duration_seconds_bucket", le="0.005", **labels) == 1
+    assert value(samples, "nacos_actors_http_request_duration_seconds_bucket", le="0.0025", **labels) == 0
+    assert value(samples, "nacos_exception_total", module="naming", name="actorFailed") == 1
+
+
+def test_two_nodes_metrics_do_not_share_anything():
+    first, second = NodeMetrics(CollectorRegistry(), Counts(1, 1)), NodeMetrics(CollectorRegistry(), Counts(2, 5))
+    first.beats["recorded"].inc(5)
+    assert value(scrape(first), "nacos_actors_beats_total", outcome="recorded") == 5
+    assert value(scrape(second), "nacos_actors_beats_total", outcome="recorded") == 0
+    assert value(scrape(second), "nacos_monitor", module="naming", name="ipCount") == 5
+
+
+def test_mailbox_depth_is_read_at_scrape_time_for_watched_actors(metrics):
+    inbox: queue.Queue = queue.Queue()
+    metrics.mailboxes.watch("registry", SimpleNamespace(actor_inbox=inbox))  # type: ignore[arg-type]
+    assert value(scrape(metrics), "nacos_actors_actor_mailbox_depth", actor="registry") == 0
+    inbox.put("a")
+    inbox.put("b")
+    assert value(scrape(metrics), "nacos_actors_actor_mailbox_depth", actor="registry") == 2
+    metrics.mailboxes.forget("registry")
+    assert not [k for k in scrape(metrics) if k[0] == "nacos_actors_actor_mailbox_depth"]
+
+
+def test_process_figures_are_exported(metrics):
+    names = {name for name, _ in scrape(metrics)}
+    for name in (
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "nacos_actors_process_threads",
+        "python_gc_collections_total",
+        "python_gc_objects_collected_total",
+        "python_info",
+    ):
+        assert name in names
+    assert value(scrape(metrics), "nacos_actors_process_threads") >= 1
+
+
+def test_our_metric_names_carry_the_prefix_and_a_unit_and_have_help(metrics):
+    ours = [f for f in metrics.registry.collect() if f.name.startswith("nacos_actors_")]
+    assert {f.name for f in ours} == {
+        "nacos_actors_actor_mailbox_depth",
+        "nacos_actors_process_threads",
+        "nacos_actors_http_request_duration_seconds",
+        "nacos_actors_beats",
+        "nacos_actors_registry_writes",
+        "nacos_actors_registry_write_batch_size",
+        "nacos_actors_actor_message_duration_seconds",
+    }
+    for family in ours:
+        assert family.documentation.strip(), family.name
+        if family.type == "counter":
+            assert all(s.name.endswith(("_total", "_created")) for s in family.samples)
+
+
+@pytest.mark.parametrize(("method", "label"), [("GET", "GET"), ("PATCH", "PATCH"), ("FOO", "other"), ("get", "other")])
+def test_method_labels_are_bounded(method, label):
+    assert method_label(method) == label
+
+
+# -- logs ------------------------------------------------------------------------------------
+
+
+def _record(message: str, *args, extra=None, exc_info=None) -> logging.LogRecord:
+    logger = logging.getLogger("nacos_actors.test")
+    return logger.makeRecord(logger.name, logging.INFO, __file__, 1, message, args, exc_info, extra=extra)
+
+
+def test_a_json_line_has_the_core_keys_and_the_event_fields():
+    extra = event("register", namespace="public", service="DEFAULT_GROUP@@a", ip="127.0.0.1", port=80, ephemeral=True)
+    line = json.loads(JsonFormatter().format(_record("registered %s", "x", extra=extra)))
+    assert line.pop("timestamp").endswith("Z")
+    assert line == {
+        "level": "INFO",
+        "logger": "nacos_actors.test",
+        "message": "registered x",
+        "event": "register",
+        "namespace": "public",
+        "service": "DEFAULT_GROUP@@a",
+        "ip": "127.0.0.1",
+        "port": 80,
+        "ephemeral": True,
+    }
+
+
+def test_event_fields_never_replace_the_core_keys_and_odd_values_become_text():
+    extra = event("x", message="spoof", level="spoof", when=object.__new__(Counts))
+    line = json.loads(JsonFormatter().format(_record("real", extra=extra)))
+    assert (line["message"], line["level"], line["event"]) == ("real", "INFO", "x")
+    assert "Counts" in line["when"]
+
+
+def test_a_json_line_carries_the_traceback():
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        import sys
+
+        record = _record("failed", exc_info=sys.exc_info())
+    text = JsonFormatter().format(record)
+    assert "\n" not in text
+    line = json.loads(text)
+    assert line["message"] == "failed" and "RuntimeError: boom" in line["exception"]
+
+
+def test_configure_logging_in_json(monkeypatch):
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(root, "level", root.level)
+    stream = StringIO()
+    configure_logging("INFO", "json", stream)
+    logging.getLogger("nacos_actors.x").info("hello %d", 1, extra=event("hi", n=1))
+    logging.getLogger("nacos_actors.x").debug("hidden")
+    (line,) = [json.loads(text) for text in stream.getvalue().splitlines()]
+    assert (line["message"], line["event"], line["n"], line["logger"]) == ("hello 1", "hi", 1, "nacos_actors.x")
+
+
+def test_configure_logging_in_text(monkeypatch):
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(root, "level", root.level)
+    stream = StringIO()
+    configure_logging("WARNING", "text", stream)
+    logging.getLogger("nacos_actors.x").warning("careful", extra=event("w", n=1))
+    logging.getLogger("nacos_actors.x").info("hidden")
+    (line,) = stream.getvalue().splitlines()
+    assert line.endswith(" WARNING nacos_actors.x careful")
