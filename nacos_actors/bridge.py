@@ -96,3 +96,18 @@ class WriteBatcher:
             for future in futures:
                 if not future.done():
                     future.set_exception(ActorUnavailable("the actor is not running"))
+
+
+async def async_ask(actor: pykka.ActorRef, make_message: Callable[[Reply], Any], timeout: float) -> Any:
+    """Tell `actor` the message `make_message(reply)` builds and await the one value it resolves
+    `reply` with (as a one-element sequence). Loop thread; raises ActorUnavailable."""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+    try:
+        actor.tell(make_message(BatchReply(loop, [future])))
+    except pykka.ActorDeadError as error:
+        raise ActorUnavailable("the actor is not running") from error
+    try:
+        return await asyncio.wait_for(future, timeout)
+    except asyncio.TimeoutError as error:
+        raise ActorUnavailable(f"no answer within {timeout} s") from error

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Protocol
 
-from nacos_actors.model import Instance, InstanceKey, Selector, ServiceKey
+from nacos_actors.model import Instance, InstanceKey, Selector, Service, ServiceKey
 
 
 class Reply(Protocol):
@@ -77,6 +77,28 @@ class BeatInstance:
 
 
 @dataclass(frozen=True, slots=True)
+class MarkUnhealthy:
+    """The health checker's verdict: a healthy, unmarked instance missed its beat timeout.
+
+    Changes nothing when the instance is gone, already unhealthy or marked meanwhile.
+    """
+
+    service: ServiceKey
+    key: InstanceKey
+
+
+@dataclass(frozen=True, slots=True)
+class ExpireInstance:
+    """The health checker's verdict: an unmarked instance missed its delete timeout; remove it.
+
+    Changes nothing when the instance is gone or marked meanwhile.
+    """
+
+    service: ServiceKey
+    key: InstanceKey
+
+
+@dataclass(frozen=True, slots=True)
 class CreateService:
     """Create an empty service explicitly; an existing one is a 400."""
 
@@ -104,6 +126,14 @@ class DeleteService:
 
 
 @dataclass(frozen=True, slots=True)
+class RemoveEmptyService:
+    """Empty-service cleanup: delete the service only if it is still empty at `revision`."""
+
+    service: ServiceKey
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
 class UpdateMetadataBatch:
     """Merge (or with `remove`, delete the keys of) metadata on many instances of one service.
 
@@ -124,9 +154,12 @@ Command = (
     | UpdateInstance
     | PatchInstance
     | BeatInstance
+    | MarkUnhealthy
+    | ExpireInstance
     | CreateService
     | UpdateService
     | DeleteService
+    | RemoveEmptyService
     | UpdateMetadataBatch
 )
 
@@ -142,9 +175,85 @@ class WriteBatch:
     reply: Reply
 
 
+class NoReply:
+    """A Reply for writes whose outcome nobody waits for (the health checker's verdicts)."""
+
+    def resolve(self, value: Any) -> None:
+        pass
+
+    def fail(self, error: BaseException) -> None:
+        pass
+
+
+NO_REPLY = NoReply()
+
+
 @dataclass(frozen=True, slots=True)
 class Ping:
     """Asked by the lifecycle to prove an actor is up; answered with 'pong'."""
 
 
-RegistryMessage = WriteBatch | Ping
+@dataclass(frozen=True, slots=True)
+class ServiceChange:
+    """The latest snapshot of a changed service, or None when the service was deleted."""
+
+    key: ServiceKey
+    snapshot: Service | None
+
+
+@dataclass(frozen=True, slots=True)
+class ServicesChanged:
+    """Told by the registry to each watcher after a batch: every service it changed, latest state.
+
+    `applied_ns` is `time.monotonic_ns()` when the batch was applied (push latency starts there).
+    """
+
+    changes: tuple[ServiceChange, ...]
+    applied_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """Ask the registry to tell `watcher` a ServicesChanged after every batch that changes
+    something; it first tells it every current service, so the watcher starts complete."""
+
+    watcher: Any  # a pykka.ActorRef
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Told by an actor's Alarm when the deadline it was set to has come."""
+
+
+RegistryMessage = WriteBatch | Watch | Ping
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    """A list query carried `udpPort` from a push-capable client: add or refresh the subscriber.
+
+    `subscription` is a nacos_actors.core.push.Subscription.
+    """
+
+    subscription: Any
+
+
+@dataclass(frozen=True, slots=True)
+class DatagramReceived:
+    """A datagram arrived on the push socket (an ack, or anything else) from address:port."""
+
+    payload: bytes
+    address: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class QuerySubscribers:
+    """Answer, through `reply`, a one-element tuple: the live subscriptions of `namespace`."""
+
+    namespace: str
+    reply: Reply
+
+
+HealthMessage = ServicesChanged | Tick | Ping
+PushMessage = ServicesChanged | Subscribe | DatagramReceived | Tick | QuerySubscribers | Ping

@@ -37,18 +37,27 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from nacos_actors.core.push import PushBoard
 from nacos_actors.messages import Command
 
 # What GET /nacos/actuator/prometheus answers: the text format Nacos (Spring's actuator) serves.
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 NACOS_MODULE = "naming"
 
-# nacos_monitor names this node exports today. Nacos 1.4 also exports the push figures
-# (totalPush, failedPush, avgPushCost, maxPushCost) and the health-check counts; they come
-# with UDP push and health checks.
+# nacos_monitor names (Nacos 1.4's MetricsMonitor, plus 2.x's subscriberCount and
+# pushPendingTaskCount).
 SERVICE_COUNT = "serviceCount"
 IP_COUNT = "ipCount"
 LEADER_STATUS = "leaderStatus"
+SUBSCRIBER_COUNT = "subscriberCount"
+TOTAL_PUSH = "totalPush"
+FAILED_PUSH = "failedPush"
+AVG_PUSH_COST = "avgPushCost"
+MAX_PUSH_COST = "maxPushCost"
+PUSH_PENDING_TASK_COUNT = "pushPendingTaskCount"
+# Nacos counts its active probes of persistent instances here; nacos-actors runs none (beats
+# only), so these stay 0. Spelling as Nacos's (`mysqlhealthCheck`).
+ACTIVE_CHECK_NAMES = ("tcpHealthCheck", "httpHealthCheck", "mysqlhealthCheck")
 # Nacos 1.4 sets leaderStatus only from its old Raft, which it retires as soon as every member
 # runs >= 1.4.0 (at once when standalone): from then on the gauge stays 0. So does ours.
 LEADER_STATUS_VALUE = 0
@@ -62,6 +71,11 @@ BEAT_OUTCOME_REREGISTERED = "reregistered"  # an unknown instance registered aga
 BEAT_OUTCOME_NOT_FOUND = "not_found"  # a light beat for an unknown instance (code 20404)
 BEAT_OUTCOMES = (BEAT_OUTCOME_RECORDED, BEAT_OUTCOME_REVIVED, BEAT_OUTCOME_REREGISTERED, BEAT_OUTCOME_NOT_FOUND)
 
+HEALTH_UNHEALTHY = "unhealthy"  # a healthy instance missed its beat timeout
+HEALTH_REMOVED = "removed"  # an instance missed its delete timeout and was removed
+HEALTH_REVIVED = "revived"  # a beat made an unhealthy instance healthy again
+HEALTH_TRANSITIONS = (HEALTH_UNHEALTHY, HEALTH_REMOVED, HEALTH_REVIVED)
+
 WRITE_APPLIED = "applied"
 WRITE_REJECTED = "rejected"
 
@@ -69,6 +83,7 @@ UNMATCHED_ROUTE = "unmatched"  # the route label of every request no route match
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 OTHER_METHOD = "other"
 
+PUSH_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 MESSAGE_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)  # bridge.MAX_BATCH is the largest batch
@@ -89,16 +104,28 @@ def command_label(command_type: type) -> str:
 COMMAND_TYPES: tuple[type, ...] = get_args(Command)
 
 
-class NacosMonitorCollector(Collector):
-    """`nacos_monitor{module="naming",name=...}`, read from the registry counters at scrape time.
+class PushFigures(Protocol):
+    """What nacos_monitor reads of push: the push actor's latest published PushStats."""
 
-    GET /v1/ns/operator/metrics reads the same counters, so the two always agree.
+    @property
+    def stats(self) -> Any: ...
+
+
+class NacosMonitorCollector(Collector):
+    """`nacos_monitor{module="naming",name=...}`, read at scrape time from the registry counters
+    and the push actor's published stats.
+
+    GET /v1/ns/operator/metrics and /operator/push/state read the same sources, so they agree.
     """
 
-    HELP = "Nacos naming monitor gauges (Nacos's MetricsMonitor names): services, instances, leader status"
+    HELP = (
+        "Nacos naming monitor gauges (Nacos's MetricsMonitor names): services, instances, "
+        "subscribers, pushes (total, failed, ack cost in ms), pending pushes, leader status"
+    )
 
-    def __init__(self, counts: RegistryCounts) -> None:
+    def __init__(self, counts: RegistryCounts, push: PushFigures) -> None:
         self._counts = counts
+        self._push = push
 
     def describe(self) -> Iterable[Metric]:
         return [GaugeMetricFamily("nacos_monitor", self.HELP, labels=["module", "name"])]
@@ -108,6 +135,15 @@ class NacosMonitorCollector(Collector):
         family.add_metric([NACOS_MODULE, SERVICE_COUNT], self._counts.service_count)
         family.add_metric([NACOS_MODULE, IP_COUNT], self._counts.instance_count)
         family.add_metric([NACOS_MODULE, LEADER_STATUS], LEADER_STATUS_VALUE)
+        push = self._push.stats
+        family.add_metric([NACOS_MODULE, SUBSCRIBER_COUNT], push.subscribers)
+        family.add_metric([NACOS_MODULE, TOTAL_PUSH], push.total)
+        family.add_metric([NACOS_MODULE, FAILED_PUSH], push.failed)
+        family.add_metric([NACOS_MODULE, AVG_PUSH_COST], push.average_cost_ms)
+        family.add_metric([NACOS_MODULE, MAX_PUSH_COST], push.cost_max_ms)
+        family.add_metric([NACOS_MODULE, PUSH_PENDING_TASK_COUNT], push.pending_services)
+        for name in ACTIVE_CHECK_NAMES:
+            family.add_metric([NACOS_MODULE, name], 0)
         return [family]
 
 
@@ -162,17 +198,73 @@ class ThreadsCollector(Collector):
         return [GaugeMetricFamily(self.NAME, self.HELP, value=threads)]
 
 
+class PushMetrics:
+    """The push actor's figures, as ready label children. Recorded on the push actor's thread."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.delay_seconds = Histogram(
+            "nacos_actors_push_delay_seconds",
+            "Time from the registry applying a change to the first send of the push it caused",
+            registry=registry,
+            buckets=PUSH_BUCKETS,
+        )
+        self.ack_seconds = Histogram(
+            "nacos_actors_push_ack_seconds",
+            "Time from the first send of a push to its ack (Nacos's push cost)",
+            registry=registry,
+            buckets=PUSH_BUCKETS,
+        )
+        pushes = Counter(
+            "nacos_actors_pushes",
+            "Pushes (one packet to one subscriber) by how they ended: acked; failed (no ack after "
+            "every send, or too large for UDP); superseded (a newer packet replaced it)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.acked = pushes.labels("acked")
+        self.failed = pushes.labels("failed")
+        self.superseded = pushes.labels("superseded")
+        sends = Counter(
+            "nacos_actors_push_sends",
+            "Datagrams sent to subscribers: first sends and resends (after no ack in time)",
+            ["kind"],
+            registry=registry,
+        )
+        self.sends_first = sends.labels("first")
+        self.sends_retry = sends.labels("retry")
+        self.send_errors = Counter(
+            "nacos_actors_push_send_errors",
+            "Sends the operating system refused (the packet stays on its resend schedule)",
+            registry=registry,
+        )
+        datagrams = Counter(
+            "nacos_actors_push_datagrams_received",
+            "Datagrams received on the push socket: ack (matched a push), unmatched (a valid ack "
+            "for no pending push), malformed (not a push-ack; dropped)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.datagrams_ack = datagrams.labels("ack")
+        self.datagrams_unmatched = datagrams.labels("unmatched")
+        self.datagrams_malformed = datagrams.labels("malformed")
+
+
 class NodeMetrics:
     """Every metric of one node, registered on the `registry` it is given.
 
     The attributes are ready-made label children, so recording costs one `inc`/`observe`:
     `beats[outcome]` (loop thread), `exceptions_request` (loop), `exceptions_actor` (the failing
-    actor's thread), `write_batch_size` (registry actor). `counts` is read at scrape time.
+    actor's thread), `write_batch_size` (registry actor), `health_transitions[transition]`
+    (registry actor; `revived` on the loop), `push` (push actor). `counts` and `push_figures`
+    are read at scrape time.
     """
 
-    def __init__(self, registry: CollectorRegistry, counts: RegistryCounts) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, counts: RegistryCounts, push_figures: PushFigures | None = None
+    ) -> None:
         self.registry = registry
-        registry.register(NacosMonitorCollector(counts))
+        self.push_figures = push_figures if push_figures is not None else PushBoard()
+        registry.register(NacosMonitorCollector(counts, self.push_figures))
         self.mailboxes = MailboxCollector()
         registry.register(self.mailboxes)
         registry.register(ThreadsCollector())
@@ -228,6 +320,16 @@ class NodeMetrics:
             registry=registry,
             buckets=BATCH_BUCKETS,
         )
+
+        transitions = Counter(
+            "nacos_actors_health_transitions",
+            "Instance health changes by beats: unhealthy (missed its beat timeout), removed "
+            "(missed its delete timeout), revived (a beat made it healthy again)",
+            ["transition"],
+            registry=registry,
+        )
+        self.health_transitions = {name: transitions.labels(name) for name in HEALTH_TRANSITIONS}
+        self.push = PushMetrics(registry)
 
         self._message_seconds = Histogram(
             "nacos_actors_actor_message_duration_seconds",

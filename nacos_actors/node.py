@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 
 import prometheus_client
@@ -21,13 +22,21 @@ import uvloop
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from nacos_actors.actors.health import HealthCheckActor
+from nacos_actors.actors.push import PushActor, open_push_socket
 from nacos_actors.actors.registry import RegistryActor
+from nacos_actors.beats import BeatLog
 from nacos_actors.core.codec import CodecError, decode_services, encode_services
+from nacos_actors.core.health import HealthConfig, HealthCore
+from nacos_actors.core.push import PushBoard, PushConfig, PushCore
 from nacos_actors.core.registry import RegistryCore
+from nacos_actors.http import render
 from nacos_actors.http.app import build_app
 from nacos_actors.http.front import Front
-from nacos_actors.messages import Ping
+from nacos_actors.messages import Ping, Watch
 from nacos_actors.metrics import NodeMetrics
+from nacos_actors.model import Service, ServiceKey
+from nacos_actors.actors.alarm import wall_clock_ms
 from nacos_actors.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -111,6 +120,35 @@ async def serve(settings: Settings, front: Front, shutdown: Shutdown) -> None:
         await runner.cleanup()
 
 
+def health_core(settings: Settings) -> HealthCore:
+    return HealthCore(
+        HealthConfig(
+            check_beats=settings.health_check_enabled,
+            expire_instances=settings.expire_instances,
+            clean_empty_services=settings.empty_service_auto_clean,
+            empty_service_ttl_ms=settings.empty_service_ttl_ms,
+        )
+    )
+
+
+def push_core(settings: Settings) -> PushCore:
+    """A PushCore whose packets carry what each subscriber's own list query would answer."""
+    cache_millis = settings.push_cache_ms
+
+    def render_list(
+        service: Service | None, key: ServiceKey, clusters_text: str, clusters: tuple[str, ...], java_client: bool
+    ) -> bytes:
+        return render.list_body(service, key, clusters_text, clusters, False, java_client, cache_millis, wall_clock_ms())
+
+    config = PushConfig(
+        window_ms=settings.push_window_ms,
+        subscriber_ttl_ms=settings.push_cache_ms,
+        ack_timeout_ms=settings.push_ack_timeout_ms,
+        max_sends=settings.push_max_sends,
+    )
+    return PushCore(config, render_list, first_sequence=time.monotonic_ns())
+
+
 def run_node(settings: Settings) -> int:
     """Run one node until it is told to stop; returns the process exit code.
 
@@ -123,14 +161,26 @@ def run_node(settings: Settings) -> int:
         load_snapshot(core, settings.data_dir)
     # No `_created` series: Nacos exports none, and in the text format each is one more series.
     prometheus_client.disable_created_metrics()
-    metrics = NodeMetrics(CollectorRegistry(), core)
+    board = PushBoard()
+    metrics = NodeMetrics(CollectorRegistry(), core, board)
+    beats = BeatLog()
     started: list[pykka.ActorRef] = []
     try:
         registry = RegistryActor.start(core, shutdown.on_fatal, metrics)
         started.append(registry)
+        health = HealthCheckActor.start(health_core(settings), registry, beats, metrics, shutdown.on_fatal)
+        started.append(health)
+        registry.tell(Watch(health))
+        push = None
+        if settings.push_enabled:
+            push = PushActor.start(push_core(settings), open_push_socket(settings.host), board, metrics, shutdown.on_fatal)
+            started.append(push)
+            registry.tell(Watch(push))
         for actor in started:
             actor.ask(Ping(), timeout=5)
-        front = Front(settings=settings, registry=registry, view=core, metrics=metrics)
+        front = Front(
+            settings=settings, registry=registry, view=core, metrics=metrics, beats=beats, push=push, push_board=board
+        )
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(serve(settings, front, shutdown))
     except OSError as error:

@@ -39,6 +39,16 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "text"
     access_log: bool = False
+    health_check_enabled: bool = True
+    expire_instances: bool = True
+    empty_service_auto_clean: bool = False
+    empty_service_ttl_ms: int = 60_000
+    push_enabled: bool = True
+    push_window_ms: int = 5
+    push_cache_ms: int = 10_000
+    push_ack_timeout_ms: int = 1_000
+    push_max_sends: int = 3
+    push_trust_client_ip: bool = False
 
     @property
     def self_address(self) -> str:
@@ -131,6 +141,19 @@ def _positive_float(value: Any, setting: str) -> float:
     return number
 
 
+def _int_between(low: int, high: int) -> Callable[[Any, str], int]:
+    def parse(value: Any, setting: str) -> int:
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            raise SettingsError(f"{setting}: '{value}' is not a whole number") from None
+        if not low <= number <= high:
+            raise SettingsError(f"{setting}: {number} is not in {low}..{high}")
+        return number
+
+    return parse
+
+
 def _bool(value: Any, setting: str) -> bool:
     if isinstance(value, bool):
         return value
@@ -181,6 +204,16 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "log_level": _log_level,
     "log_format": _log_format,
     "access_log": _bool,
+    "health_check_enabled": _bool,
+    "expire_instances": _bool,
+    "empty_service_auto_clean": _bool,
+    "empty_service_ttl_ms": _int_between(1_000, 86_400_000),
+    "push_enabled": _bool,
+    "push_window_ms": _int_between(0, 1_000),
+    "push_cache_ms": _int_between(1_000, 3_600_000),
+    "push_ack_timeout_ms": _int_between(10, 60_000),
+    "push_max_sends": _int_between(1, 10),
+    "push_trust_client_ip": _bool,
 }
 SETTING_NAMES = tuple(f.name for f in fields(Settings))
 

@@ -25,6 +25,16 @@ def test_serve_flags_parse_to_setting_names():
             "--log-level", "DEBUG",
             "--log-format", "json",
             "--access-log",
+            "--health-check-enabled", "false",
+            "--expire-instances", "false",
+            "--empty-service-auto-clean", "true",
+            "--empty-service-ttl-ms", "5000",
+            "--push-enabled", "false",
+            "--push-window-ms", "0",
+            "--push-cache-ms", "20000",
+            "--push-ack-timeout-ms", "500",
+            "--push-max-sends", "2",
+            "--push-trust-client-ip", "true",
         ]
     )
     assert vars(args) == {
@@ -41,6 +51,16 @@ def test_serve_flags_parse_to_setting_names():
         "log_level": "DEBUG",
         "log_format": "json",
         "access_log": True,
+        "health_check_enabled": "false",
+        "expire_instances": "false",
+        "empty_service_auto_clean": "true",
+        "empty_service_ttl_ms": "5000",
+        "push_enabled": "false",
+        "push_window_ms": "0",
+        "push_cache_ms": "20000",
+        "push_ack_timeout_ms": "500",
+        "push_max_sends": "2",
+        "push_trust_client_ip": "true",
     }
 
 

@@ -4,15 +4,29 @@ from __future__ import annotations
 
 import logging
 import time
-from time import perf_counter
+from time import monotonic_ns, perf_counter
 from typing import Any, Callable, assert_never
 
 import pykka
 
 from nacos_actors.core.registry import RegistryCore, Rejected
 from nacos_actors.logs import event
-from nacos_actors.messages import Command, DeregisterInstance, Ping, RegisterInstance, RegistryMessage, WriteBatch
-from nacos_actors.metrics import NodeMetrics
+from nacos_actors.messages import (
+    Command,
+    DeregisterInstance,
+    ExpireInstance,
+    MarkUnhealthy,
+    Ping,
+    RegisterInstance,
+    RegistryMessage,
+    RemoveEmptyService,
+    ServiceChange,
+    ServicesChanged,
+    Watch,
+    WriteBatch,
+)
+from nacos_actors.metrics import HEALTH_REMOVED, HEALTH_UNHEALTHY, NodeMetrics
+from nacos_actors.model import Service, ServiceKey
 from nacos_actors.settings import join_host_port
 
 log = logging.getLogger(__name__)
@@ -32,9 +46,12 @@ class RegistryActor(pykka.ThreadingActor):
     (nacos_exception_total{name="actorFailed"}) and reported through `on_fatal`, which stops
     the node so a supervisor restarts it rather than leaving it half alive.
 
+    After each batch that changed something it tells every watcher (the health checker, the
+    pusher) one ServicesChanged with the latest snapshot of each changed service.
+
     Records into `metrics`: each command by type and outcome, each batch's size, each message's
-    handling time, and (at scrape time) this actor's mailbox depth. Logs one INFO line per
-    register or deregister that changed the registry.
+    handling time, health transitions, and (at scrape time) this actor's mailbox depth. Logs one
+    line per register, deregister, expiry and empty-service removal that changed the registry.
     """
 
     def __init__(
@@ -52,6 +69,8 @@ class RegistryActor(pykka.ThreadingActor):
         self._writes = metrics.write_counters()
         self._batch_size = metrics.write_batch_size
         self._batch_seconds = metrics.message_seconds(ACTOR_NAME, WriteBatch)
+        self._health = metrics.health_transitions
+        self._watchers: list[pykka.ActorRef[Any]] = []
 
     def on_start(self) -> None:
         self._metrics.mailboxes.watch(ACTOR_NAME, self.actor_ref)
@@ -66,6 +85,7 @@ class RegistryActor(pykka.ThreadingActor):
                 started = perf_counter()
                 now_ms = self._clock()
                 outcomes: list[Any] = []
+                changes: dict[ServiceKey, Service | None] = {}
                 for command in commands:
                     applied_count, rejected_count = self._writes[type(command)]
                     try:
@@ -80,15 +100,41 @@ class RegistryActor(pykka.ThreadingActor):
                     applied_count.inc()
                     outcomes.append(applied.value)
                     if applied.changed is not None:
-                        _log_change(command)
+                        changes[applied.changed.key] = applied.changed
+                        self._note_change(command)
+                    elif applied.deleted is not None:
+                        changes[applied.deleted] = None
+                        self._note_change(command)
                 reply.resolve(tuple(outcomes))
+                if changes and self._watchers:
+                    told = ServicesChanged(tuple(ServiceChange(k, v) for k, v in changes.items()), monotonic_ns())
+                    self._tell_watchers(told)
                 self._batch_size.observe(len(commands))
                 self._batch_seconds.observe(perf_counter() - started)
+                return None
+            case Watch(watcher):
+                self._watchers.append(watcher)
+                current = tuple(ServiceChange(s.key, s) for s in self.core.all_services())
+                watcher.tell(ServicesChanged(current, monotonic_ns()))
                 return None
             case Ping():
                 return "pong"
             case _:
                 assert_never(received)
+
+    def _tell_watchers(self, told: ServicesChanged) -> None:
+        for watcher in list(self._watchers):
+            try:
+                watcher.tell(told)
+            except pykka.ActorDeadError:  # stopped before us (the lifecycle stops in reverse)
+                self._watchers.remove(watcher)
+
+    def _note_change(self, command: Command) -> None:
+        if isinstance(command, MarkUnhealthy):
+            self._health[HEALTH_UNHEALTHY].inc()
+        elif isinstance(command, ExpireInstance):
+            self._health[HEALTH_REMOVED].inc()
+        _log_change(command)
 
     def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
         self._metrics.exceptions_actor.inc()
@@ -97,9 +143,8 @@ class RegistryActor(pykka.ThreadingActor):
 
 
 def _log_change(command: Command) -> None:
-    """One INFO line if `command` is a register or deregister (that changed the registry).
-
-    Runs on the registry actor's thread.
+    """One INFO line if `command` (which changed the registry) is a register, deregister,
+    expiry or empty-service removal. Runs on the registry actor's thread.
     """
     if not log.isEnabledFor(logging.INFO):
         return
@@ -107,6 +152,19 @@ def _log_change(command: Command) -> None:
         name, verb, key = "register", "registered", command.instance.key
     elif isinstance(command, DeregisterInstance):
         name, verb, key = "deregister", "deregistered", command.key
+    elif isinstance(command, MarkUnhealthy):
+        name, verb, key = "unhealthy", "marked unhealthy (beat timeout)", command.key
+    elif isinstance(command, ExpireInstance):
+        name, verb, key = "expire", "expired (delete timeout)", command.key
+    elif isinstance(command, RemoveEmptyService):
+        service = command.service
+        log.info(
+            "removed empty service %s (namespace %s)",
+            service.name,
+            service.namespace,
+            extra=event("remove_empty_service", namespace=service.namespace, service=service.name),
+        )
+        return
     else:
         return
     kind = "ephemeral" if key.ephemeral else "persistent"

@@ -18,8 +18,11 @@ from nacos_actors.messages import (
     CreateService,
     DeleteService,
     DeregisterInstance,
+    ExpireInstance,
+    MarkUnhealthy,
     PatchInstance,
     RegisterInstance,
+    RemoveEmptyService,
     UpdateInstance,
     UpdateMetadataBatch,
     UpdateService,
@@ -55,14 +58,17 @@ class Rejected(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Applied:
-    """What a command did: its answer `value`, and the new snapshot when the service changed.
+    """What a command did: its answer `value`, and the new snapshot when the service changed
+    (`deleted` instead when the command deleted the service).
 
     Instance writes answer the instance as stored (with its id); a light beat on an unknown
-    instance answers None; metadata batches the updated instance names.
+    instance answers None; metadata batches the updated instance names; the health checker's
+    verdicts answer whether they changed anything.
     """
 
     value: Any = None
     changed: Service | None = None
+    deleted: ServiceKey | None = None
 
 
 class RegistryCore:
@@ -97,6 +103,17 @@ class RegistryCore:
                 return self._patch_instance(command, now_ms)
             case BeatInstance(service, key, reregister):
                 return self._beat(service, key, reregister, now_ms)
+            case MarkUnhealthy(service, key):
+                found = self._instance_or_none(service, key)
+                if found is None or not found.healthy or found.marked:
+                    return Applied(value=False)
+                applied = self._put_instance(service, replace(found, healthy=False), now_ms)
+                return Applied(value=True, changed=applied.changed)
+            case ExpireInstance(service, key):
+                found = self._instance_or_none(service, key)
+                if found is None or found.marked:
+                    return Applied(value=False)
+                return Applied(value=True, changed=self._remove_instance(service, key, now_ms).changed)
             case CreateService(service, threshold, metadata, selector):
                 if self.service(service) is not None:
                     raise Rejected(400, f"specified service already exists, serviceName : {service.name}")
@@ -128,11 +145,12 @@ class RegistryCore:
                         f"Service {service.name} is not empty, can't be delete. "
                         "Please unregister instance first",
                     )
-                del self.namespaces[service.namespace][service.name]
-                if not self.namespaces[service.namespace]:
-                    del self.namespaces[service.namespace]
-                self.service_count -= 1
-                return Applied()
+                return self._delete_service(service)
+            case RemoveEmptyService(service, revision):
+                empty = self.service(service)
+                if empty is None or empty.instances or empty.revision != revision:
+                    return Applied(value=False)
+                return replace(self._delete_service(service), value=True)
             case UpdateMetadataBatch():
                 return self._update_metadata_batch(command, now_ms)
             case _:
@@ -215,6 +233,17 @@ class RegistryCore:
         return Applied(value=tuple(updated), changed=applied.changed)
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _instance_or_none(self, service_key: ServiceKey, key: InstanceKey) -> Instance | None:
+        current = self.service(service_key)
+        return current.instances.get(key) if current is not None else None
+
+    def _delete_service(self, key: ServiceKey) -> Applied:
+        del self.namespaces[key.namespace][key.name]
+        if not self.namespaces[key.namespace]:
+            del self.namespaces[key.namespace]
+        self.service_count -= 1
+        return Applied(deleted=key)
 
     def _existing_service(self, key: ServiceKey, message: str) -> Service:
         found = self.service(key)

@@ -16,10 +16,11 @@ import pykka
 from aiohttp import web
 
 from nacos_actors.beats import BeatLog
-from nacos_actors.bridge import WriteBatcher
+from nacos_actors.bridge import WriteBatcher, async_ask
+from nacos_actors.core.push import PushBoard, Subscription
 from nacos_actors.core.registry import RegistryCore
 from nacos_actors.http.params import ParamError, Params, clip
-from nacos_actors.messages import Command, WriteBatch
+from nacos_actors.messages import Command, QuerySubscribers, Subscribe, WriteBatch
 from nacos_actors.metrics import NodeMetrics
 from nacos_actors.model import Service, ServiceKey
 from nacos_actors.settings import Settings
@@ -35,7 +36,8 @@ def wall_clock_ms() -> int:
 class Front:
     """The node as the HTTP handlers see it. `ready` turns true once the node serves.
 
-    `metrics` is the node's NodeMetrics (the same one its actors record into).
+    `metrics` is the node's NodeMetrics (the same one its actors record into). `push` is the
+    PushActor, None when push is off; `push_board` holds its latest counters.
     """
 
     settings: Settings
@@ -43,6 +45,8 @@ class Front:
     view: RegistryCore
     metrics: NodeMetrics
     beats: BeatLog = field(default_factory=BeatLog)
+    push: pykka.ActorRef | None = None
+    push_board: PushBoard = field(default_factory=PushBoard)
     clock: Callable[[], int] = wall_clock_ms
     ready: bool = False
     writes: WriteBatcher = field(init=False)
@@ -53,6 +57,20 @@ class Front:
     async def write(self, command: Command) -> Any:
         """Apply `command` on the registry actor; return its value or raise its refusal."""
         return await self.writes.async_submit(command)
+
+    def subscribe(self, subscription: Subscription) -> None:
+        """Add or refresh a push subscriber (no answer is awaited)."""
+        if self.push is not None:
+            try:
+                self.push.tell(Subscribe(subscription))
+            except pykka.ActorDeadError:
+                pass  # stopping: the client keeps polling
+
+    async def subscriptions(self, namespace: str) -> tuple[Subscription, ...]:
+        """The live push subscriptions of a namespace, asked of the push actor."""
+        if self.push is None:
+            return ()
+        return await async_ask(self.push, lambda reply: QuerySubscribers(namespace, reply), self.settings.request_timeout)
 
     def service(self, key: ServiceKey) -> Service | None:
         return self.view.service(key)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from nacos_actors.core.push import SubscriberKey, Subscription
 from nacos_actors.http import params as p
 from nacos_actors.http import render
 from nacos_actors.http.front import front_of, json_response, ok, request_params
@@ -122,18 +123,30 @@ async def instance_list(request: web.Request) -> web.Response:
     key = p.service_key(params)
     clusters_text, clusters = p.cluster_list(params)
     healthy_only = p.boolean(params, False, "healthyOnly")
-    p.integer(params, "udpPort", 0, 0, 65535)
+    udp_port = p.integer(params, "udpPort", 0, 0, 65535)
     client_ip = params.get("clientIP")
     if client_ip is not None:
-        p.parse_ip(client_ip, "clientIP")
+        client_ip = p.parse_ip(client_ip, "clientIP")
+    java_client = p.is_java_client(request.headers)
+    cache_millis = render.DEFAULT_CACHE_MILLIS
+    agent = p.user_agent(request.headers)
+    if udp_port > 0 and front.push is not None and p.is_push_client(agent):
+        # Push goes to where the query came from; `clientIP` only when the operator trusts it
+        # (clients behind a proxy), so nobody can aim the registry's UDP at a third party.
+        trusted = front.settings.push_trust_client_ip and client_ip is not None and p.is_ip_literal(client_ip)
+        address = client_ip if trusted else request.remote
+        if address:
+            subscriber = SubscriberKey(key, clusters_text, address, udp_port)
+            front.subscribe(Subscription(subscriber, clusters, agent[:256], (params.get("app") or "")[:128], java_client))
+            cache_millis = front.settings.push_cache_ms
     body = render.instance_list(
         front.service(key),
         key,
         clusters_text,
         clusters,
         healthy_only,
-        p.is_java_client(request.headers),
-        render.DEFAULT_CACHE_MILLIS,
+        java_client,
+        cache_millis,
         front.clock(),
     )
     return json_response(body)
@@ -261,6 +274,26 @@ async def service_list(request: web.Request) -> web.Response:
     return json_response(render.dumps({"count": len(doms), "doms": render.page(doms, page_no, page_size)}))
 
 
+async def service_subscribers(request: web.Request) -> web.Response:
+    """GET /v1/ns/service/subscribers: the push subscribers of services whose name and group
+    contain the given ones (Nacos's fuzzy match), paged; `aggregation` is accepted (one node)."""
+    front = front_of(request)
+    params = await request_params(request)
+    key = p.service_key(params)
+    page_no = p.page_number(params, "pageNo", 1)
+    page_size = p.page_number(params, "pageSize", 1000)
+    p.boolean(params, True, "aggregation")
+    group, bare = split_grouped_name(key.name)
+    rows = []
+    for subscription in await front.subscriptions(key.namespace):
+        subscriber = subscription.key
+        their_group, their_name = split_grouped_name(subscriber.service.name)
+        if bare in their_name and group in their_group:
+            rows.append(render.subscriber(subscription))
+    rows.sort(key=lambda row: (row["serviceName"], row["addrStr"], row["cluster"]))
+    return json_response(render.dumps({"subscribers": render.page(rows, page_no, page_size), "count": len(rows)}))
+
+
 # -- catalog (console) -------------------------------------------------------------------
 
 
@@ -327,5 +360,6 @@ def add_routes(app: web.Application, prefix: str) -> None:
     app.router.add_route("DELETE", f"{ns}/service", delete_service)
     app.router.add_route("GET", f"{ns}/service", service_detail)
     app.router.add_route("GET", f"{ns}/service/list", service_list)
+    app.router.add_route("GET", f"{ns}/service/subscribers", service_subscribers)
     app.router.add_route("GET", f"{ns}/catalog/services", catalog_services)
     app.router.add_route("GET", f"{ns}/catalog/instances", catalog_instances)

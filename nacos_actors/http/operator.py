@@ -11,7 +11,8 @@ from aiohttp import web
 
 from nacos_actors import __version__
 from nacos_actors.http import render
-from nacos_actors.http.front import front_of, json_response
+from nacos_actors.http import params as p
+from nacos_actors.http.front import front_of, json_response, request_params
 from nacos_actors.model import DEFAULT_NAMESPACE
 
 NACOS_VERSION = "1.4.8"
@@ -88,8 +89,26 @@ async def servers(request: web.Request) -> web.Response:
 
 
 async def switches(request: web.Request) -> web.Response:
-    """GET /v1/ns/operator/switches: Nacos's switch domain with its defaults."""
-    return json_response(render.dumps(SWITCH_DOMAIN))
+    """GET /v1/ns/operator/switches: Nacos's switch domain, with this node's push and health settings."""
+    settings = front_of(request).settings
+    document = {
+        **SWITCH_DOMAIN,
+        "defaultPushCacheMillis": settings.push_cache_ms,
+        "healthCheckEnabled": settings.health_check_enabled,
+        "pushEnabled": settings.push_enabled,
+    }
+    return json_response(render.dumps(document))
+
+
+async def push_state(request: web.Request) -> web.Response:
+    """GET /v1/ns/operator/push/state: push counts (`detail` and `reset` are accepted; the
+    counters are never reset, so they keep agreeing with the Prometheus figures)."""
+    front = front_of(request)
+    params = await request_params(request)
+    p.boolean(params, False, "detail")
+    p.boolean(params, False, "reset")
+    document = render.push_state(front.push_board.stats)
+    return json_response(render.dumps(document))
 
 
 async def namespaces(request: web.Request) -> web.Response:
@@ -131,6 +150,7 @@ def add_routes(app: web.Application, prefix: str) -> None:
         app.router.add_route("GET", f"{base}/metrics", metrics)
         app.router.add_route("GET", f"{base}/servers", servers)
         app.router.add_route("GET", f"{base}/switches", switches)
+        app.router.add_route("GET", f"{base}/push/state", push_state)
     app.router.add_route("GET", f"{prefix}/v1/ns/health/server", server_health)
     app.router.add_route("GET", f"{prefix}/v1/console/namespaces", namespaces)
     app.router.add_route("GET", f"{prefix}/v1/console/health/readiness", readiness)

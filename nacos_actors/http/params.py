@@ -272,6 +272,15 @@ def parse_ip(raw: Any, name: str) -> str:
         raise ParamError(f"Param '{name}' is not a valid IP address: '{clip(text)}'.") from None
 
 
+def is_ip_literal(text: str) -> bool:
+    """An IPv4 or IPv6 address (not a host name)."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _ipv4_or_name(text: str, name: str) -> str:
     if _DIGITS_AND_DOTS.match(text):
         ipaddress.IPv4Address(text)
@@ -472,16 +481,43 @@ def instance_targets(document: Any) -> tuple[InstanceKey, ...]:
     return tuple(targets)
 
 
+def user_agent(headers: Mapping[str, str]) -> str:
+    """Nacos's client agent: User-Agent, else Client-Version."""
+    return headers.get("User-Agent") or headers.get("Client-Version") or ""
+
+
 def is_java_client(headers: Mapping[str, str]) -> bool:
     """A Java client (or one posing as one, like Node's) of version 1.0.0 or later.
 
     Nacos uses this to decide PUT semantics and the grouped `dom` in list answers.
     """
-    agent = headers.get("User-Agent") or headers.get("Client-Version") or ""
+    agent = user_agent(headers)
     prefix = "Nacos-Java-Client:v"
     if not agent.startswith(prefix):
         return False
     return version_tuple(agent[len(prefix):]) >= (1, 0, 0)
+
+
+# Agents Nacos pushes to, with the least version of each (its switch defaults pushJavaVersion,
+# pushPythonVersion for Nacos-DNS, pushCVersion, pushGoVersion, pushCSharpVersion).
+PUSH_AGENTS = (
+    ("Nacos-Java-Client", (0, 1, 0)),
+    ("Nacos-DNS", (0, 4, 3)),
+    ("Nacos-C-Client", (1, 0, 12)),
+    ("vip-client4cpp", (1, 0, 12)),
+    ("Nacos-Go-Client", (0, 1, 0)),
+    ("Nacos-CSharp-Client", (0, 9, 0)),
+)
+
+
+def is_push_client(agent: str) -> bool:
+    """Whether Nacos would push to a client with this agent (`Name:v1.2.3`); Python's v1
+    client (`Nacos-Python-Client`) and plain HTTP tools are not."""
+    for name, least in PUSH_AGENTS:
+        if agent.startswith(name):
+            marker = agent.find(":v")
+            return marker >= 0 and version_tuple(agent[marker + 2 :]) >= least
+    return False
 
 
 def version_tuple(text: str) -> tuple[int, int, int]:

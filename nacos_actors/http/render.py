@@ -1,4 +1,5 @@
-"""Snapshots to Nacos JSON. Runs on the event loop thread only (it writes `Service.memo`)."""
+"""Snapshots to Nacos JSON. Runs on the event loop thread (it alone writes `Service.memo`);
+`list_body` is safe on any thread (the push actor renders its packets with it)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Any, Iterable
 
 import orjson
 
+from nacos_actors.core.push import PushStats, Subscription
+from nacos_actors.settings import join_host_port
 from nacos_actors.model import (
     DEFAULT_GROUP,
     INSTANCE_ID_GENERATOR_KEY,
@@ -30,14 +33,23 @@ def dumps(document: Any) -> bytes:
 
 
 def service_checksum(service: Service) -> str:
-    """Nacos's list checksum: MD5 over the sorted `ip:port_weight_healthy_cluster,` strings."""
+    """Nacos's list checksum, memoized on the snapshot. Event loop thread only."""
     cached = service.memo.get("checksum")
     if cached is None:
-        parts = sorted(
-            f"{i.ip}:{i.port}_{i.weight}_{str(i.healthy).lower()}_{i.cluster}," for i in service.instances.values()
-        )
-        cached = service.memo["checksum"] = hashlib.md5("".join(parts).encode()).hexdigest()
+        cached = service.memo["checksum"] = _checksum(service)
     return cached
+
+
+def _checksum(service: Service) -> str:
+    """Nacos's list checksum: MD5 over the sorted `ip:port_weight_healthy_cluster,` strings.
+
+    Any thread: reads a memo the loop wrote, never writes one.
+    """
+    cached = service.memo.get("checksum")
+    if cached is not None:
+        return cached
+    parts = sorted(f"{i.ip}:{i.port}_{i.weight}_{str(i.healthy).lower()}_{i.cluster}," for i in service.instances.values())
+    return hashlib.md5("".join(parts).encode()).hexdigest()
 
 
 def list_host(instance: Instance, healthy: bool, service_name: str) -> dict[str, Any]:
@@ -93,30 +105,47 @@ def instance_list(
     """The body of GET /v1/ns/instance/list: the 1.x shape plus the 2.x fields.
 
     Memoized per snapshot and query shape, so an unchanged service costs a dict lookup.
+    Event loop thread only (it writes `Service.memo`).
     """
     if service is None:
-        return dumps(_list_document(key, clusters_text, cache_millis, now_ms, "", {}, [], False, java_client))
+        return list_body(None, key, clusters_text, clusters, healthy_only, java_client, cache_millis, now_ms)
     shape = ("list", clusters_text, healthy_only, java_client, cache_millis)
     cached = service.memo.get(shape)
     if cached is None:
-        host_name = key.name if java_client else split_grouped_name(key.name)[1]
-        selected, protected = select_hosts(service, clusters, healthy_only)
-        hosts = [list_host(instance, healthy, host_name) for instance, healthy in selected]
-        document = _list_document(
-            key,
-            clusters_text,
-            cache_millis,
-            service.modified_ms,
-            service_checksum(service),
-            dict(service.metadata),
-            hosts,
-            protected,
-            java_client,
-        )
-        cached = dumps(document)
+        cached = list_body(service, key, clusters_text, clusters, healthy_only, java_client, cache_millis, now_ms)
         if len(service.memo) < MAX_MEMOIZED_SHAPES:
             service.memo[shape] = cached
     return cached
+
+
+def list_body(
+    service: Service | None,
+    key: ServiceKey,
+    clusters_text: str,
+    clusters: tuple[str, ...],
+    healthy_only: bool,
+    java_client: bool,
+    cache_millis: int,
+    now_ms: int,
+) -> bytes:
+    """The instance/list JSON, rendered afresh (no memo): safe on any thread."""
+    if service is None:
+        return dumps(_list_document(key, clusters_text, cache_millis, now_ms, "", {}, [], False, java_client))
+    host_name = key.name if java_client else split_grouped_name(key.name)[1]
+    selected, protected = select_hosts(service, clusters, healthy_only)
+    hosts = [list_host(instance, healthy, host_name) for instance, healthy in selected]
+    document = _list_document(
+        key,
+        clusters_text,
+        cache_millis,
+        service.modified_ms,
+        _checksum(service),
+        dict(service.metadata),
+        hosts,
+        protected,
+        java_client,
+    )
+    return dumps(document)
 
 
 def _list_document(
@@ -185,6 +214,42 @@ def server_instance(service: Service, instance: Instance, last_beat_ms: int | No
         "instanceHeartBeatTimeOut": instance.beat_timeout_ms,
         "ipDeleteTimeout": instance.delete_timeout_ms,
         "instanceIdGenerator": instance.metadata.get(INSTANCE_ID_GENERATOR_KEY, "simple"),
+    }
+
+
+def subscriber(subscription: Subscription) -> dict[str, Any]:
+    """One row of GET /v1/ns/service/subscribers (Nacos's Subscriber, plus port and cluster)."""
+    key = subscription.key
+    return {
+        "addrStr": join_host_port(key.address, key.port),
+        "agent": subscription.agent,
+        "app": subscription.app,
+        "ip": key.address,
+        "port": key.port,
+        "namespaceId": key.service.namespace,
+        "serviceName": key.service.name,
+        "cluster": key.clusters,
+    }
+
+
+def push_state(stats: PushStats) -> dict[str, Any]:
+    """GET /v1/ns/operator/push/state: Nacos's succeed/total/ratio, and our finer counts."""
+    succeeded = stats.total - stats.failed
+    return {
+        "succeed": succeeded,
+        "total": stats.total,
+        "ratio": succeeded / stats.total if stats.total else 0,
+        "failed": stats.failed,
+        "acked": stats.acked,
+        "superseded": stats.superseded,
+        "awaitingAck": stats.awaiting_ack,
+        "pendingTasks": stats.pending_services,
+        "subscriberCount": stats.subscribers,
+        "avgPushCost": stats.average_cost_ms,
+        "maxPushCost": stats.cost_max_ms,
+        "malformedDatagrams": stats.malformed,
+        "unmatchedAcks": stats.unmatched,
+        "reset": False,
     }
 
 

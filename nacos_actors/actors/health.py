@@ -1,0 +1,96 @@
+"""HealthCheckActor: turns missed beat deadlines into ordinary registry writes."""
+
+from __future__ import annotations
+
+import logging
+from time import perf_counter
+from typing import Any, Callable, assert_never
+
+import pykka
+
+from nacos_actors.actors.alarm import Alarm, wall_clock_ms
+from nacos_actors.beats import BeatLog
+from nacos_actors.core.health import HealthCore
+from nacos_actors.messages import NO_REPLY, HealthMessage, Ping, ServicesChanged, Tick, WriteBatch
+from nacos_actors.metrics import NodeMetrics
+
+log = logging.getLogger(__name__)
+ACTOR_NAME = "health"
+
+
+class HealthCheckActor(pykka.ThreadingActor):
+    """Keeps the HealthCore fed with snapshots (it watches the registry) and wakes at its next
+    deadline (an Alarm), then tells the registry the verdicts (MarkUnhealthy, ExpireInstance,
+    RemoveEmptyService) as one WriteBatch nobody waits for. The registry applies them like any
+    write, so they reach snapshots, subscribers and peers by the same path as a register.
+
+    Runs on its own pykka thread; reads last beats from the BeatLog, starts the clock of
+    instances that appear without one, and forgets those that left.
+    """
+
+    def __init__(
+        self,
+        core: HealthCore,
+        registry: pykka.ActorRef[Any],
+        beats: BeatLog,
+        metrics: NodeMetrics,
+        on_fatal: Callable[[BaseException], None],
+        clock: Callable[[], int] = wall_clock_ms,
+    ) -> None:
+        super().__init__()
+        self._on_fatal = on_fatal
+        self.core = core
+        self._registry = registry
+        self._beats = beats
+        self._metrics = metrics
+        self._clock = clock
+        self._alarm = Alarm(self.actor_ref, ACTOR_NAME, clock)
+        self._changed_seconds = metrics.message_seconds(ACTOR_NAME, ServicesChanged)
+        self._tick_seconds = metrics.message_seconds(ACTOR_NAME, Tick)
+
+    def on_start(self) -> None:
+        self._alarm.start()
+        self._metrics.mailboxes.watch(ACTOR_NAME, self.actor_ref)
+
+    def on_stop(self) -> None:
+        self._alarm.stop()
+        self._metrics.mailboxes.forget(ACTOR_NAME)
+
+    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
+        self._alarm.stop()
+        self._metrics.exceptions_actor.inc()
+        log.error("health actor failed; stopping the node", exc_info=exception_value)
+        self._on_fatal(exception_value)
+
+    def on_receive(self, message: Any) -> Any:
+        received: HealthMessage = message
+        match received:
+            case ServicesChanged(changes, _):
+                started = perf_counter()
+                now = self._clock()
+                beats = self._beats
+                for change in changes:
+                    observed = self.core.observe(change.key, change.snapshot, now, beats.last)
+                    for key in observed.appeared:
+                        beats.record_if_absent(change.key, key, now)
+                    left_at = change.snapshot.modified_ms if change.snapshot is not None else now
+                    for key in observed.removed:
+                        beats.forget_if_before(change.key, key, left_at)
+                self._alarm.set(self.core.next_deadline())
+                self._changed_seconds.observe(perf_counter() - started)
+                return None
+            case Tick():
+                started = perf_counter()
+                commands = self.core.due(self._clock(), self._beats.last)
+                if commands:
+                    try:
+                        self._registry.tell(WriteBatch(tuple(commands), NO_REPLY))
+                    except pykka.ActorDeadError:
+                        return None  # the node is stopping
+                self._alarm.set(self.core.next_deadline())
+                self._tick_seconds.observe(perf_counter() - started)
+                return None
+            case Ping():
+                return "pong"
+            case _:
+                assert_never(received)

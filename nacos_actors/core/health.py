@@ -1,0 +1,184 @@
+"""Beat deadlines: which ephemeral instances turn unhealthy or expire, and when. Pure.
+
+No threads or clock: time comes in as `now_ms` (wall-clock milliseconds) and the last beat of an
+instance is read through the `last_beat` function passed in. The core keeps the latest snapshot
+of every service and one deadline per service (the earliest moment any of its instances can
+change state), in a heap; the actor sleeps until `next_deadline()` and then calls `due`, which
+answers the commands to write. A service is scanned only when its deadline comes, not on a
+fixed sweep, so 100k instances cost little and verdicts land at their deadline.
+
+Nacos's rules (1.4 ClientBeatCheckTask): an ephemeral, unmarked instance is unhealthy once more
+than `preserved.heart.beat.timeout` ms (default 15000) passed since its last beat, and removed
+once more than `preserved.ip.delete.timeout` ms (default 30000) passed. An instance with no
+beat on record counts from the moment the checker first saw its service.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+from typing import Callable
+
+from nacos_actors.messages import Command, ExpireInstance, MarkUnhealthy, RemoveEmptyService
+from nacos_actors.model import Instance, InstanceKey, Service, ServiceKey
+
+LastBeat = Callable[[ServiceKey, InstanceKey], int | None]
+"""The last beat (wall-clock ms) of an instance, or None when none is on record."""
+
+
+@dataclass(frozen=True, slots=True)
+class HealthConfig:
+    """`check_beats` (Nacos's healthCheckEnabled) turns beat deadlines on; `expire_instances`
+    (nacos.naming.expireInstance) lets a silent instance be removed, not only marked unhealthy.
+    With `clean_empty_services` a service that stays empty for `empty_service_ttl_ms` is deleted
+    (Nacos's nacos.naming.empty-service.auto-clean, off by default)."""
+
+    check_beats: bool = True
+    expire_instances: bool = True
+    clean_empty_services: bool = False
+    empty_service_ttl_ms: int = 60_000
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """Instances that appeared in, and left, a service with one snapshot."""
+
+    appeared: tuple[InstanceKey, ...]
+    removed: tuple[InstanceKey, ...]
+
+
+class HealthCore:
+    """Snapshots and deadlines per service. Runs on the health actor's thread only."""
+
+    def __init__(self, config: HealthConfig) -> None:
+        self.config = config
+        self._services: dict[ServiceKey, Service] = {}
+        self._since: dict[ServiceKey, int] = {}
+        self._empty_since: dict[ServiceKey, int] = {}
+        self._deadline: dict[ServiceKey, int] = {}
+        self._heap: list[tuple[int, ServiceKey]] = []
+
+    @property
+    def service_count(self) -> int:
+        return len(self._services)
+
+    def observe(self, key: ServiceKey, snapshot: Service | None, now_ms: int, last_beat: LastBeat) -> Observed:
+        """Take the latest snapshot of a service (None: deleted). Answers which instances
+        appeared (the caller starts their beat clock at `now_ms` unless a beat is on record) and
+        which left (the caller may forget their beats)."""
+        previous = self._services.get(key)
+        if snapshot is None:
+            self._forget_service(key)
+            return Observed((), tuple(previous.instances) if previous is not None else ())
+        self._services[key] = snapshot
+        if previous is None:
+            self._since[key] = now_ms
+            removed: tuple[InstanceKey, ...] = ()
+            appeared = tuple(snapshot.instances)
+            changed = list(snapshot.instances.items())
+        else:
+            old = previous.instances
+            removed = tuple(k for k in old if k not in snapshot.instances)
+            changed = [(k, i) for k, i in snapshot.instances.items() if old.get(k) is not i]
+            appeared = tuple(k for k, _ in changed if k not in old)
+        earliest = None
+        for instance_key, instance in changed:
+            candidate = self._instance_deadline(key, instance_key, instance, now_ms, last_beat)
+            if candidate is not None and (earliest is None or candidate < earliest):
+                earliest = candidate
+        if self.config.clean_empty_services:
+            if snapshot.instances:
+                self._empty_since.pop(key, None)
+            elif previous is None or previous.instances or previous.revision != snapshot.revision:
+                self._empty_since[key] = now_ms
+                candidate = now_ms + self.config.empty_service_ttl_ms
+                earliest = candidate if earliest is None else min(earliest, candidate)
+        if earliest is not None:
+            self._schedule(key, earliest)
+        return Observed(appeared, removed)
+
+    def due(self, now_ms: int, last_beat: LastBeat) -> list[Command]:
+        """The verdicts whose deadline has come, as registry commands."""
+        commands: list[Command] = []
+        while self._heap and self._heap[0][0] <= now_ms:
+            deadline, key = heapq.heappop(self._heap)
+            if self._deadline.get(key) != deadline:
+                continue
+            del self._deadline[key]
+            service = self._services.get(key)
+            if service is not None:
+                following = self._check(service, now_ms, last_beat, commands)
+                if following is not None:
+                    self._schedule(key, following)
+        return commands
+
+    def next_deadline(self) -> int | None:
+        """When `due` next has something to do, or None when nothing is scheduled."""
+        while self._heap and self._deadline.get(self._heap[0][1]) != self._heap[0][0]:
+            heapq.heappop(self._heap)
+        return self._heap[0][0] if self._heap else None
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _last(self, key: ServiceKey, instance_key: InstanceKey, last_beat: LastBeat) -> int:
+        beat = last_beat(key, instance_key)
+        since = self._since[key]
+        return since if beat is None or beat < since else beat
+
+    def _instance_deadline(
+        self, key: ServiceKey, instance_key: InstanceKey, instance: Instance, now_ms: int, last_beat: LastBeat
+    ) -> int | None:
+        """The next moment this instance may change state (one past Nacos's strict `>`)."""
+        if not self.config.check_beats or not instance_key.ephemeral or instance.marked:
+            return None
+        beat = last_beat(key, instance_key)
+        last = now_ms if beat is None else beat
+        if instance.healthy:
+            return last + instance.beat_timeout_ms + 1
+        if self.config.expire_instances:
+            return last + instance.delete_timeout_ms + 1
+        return None
+
+    def _check(self, service: Service, now_ms: int, last_beat: LastBeat, commands: list[Command]) -> int | None:
+        key = service.key
+        following: int | None = None
+        if self.config.check_beats:
+            expire = self.config.expire_instances
+            for instance_key, instance in service.instances.items():
+                if not instance_key.ephemeral or instance.marked:
+                    continue
+                last = self._last(key, instance_key, last_beat)
+                idle = now_ms - last
+                candidate: int | None
+                if expire and idle > instance.delete_timeout_ms:
+                    commands.append(ExpireInstance(key, instance_key))
+                    continue
+                if instance.healthy and idle <= instance.beat_timeout_ms:
+                    candidate = last + instance.beat_timeout_ms + 1
+                else:
+                    if instance.healthy:
+                        commands.append(MarkUnhealthy(key, instance_key))
+                    candidate = last + instance.delete_timeout_ms + 1 if expire else None
+                if candidate is not None and (following is None or candidate < following):
+                    following = candidate
+        empty_since = self._empty_since.get(key)
+        if self.config.clean_empty_services and empty_since is not None and not service.instances:
+            ends = empty_since + self.config.empty_service_ttl_ms
+            if now_ms >= ends:
+                commands.append(RemoveEmptyService(key, service.revision))
+            elif following is None or ends < following:
+                following = ends
+        return following
+
+    def _schedule(self, key: ServiceKey, deadline: int) -> None:
+        current = self._deadline.get(key)
+        if current is not None and current <= deadline:
+            return
+        self._deadline[key] = deadline
+        heapq.heappush(self._heap, (deadline, key))
+
+    def _forget_service(self, key: ServiceKey) -> None:
+        self._services.pop(key, None)
+        self._since.pop(key, None)
+        self._empty_since.pop(key, None)
+        self._deadline.pop(key, None)
