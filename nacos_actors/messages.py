@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Protocol
 
-from nacos_actors.model import Instance, InstanceKey, Selector, Service, ServiceKey
+from nacos_actors.model import ClusterConfig, Instance, InstanceKey, Selector, Service, ServiceKey
 
 
 class Reply(Protocol):
@@ -148,6 +148,34 @@ class UpdateMetadataBatch:
     targets: tuple[InstanceKey, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class UpdateCluster:
+    """Set a cluster's configuration (PUT /v1/ns/cluster), creating its entry if it has none.
+
+    The service must exist (else a 400); the cluster need not hold instances.
+    """
+
+    service: ServiceKey
+    cluster: str
+    config: ClusterConfig
+
+
+@dataclass(frozen=True, slots=True)
+class SetInstanceHealth:
+    """Set an instance's health by hand (PUT /v1/ns/health/instance).
+
+    Allowed only when the cluster's checker is NONE (else a 400); the persistent instance at
+    ip:port in the cluster is preferred, then the ephemeral one; when neither exists nothing
+    changes (Nacos answers ok). A missing service or cluster is a 404.
+    """
+
+    service: ServiceKey
+    ip: str
+    port: int
+    cluster: str
+    healthy: bool
+
+
 Command = (
     RegisterInstance
     | DeregisterInstance
@@ -161,6 +189,8 @@ Command = (
     | DeleteService
     | RemoveEmptyService
     | UpdateMetadataBatch
+    | UpdateCluster
+    | SetInstanceHealth
 )
 
 

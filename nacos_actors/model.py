@@ -120,6 +120,34 @@ class Selector:
 
 NO_SELECTOR = Selector()
 
+TCP_CHECKER = "TCP"
+HTTP_CHECKER = "HTTP"
+MYSQL_CHECKER = "MYSQL"
+NONE_CHECKER = "NONE"
+HEALTH_CHECKER_TYPES = (TCP_CHECKER, HTTP_CHECKER, MYSQL_CHECKER, NONE_CHECKER)
+DEFAULT_CHECK_PORT = 80
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """A cluster's health-check settings, as PUT /v1/ns/cluster sets them (Nacos's Cluster).
+
+    `health_checker` is the checker's JSON object with its `type` and Nacos's fields for that
+    type (scalars only), read-only; `health_checker_type` repeats the type. Only a `NONE`
+    checker lets PUT /v1/ns/health/instance set an instance's health by hand. Immutable: safe
+    to read on any thread.
+    """
+
+    health_checker_type: str = TCP_CHECKER
+    health_checker: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({"type": TCP_CHECKER}))
+    check_port: int = DEFAULT_CHECK_PORT
+    use_instance_port: bool = True
+    metadata: Mapping[str, str] = field(default_factory=lambda: EMPTY_METADATA)
+
+
+# What a cluster that was never configured behaves as (Nacos creates clusters with a TCP checker).
+DEFAULT_CLUSTER_CONFIG = ClusterConfig()
+
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Service:
@@ -128,7 +156,8 @@ class Service:
     `instances` maps each InstanceKey to its Instance, in registration order. `revision` grows by
     one per applied change; `modified_ms` is the wall-clock time of the last change (served as
     `lastRefTime`). `explicit` is true when the service was created by POST /v1/ns/service.
-    `memo` caches rendered responses of this snapshot; only the event loop thread touches it.
+    `clusters` holds the clusters configured by PUT /v1/ns/cluster; any other cluster behaves as
+    DEFAULT_CLUSTER_CONFIG. `memo` caches rendered responses of this snapshot; only the event loop thread touches it.
     """
 
     key: ServiceKey
@@ -139,6 +168,7 @@ class Service:
     explicit: bool = False
     revision: int = 0
     modified_ms: int = 0
+    clusters: Mapping[str, ClusterConfig] = field(default_factory=lambda: EMPTY_METADATA)
     memo: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -152,3 +182,15 @@ class Service:
     def cluster_names(self) -> list[str]:
         """Names of the clusters that hold at least one instance, sorted."""
         return sorted({key.cluster for key in self.instances})
+
+    def known_cluster_names(self) -> list[str]:
+        """Names of the clusters that hold an instance or are configured, sorted."""
+        return sorted({key.cluster for key in self.instances}.union(self.clusters))
+
+    def has_cluster(self, name: str) -> bool:
+        """Whether the cluster is configured or holds at least one instance."""
+        return name in self.clusters or any(key.cluster == name for key in self.instances)
+
+    def cluster_config(self, name: str) -> ClusterConfig:
+        """The cluster's configuration; the TCP default when it was never configured."""
+        return self.clusters.get(name, DEFAULT_CLUSTER_CONFIG)

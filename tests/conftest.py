@@ -17,6 +17,8 @@ def no_leaked_actors():
     pykka.ActorRegistry.stop_all(block=True, timeout=10)
     assert not leftover, f"actors still running after the test: {leftover}"
     actor_threads = [
-        t for t in set(threading.enumerate()) - before if t.is_alive() and "Actor" in t.name
+        t
+        for t in set(threading.enumerate()) - before
+        if t.is_alive() and ("Actor" in t.name or t.name.endswith(("-alarm", "-receiver")))
     ]
     assert not actor_threads, f"actor threads left behind: {actor_threads}"

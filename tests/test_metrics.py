@@ -18,8 +18,13 @@ from nacos_actors.messages import (
     CreateService,
     DeleteService,
     DeregisterInstance,
+    ExpireInstance,
+    MarkUnhealthy,
     PatchInstance,
     RegisterInstance,
+    RemoveEmptyService,
+    SetInstanceHealth,
+    UpdateCluster,
     UpdateInstance,
     UpdateMetadataBatch,
     UpdateService,
@@ -86,7 +91,20 @@ def test_nacos_monitor_is_a_gauge_with_nacos_labels_only(metrics):
     families = {f.name: f for f in text_string_to_metric_families(metrics.exposition().decode())}
     monitor = families["nacos_monitor"]
     assert monitor.type == "gauge"
-    assert {s.labels["name"] for s in monitor.samples} == {"serviceCount", "ipCount", "leaderStatus"}
+    assert {s.labels["name"] for s in monitor.samples} == {
+        "serviceCount",
+        "ipCount",
+        "leaderStatus",
+        "subscriberCount",
+        "totalPush",
+        "failedPush",
+        "avgPushCost",
+        "maxPushCost",
+        "pushPendingTaskCount",
+        "tcpHealthCheck",
+        "httpHealthCheck",
+        "mysqlhealthCheck",
+    }
     assert all(set(s.labels) == {"module", "name"} for s in monitor.samples)
 
 
@@ -109,10 +127,15 @@ def test_every_command_type_has_its_write_counters():
         UpdateInstance,
         PatchInstance,
         BeatInstance,
+        MarkUnhealthy,
+        ExpireInstance,
         CreateService,
         UpdateService,
         DeleteService,
+        RemoveEmptyService,
         UpdateMetadataBatch,
+        UpdateCluster,
+        SetInstanceHealth,
     }
     assert command_label(RegisterInstance) == "register_instance"
     assert command_label(UpdateMetadataBatch) == "update_metadata_batch"
@@ -186,6 +209,13 @@ def test_our_metric_names_carry_the_prefix_and_a_unit_and_have_help(metrics):
         "nacos_actors_registry_writes",
         "nacos_actors_registry_write_batch_size",
         "nacos_actors_actor_message_duration_seconds",
+        "nacos_actors_health_transitions",
+        "nacos_actors_push_delay_seconds",
+        "nacos_actors_push_ack_seconds",
+        "nacos_actors_pushes",
+        "nacos_actors_push_sends",
+        "nacos_actors_push_send_errors",
+        "nacos_actors_push_datagrams_received",
     }
     for family in ours:
         assert family.documentation.strip(), family.name

@@ -22,11 +22,13 @@ from nacos_actors.messages import (
     RemoveEmptyService,
     ServiceChange,
     ServicesChanged,
+    SetInstanceHealth,
+    UpdateCluster,
     Watch,
     WriteBatch,
 )
 from nacos_actors.metrics import HEALTH_REMOVED, HEALTH_UNHEALTHY, NodeMetrics
-from nacos_actors.model import Service, ServiceKey
+from nacos_actors.model import InstanceKey, Service, ServiceKey
 from nacos_actors.settings import join_host_port
 
 log = logging.getLogger(__name__)
@@ -165,9 +167,31 @@ def _log_change(command: Command) -> None:
             extra=event("remove_empty_service", namespace=service.namespace, service=service.name),
         )
         return
+    elif isinstance(command, SetInstanceHealth):
+        name, verb = "set_health", "marked healthy by hand" if command.healthy else "marked unhealthy by hand"
+        key = InstanceKey(command.ip, command.port, command.cluster, False)
+    elif isinstance(command, UpdateCluster):
+        service = command.service
+        log.info(
+            "cluster %s of %s (namespace %s) now checked by %s",
+            command.cluster,
+            service.name,
+            service.namespace,
+            command.config.health_checker_type,
+            extra=event(
+                "update_cluster",
+                namespace=service.namespace,
+                service=service.name,
+                cluster=command.cluster,
+                checker=command.config.health_checker_type,
+            ),
+        )
+        return
     else:
         return
     kind = "ephemeral" if key.ephemeral else "persistent"
+    if isinstance(command, SetInstanceHealth):
+        kind = "persistent or ephemeral"
     service = command.service
     log.info(
         "%s %s in %s (namespace %s, cluster %s, %s)",

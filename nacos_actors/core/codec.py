@@ -1,7 +1,8 @@
 """Registry snapshots as msgpack: the on-disk form under --data-dir (and, later, for peers).
 
 Pure: bytes in, values out. Decoding checks every field's type and raises CodecError on
-anything malformed, so a damaged file or body never reaches the registry.
+anything malformed, so a damaged file or body never reaches the registry. Version 2 added the
+services' cluster configs; version-1 documents (no clusters) are still read.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from typing import Any, Iterable
 
 import msgpack
 
-from nacos_actors.model import Instance, Selector, Service, ServiceKey, freeze
+from nacos_actors.model import HEALTH_CHECKER_TYPES, ClusterConfig, Instance, Selector, Service, ServiceKey, freeze
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 class CodecError(ValueError):
@@ -46,7 +48,12 @@ def _service_record(service: Service) -> list[Any]:
         service.revision,
         service.modified_ms,
         [_instance_record(i) for i in service.instances.values()],
+        [_cluster_record(name, config) for name, config in service.clusters.items()],
     ]
+
+
+def _cluster_record(name: str, config: ClusterConfig) -> list[Any]:
+    return [name, dict(config.health_checker), config.check_port, config.use_instance_port, dict(config.metadata)]
 
 
 def encode_services(services: Iterable[Service]) -> bytes:
@@ -88,11 +95,35 @@ def _decode_instance(record: Any) -> Instance:
     )
 
 
-def _decode_service(record: Any) -> Service:
+def _decode_cluster(record: Any) -> tuple[str, ClusterConfig]:
+    fields = _expect(record, list, "cluster")
+    if len(fields) != 5:
+        raise CodecError("cluster: wrong number of fields")
+    name, checker, check_port, use_instance_port, metadata = fields
+    checker = _expect(checker, dict, "cluster health checker")
+    for key, value in checker.items():
+        _expect(key, str, "cluster health checker")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int))):
+            raise CodecError(f"cluster health checker: unexpected {type(value).__name__}")
+    checker_type = _expect(checker.get("type"), str, "cluster health checker type")
+    if checker_type not in HEALTH_CHECKER_TYPES:
+        raise CodecError(f"cluster health checker type: unknown {checker_type!r}")
+    config = ClusterConfig(
+        health_checker_type=checker_type,
+        health_checker=freeze(checker),
+        check_port=_expect(check_port, int, "cluster check port"),
+        use_instance_port=_expect(use_instance_port, bool, "cluster use instance port"),
+        metadata=freeze(_strings(metadata, "cluster metadata")),
+    )
+    return _expect(name, str, "cluster name"), config
+
+
+def _decode_service(record: Any, version: int) -> Service:
     fields = _expect(record, list, "service")
-    if len(fields) != 9:
+    if len(fields) != (9 if version == 1 else 10):
         raise CodecError("service: wrong number of fields")
-    namespace, name, threshold, metadata, selector, explicit, revision, modified_ms, instances = fields
+    namespace, name, threshold, metadata, selector, explicit, revision, modified_ms, instances = fields[:9]
+    clusters = [] if version == 1 else [_decode_cluster(c) for c in _expect(fields[9], list, "service clusters")]
     selector_fields = _expect(selector, list, "service selector")
     if len(selector_fields) != 2:
         raise CodecError("service selector: wrong number of fields")
@@ -106,6 +137,7 @@ def _decode_service(record: Any) -> Service:
         explicit=_expect(explicit, bool, "service explicit"),
         revision=_expect(revision, int, "service revision"),
         modified_ms=_expect(modified_ms, int, "service modified time"),
+        clusters=freeze(dict(clusters)),
     )
 
 
@@ -116,6 +148,7 @@ def decode_services(data: bytes) -> list[Service]:
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as error:
         raise CodecError(f"not a msgpack document: {error}") from None
     document = _expect(document, dict, "snapshot")
-    if document.get("version") != FORMAT_VERSION:
-        raise CodecError(f"snapshot version {document.get('version')!r} is not {FORMAT_VERSION}")
-    return [_decode_service(record) for record in _expect(document.get("services"), list, "services")]
+    version = document.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version not in READABLE_VERSIONS:
+        raise CodecError(f"snapshot version {version!r} is not one of {READABLE_VERSIONS}")
+    return [_decode_service(record, version) for record in _expect(document.get("services"), list, "services")]

@@ -132,12 +132,17 @@ class HealthCore:
         if not self.config.check_beats or not instance_key.ephemeral or instance.marked:
             return None
         beat = last_beat(key, instance_key)
-        last = now_ms if beat is None else beat
+        return self._next_change(instance, now_ms if beat is None else beat)
+
+    def _next_change(self, instance: Instance, last: int) -> int | None:
+        """One past the first timeout still ahead of an instance that last beat at `last`."""
+        expire = self.config.expire_instances
         if instance.healthy:
-            return last + instance.beat_timeout_ms + 1
-        if self.config.expire_instances:
-            return last + instance.delete_timeout_ms + 1
-        return None
+            timeout = instance.beat_timeout_ms
+            if expire:
+                timeout = min(timeout, instance.delete_timeout_ms)
+            return last + timeout + 1
+        return last + instance.delete_timeout_ms + 1 if expire else None
 
     def _check(self, service: Service, now_ms: int, last_beat: LastBeat, commands: list[Command]) -> int | None:
         key = service.key
@@ -149,16 +154,14 @@ class HealthCore:
                     continue
                 last = self._last(key, instance_key, last_beat)
                 idle = now_ms - last
-                candidate: int | None
                 if expire and idle > instance.delete_timeout_ms:
                     commands.append(ExpireInstance(key, instance_key))
                     continue
-                if instance.healthy and idle <= instance.beat_timeout_ms:
-                    candidate = last + instance.beat_timeout_ms + 1
-                else:
-                    if instance.healthy:
-                        commands.append(MarkUnhealthy(key, instance_key))
+                if instance.healthy and idle > instance.beat_timeout_ms:
+                    commands.append(MarkUnhealthy(key, instance_key))
                     candidate = last + instance.delete_timeout_ms + 1 if expire else None
+                else:
+                    candidate = self._next_change(instance, last)
                 if candidate is not None and (following is None or candidate < following):
                     following = candidate
         empty_since = self._empty_since.get(key)

@@ -320,7 +320,8 @@ class PushCore:
         pending = self._pending.get(ack_key)
         if pending is None or pending.due_ms != deadline:
             return
-        if pending.sends >= self.config.max_sends:
+        subscribed = pending.subscriber in self._subscribers.get(pending.subscriber.service, {})
+        if pending.sends >= self.config.max_sends or not subscribed:
             del self._pending[ack_key]
             if self._latest.get(pending.subscriber) == ack_key:
                 del self._latest[pending.subscriber]

@@ -23,12 +23,16 @@ from nacos_actors.messages import (
     PatchInstance,
     RegisterInstance,
     RemoveEmptyService,
+    SetInstanceHealth,
+    UpdateCluster,
     UpdateInstance,
     UpdateMetadataBatch,
     UpdateService,
 )
 from nacos_actors.model import (
     INSTANCE_ID_GENERATOR_KEY,
+    NONE_CHECKER,
+    ClusterConfig,
     Instance,
     InstanceKey,
     Service,
@@ -63,7 +67,8 @@ class Applied:
 
     Instance writes answer the instance as stored (with its id); a light beat on an unknown
     instance answers None; metadata batches the updated instance names; the health checker's
-    verdicts answer whether they changed anything.
+    verdicts answer whether they changed anything; a cluster update answers the config stored;
+    a manual health change the instance as stored, or None when no instance matched.
     """
 
     value: Any = None
@@ -153,6 +158,10 @@ class RegistryCore:
                 return replace(self._delete_service(service), value=True)
             case UpdateMetadataBatch():
                 return self._update_metadata_batch(command, now_ms)
+            case UpdateCluster(service, cluster, config):
+                return self._update_cluster(service, cluster, config, now_ms)
+            case SetInstanceHealth():
+                return self._set_instance_health(command, now_ms)
             case _:
                 assert_never(command)
 
@@ -231,6 +240,34 @@ class RegistryCore:
             updated.append(f"{instance.key.datum_key()}:{kind}")
         applied = self._publish(self._with_instances(current, instances, now_ms))
         return Applied(value=tuple(updated), changed=applied.changed)
+
+    # -- clusters --------------------------------------------------------------------------
+
+    def _update_cluster(self, service_key: ServiceKey, cluster: str, config: ClusterConfig, now_ms: int) -> Applied:
+        current = self._existing_service(service_key, f"service not found:{service_key.name}")
+        if current.clusters.get(cluster) == config:
+            return Applied(value=config)
+        clusters = dict(current.clusters)
+        clusters[cluster] = config
+        updated = replace(current, clusters=MappingProxyType(clusters))
+        return Applied(config, self._publish(self._next(current, updated, now_ms)).changed)
+
+    def _set_instance_health(self, command: SetInstanceHealth, now_ms: int) -> Applied:
+        """Nacos's HealthController rule: only a cluster whose checker is NONE takes a manual
+        health; the first instance at ip:port there (persistent, then ephemeral) gets it."""
+        service_key, cluster = command.service, command.cluster
+        current = self.service(service_key)
+        if current is None:
+            raise Rejected(404, f"service {service_key.name} is not found!")
+        if not current.has_cluster(cluster):
+            raise Rejected(404, f"cluster {cluster} is not found in service {service_key.name}!")
+        if current.cluster_config(cluster).health_checker_type != NONE_CHECKER:
+            raise Rejected(400, f"health check is still working, service: {service_key.name}")
+        for ephemeral in (False, True):
+            found = current.instances.get(InstanceKey(command.ip, command.port, cluster, ephemeral))
+            if found is not None:
+                return self._put_instance(service_key, replace(found, healthy=command.healthy), now_ms)
+        return Applied(value=None)
 
     # -- helpers ---------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from aiohttp.typedefs import Middleware
 
 from nacos_actors.bridge import ActorUnavailable
 from nacos_actors.core.registry import Rejected
-from nacos_actors.http import metrics, naming_v1, operator
+from nacos_actors.http import health_api, metrics, naming_v1, operator
 from nacos_actors.http.front import FRONT_KEY, Front
 from nacos_actors.http.metrics import RequestTimer
 from nacos_actors.http.params import ParamError
@@ -85,6 +85,7 @@ def build_app(front: Front) -> web.Application:
     app[FRONT_KEY] = front
     prefix = front.settings.context_path
     naming_v1.add_routes(app, prefix)
+    health_api.add_routes(app, prefix)
     operator.add_routes(app, prefix)
     metrics.add_routes(app, prefix)
     document = openapi_document()

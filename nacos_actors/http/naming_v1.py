@@ -28,6 +28,7 @@ from nacos_actors.metrics import (
     BEAT_OUTCOME_RECORDED,
     BEAT_OUTCOME_REREGISTERED,
     BEAT_OUTCOME_REVIVED,
+    HEALTH_REVIVED,
 )
 from nacos_actors.model import (
     DEFAULT_HEART_BEAT_INTERVAL_MS,
@@ -174,6 +175,8 @@ async def beat(request: web.Request) -> web.Response:
         found = await front.write(BeatInstance(service, key, from_beat))
         if found is None:  # a light beat whose instance was removed meanwhile: unknown now
             outcome = BEAT_OUTCOME_NOT_FOUND
+        elif outcome == BEAT_OUTCOME_REVIVED:
+            front.metrics.health_transitions[HEALTH_REVIVED].inc()
     front.metrics.beats[outcome].inc()
     if found is None:
         return json_response(

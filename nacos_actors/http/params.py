@@ -22,6 +22,9 @@ from nacos_actors.model import (
     DEFAULT_GROUP,
     DEFAULT_NAMESPACE,
     GROUP_SEPARATOR,
+    HEALTH_CHECKER_TYPES,
+    HTTP_CHECKER,
+    MYSQL_CHECKER,
     NO_SELECTOR,
     Instance,
     InstanceKey,
@@ -99,6 +102,15 @@ def boolean(params: Params, default: bool, *names: str) -> bool:
     """`true` or `false` in any case; anything else is a 400 naming the parameter."""
     raw = params.first(*names)
     return default if raw is None else parse_boolean(raw, names[0])
+
+
+def required_boolean(params: Params, *names: str) -> bool:
+    """`true` or `false` from the first of `names` given; none given is 'Param <first> is required.'"""
+    for name in names:
+        raw = params.get(name)
+        if raw is not None:
+            return parse_boolean(raw, name)
+    raise ParamError(f"Param '{names[0]}' is required.")
 
 
 def parse_boolean(raw: str, name: str) -> bool:
@@ -378,6 +390,50 @@ def selector(params: Params) -> Selector | None:
     if not isinstance(expression, str):
         raise ParamError("Param 'selector' expression must be a string.")
     return NO_SELECTOR if document["type"] == "none" else Selector("label", expression)
+
+
+HTTP_CHECKER_DEFAULTS: Mapping[str, Any] = freeze({"path": "", "headers": "", "expectedResponseCode": 200})
+MYSQL_CHECKER_FIELDS = ("user", "pwd", "cmd")
+
+
+def health_checker(params: Params, name: str = "healthChecker") -> Mapping[str, Any]:
+    """A required health checker JSON object, normalised as Nacos stores it (its `type` first)."""
+    required(params, name)
+    return parse_health_checker(json_value(params, name), name)
+
+
+def parse_health_checker(document: Any, name: str) -> Mapping[str, Any]:
+    """`{"type": TCP|HTTP|MYSQL|NONE, ...}`: Nacos's fields for that type, unknown ones dropped.
+
+    HTTP keeps `path`, `headers` (strings, default "") and `expectedResponseCode` (default
+    200); MYSQL keeps the given `user`, `pwd`, `cmd` strings. Nacos takes an unknown or
+    missing type as NONE, which would silently switch checks off; here it is a 400.
+    """
+    kinds = ", ".join(HEALTH_CHECKER_TYPES)
+    if not isinstance(document, dict) or document.get("type") not in HEALTH_CHECKER_TYPES:
+        raise ParamError(f"Param '{name}' must be a JSON object whose type is one of {kinds}.")
+    kind = document["type"]
+    normalised: dict[str, Any] = {"type": kind}
+    if kind == HTTP_CHECKER:
+        for field_name, default in HTTP_CHECKER_DEFAULTS.items():
+            value = document.get(field_name)
+            if value is None:
+                normalised[field_name] = default
+            elif field_name == "expectedResponseCode":
+                normalised[field_name] = parse_integer(value, f"{name}.{field_name}", 100, 599)
+            elif isinstance(value, str):
+                normalised[field_name] = value
+            else:
+                raise ParamError(f"Param '{name}' field '{field_name}' must be a string, got {type_name(value)}.")
+    elif kind == MYSQL_CHECKER:
+        for field_name in MYSQL_CHECKER_FIELDS:
+            value = document.get(field_name)
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                raise ParamError(f"Param '{name}' field '{field_name}' must be a string, got {type_name(value)}.")
+            normalised[field_name] = value
+    return freeze(normalised)
 
 
 def protect_threshold(params: Params, required_param: bool) -> float:

@@ -25,6 +25,7 @@ DEFAULT_CACHE_MILLIS = 3000
 MAX_MEMOIZED_SHAPES = 16
 PROMETHEUS_TARGETS_MEMO = "prometheus_targets"
 CLUSTER_LABEL = "__meta_clusterName"
+CLUSTER_DEFAULT_PORT = 80  # Nacos's Cluster.defaultPort: shown, never set by any endpoint
 _NOT_IN_LABEL_NAME = re.compile(r"[^A-Za-z0-9_]")
 
 
@@ -254,10 +255,27 @@ def push_state(stats: PushStats) -> dict[str, Any]:
 
 
 def cluster_entries(service: Service) -> list[dict[str, Any]]:
-    return [
-        {"name": name, "healthChecker": {"type": "TCP"}, "metadata": {}, "serviceName": service.key.name}
-        for name in service.cluster_names()
-    ]
+    """Every cluster that holds an instance or is configured, sorted by name, as Nacos's
+    Cluster JSON: the checker object and metadata as stored (an unconfigured cluster shows the
+    TCP default), `defaultCheckPort` and `useIPPort4Check` as PUT /v1/ns/cluster set them, and
+    the console's `defCkport`/`defIPPort` spellings of the check port."""
+    entries = []
+    for name in service.known_cluster_names():
+        config = service.cluster_config(name)
+        entries.append(
+            {
+                "name": name,
+                "serviceName": service.key.name,
+                "healthChecker": dict(config.health_checker),
+                "metadata": dict(config.metadata),
+                "defaultPort": CLUSTER_DEFAULT_PORT,
+                "defaultCheckPort": config.check_port,
+                "useIPPort4Check": config.use_instance_port,
+                "defCkport": config.check_port,
+                "defIPPort": config.check_port,
+            }
+        )
+    return entries
 
 
 def selector_json(service: Service) -> dict[str, Any]:

@@ -14,25 +14,9 @@ from nacos_actors.logs import EVENT_ATTRIBUTE
 from nacos_actors.messages import DeleteService, DeregisterInstance, Ping, RegisterInstance, WriteBatch
 from nacos_actors.metrics import NodeMetrics
 from nacos_actors.model import Instance, ServiceKey
+from tests.actors.support import RecordingReply
 
 SVC = ServiceKey("public", "DEFAULT_GROUP@@demo")
-
-
-class RecordingReply:
-    """A Reply for tests: remembers the outcome and signals when it arrives."""
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.value = None
-        self.error = None
-
-    def resolve(self, value):
-        self.value = value
-        self.done.set()
-
-    def fail(self, error):
-        self.error = error
-        self.done.set()
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nacos_actors.core.codec import CodecError, decode_services, encode_services
+from nacos_actors.core.codec import FORMAT_VERSION, CodecError, decode_services, encode_services
 from nacos_actors.core.registry import RegistryCore
-from nacos_actors.messages import CreateService, RegisterInstance
-from nacos_actors.model import Instance, Selector, ServiceKey, freeze
+from nacos_actors.messages import CreateService, RegisterInstance, UpdateCluster
+from nacos_actors.model import ClusterConfig, Instance, InstanceKey, Selector, ServiceKey, freeze
 
 text = st.text(min_size=1, max_size=8)
 instances = st.builds(
@@ -31,7 +31,7 @@ instances = st.builds(
 def comparable(core: RegistryCore) -> list:
     return [
         (s.key, s.protect_threshold, dict(s.metadata), s.selector, s.explicit, s.revision, s.modified_ms,
-         [(k, i) for k, i in s.instances.items()])
+         [(k, i) for k, i in s.instances.items()], dict(s.clusters))
         for s in core.all_services()
     ]
 
@@ -65,5 +65,76 @@ def test_round_trip_keeps_every_service_and_instance(writes, threshold):
     ],
 )
 def test_malformed_snapshots_are_refused(data):
+    with pytest.raises(CodecError):
+        decode_services(data)
+
+
+# -- cluster configs (format version 2) ------------------------------------------------------
+
+CLUSTER_CONFIGS = [
+    ClusterConfig("NONE", freeze({"type": "NONE"}), 80, True, freeze({})),
+    ClusterConfig(
+        "HTTP",
+        freeze({"type": "HTTP", "path": "/health", "headers": "a:b", "expectedResponseCode": 204}),
+        8081,
+        False,
+        freeze({"zone": "a"}),
+    ),
+    ClusterConfig("MYSQL", freeze({"type": "MYSQL", "user": "u", "cmd": "select 1"}), 3306, False, freeze({})),
+    ClusterConfig(),
+]
+
+
+def test_cluster_configs_survive_the_round_trip():
+    core = RegistryCore()
+    service = ServiceKey("public", "g@@svc")
+    core.apply(RegisterInstance(service, Instance("127.0.0.1", 80)), 1)
+    for n, config in enumerate(CLUSTER_CONFIGS):
+        core.apply(UpdateCluster(service, f"c-{n}", config), 2 + n)
+    data = encode_services(core.all_services())
+    assert msgpack.unpackb(data)["version"] == FORMAT_VERSION == 2
+    loaded = RegistryCore()
+    loaded.load(decode_services(data))
+    assert comparable(loaded) == comparable(core)
+    assert dict(loaded.service(service).clusters) == {f"c-{n}": c for n, c in enumerate(CLUSTER_CONFIGS)}
+
+
+def test_version_1_snapshots_still_load_without_clusters():
+    instance = ["127.0.0.1", 80, "DEFAULT", 1.0, True, True, True, {"k": "v"}, "DEFAULT", False, "id-1"]
+    record = ["public", "a@@b", 0.5, {}, ["none", ""], True, 3, 1000, [instance]]
+    (service,) = decode_services(msgpack.packb({"version": 1, "services": [record]}))
+    assert (service.key, service.protect_threshold, service.revision, service.modified_ms) == (
+        ServiceKey("public", "a@@b"), 0.5, 3, 1000)
+    assert dict(service.clusters) == {}
+    assert service.instances[InstanceKey("127.0.0.1", 80, "DEFAULT", True)].instance_id == "id-1"
+    assert service.cluster_config("DEFAULT").health_checker_type == "TCP"
+
+
+def _v2(clusters: object) -> bytes:
+    return msgpack.packb(
+        {"version": 2, "services": [["public", "a@@b", 0.0, {}, ["none", ""], False, 1, 1, [], clusters]]}
+    )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        msgpack.packb({"version": 2, "services": [["public", "a@@b", 0.0, {}, ["none", ""], False, 1, 1, []]]}),
+        msgpack.packb({"version": 1, "services": [["public", "a@@b", 0.0, {}, ["none", ""], False, 1, 1, [], []]]}),
+        msgpack.packb({"version": True, "services": []}),
+        msgpack.packb({"version": 2.0, "services": []}),
+        _v2({}),
+        _v2([["c", {"type": "NONE"}, 80, True]]),
+        _v2([[1, {"type": "NONE"}, 80, True, {}]]),
+        _v2([["c", {"type": "BOGUS"}, 80, True, {}]]),
+        _v2([["c", {"path": "/"}, 80, True, {}]]),
+        _v2([["c", {"type": "HTTP", "path": ["/"]}, 80, True, {}]]),
+        _v2([["c", {"type": "HTTP", "expectedResponseCode": True}, 80, True, {}]]),
+        _v2([["c", {"type": "NONE"}, "80", True, {}]]),
+        _v2([["c", {"type": "NONE"}, 80, 1, {}]]),
+        _v2([["c", {"type": "NONE"}, 80, True, {"k": 1}]]),
+    ],
+)
+def test_malformed_cluster_configs_are_refused(data):
     with pytest.raises(CodecError):
         decode_services(data)

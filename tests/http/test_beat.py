@@ -189,13 +189,14 @@ async def test_preserved_heart_beat_interval_of_a_beat_registration(client):
     assert answer == {"clientBeatInterval": 2500, "code": 10200, "lightBeatEnabled": True}
 
 
-async def test_beat_revives_an_unhealthy_instance(client):
+async def test_beat_revives_an_unhealthy_instance(client, front):
     await register(client, healthy="false")
     assert (await detail(client))["healthy"] is False
     assert await beat(client, {"serviceName": SERVICE, "ip": IP, "port": "8080"}) == BEAT_OK
     assert (await detail(client))["healthy"] is True
     [host] = await hosts(client, healthyOnly="true")
     assert host["healthy"] is True
+    assert front.metrics.health_transitions["revived"]._value.get() == 1
 
 
 async def test_full_beat_revives_an_unhealthy_instance(client):

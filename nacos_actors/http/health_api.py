@@ -1,0 +1,69 @@
+"""Cluster health-check settings and manual instance health (Nacos 1.4 ClusterController and
+HealthController): `PUT /v1/ns/cluster`, `PUT /v1/ns/health/instance` (also `PUT /v1/ns/health`).
+
+Each handler parses every parameter once (nacos_actors.http.params), then sends one command to
+the registry actor, so the change is an ordinary registry write: it bumps the service's
+revision, reaches --data-dir snapshots and push subscribers. Runs on the event loop thread.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from nacos_actors.http import params as p
+from nacos_actors.http.front import front_of, ok, request_params
+from nacos_actors.messages import SetInstanceHealth, UpdateCluster
+from nacos_actors.model import ClusterConfig, freeze
+
+
+async def update_cluster(request: web.Request) -> web.Response:
+    """PUT /v1/ns/cluster: set a cluster's checker, check port, port choice and metadata.
+
+    `clusterName`, `serviceName`, `checkPort`, `useInstancePort4Check` and `healthChecker` are
+    required; `metadata` replaces the cluster's metadata (absent: emptied, as Nacos). The
+    service must exist (400 `service not found:<name>`); the cluster is created if it has no
+    entry yet.
+    """
+    front = front_of(request)
+    params = await request_params(request)
+    service = p.service_key(params)
+    cluster = p.check_cluster(p.required(params, "clusterName"), "clusterName")
+    check_port = p.port(params, "checkPort")
+    use_instance_port = p.required_boolean(params, "useInstancePort4Check")
+    checker = p.health_checker(params)
+    metadata = p.metadata(params) or freeze({})
+    config = ClusterConfig(
+        health_checker_type=checker["type"],
+        health_checker=checker,
+        check_port=check_port,
+        use_instance_port=use_instance_port,
+        metadata=metadata,
+    )
+    await front.write(UpdateCluster(service, cluster, config))
+    return ok()
+
+
+async def set_instance_health(request: web.Request) -> web.Response:
+    """PUT /v1/ns/health/instance (and /v1/ns/health): set an instance's health by hand.
+
+    Only when the cluster's checker is NONE (else 400 `health check is still working, service:
+    <name>`). A missing service or cluster is a 404; no instance at ip:port answers ok and
+    changes nothing, as Nacos.
+    """
+    front = front_of(request)
+    params = await request_params(request)
+    healthy = p.required_boolean(params, "healthy", "valid")
+    service = p.service_key(params)
+    cluster = p.cluster(params, "clusterName")
+    ip = p.ip(params)
+    port = p.port(params)
+    await front.write(SetInstanceHealth(service, ip, port, cluster, healthy))
+    return ok()
+
+
+def add_routes(app: web.Application, prefix: str) -> None:
+    """Mount the cluster and health-write routes under `<context path>/v1/ns`."""
+    ns = f"{prefix}/v1/ns"
+    app.router.add_route("PUT", f"{ns}/cluster", update_cluster)
+    app.router.add_route("PUT", f"{ns}/health/instance", set_instance_health)
+    app.router.add_route("PUT", f"{ns}/health", set_instance_health)
