@@ -225,10 +225,15 @@ class Ping:
 
 @dataclass(frozen=True, slots=True)
 class ServiceChange:
-    """The latest snapshot of a changed service, or None when the service was deleted."""
+    """The latest snapshot of a changed service, or None when the service was deleted.
+
+    `touched` names every instance added, replaced or removed since the watcher's previous
+    snapshot of the service; None means unknown (compare them all).
+    """
 
     key: ServiceKey
     snapshot: Service | None
+    touched: frozenset[InstanceKey] | None = None
 
 
 @dataclass(frozen=True, slots=True)

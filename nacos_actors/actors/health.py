@@ -70,7 +70,7 @@ class HealthCheckActor(pykka.ThreadingActor):
                 now = self._clock()
                 beats = self._beats
                 for change in changes:
-                    observed = self.core.observe(change.key, change.snapshot, now, beats.last)
+                    observed = self.core.observe(change.key, change.snapshot, now, beats.last, change.touched)
                     for key in observed.appeared:
                         beats.record_if_absent(change.key, key, now)
                     left_at = change.snapshot.modified_ms if change.snapshot is not None else now

@@ -88,6 +88,7 @@ class RegistryActor(pykka.ThreadingActor):
                 now_ms = self._clock()
                 outcomes: list[Any] = []
                 changes: dict[ServiceKey, Service | None] = {}
+                touched: dict[ServiceKey, set[InstanceKey]] = {}
                 for command in commands:
                     applied_count, rejected_count = self._writes[type(command)]
                     try:
@@ -103,13 +104,20 @@ class RegistryActor(pykka.ThreadingActor):
                     outcomes.append(applied.value)
                     if applied.changed is not None:
                         changes[applied.changed.key] = applied.changed
+                        touched.setdefault(applied.changed.key, set()).update(applied.touched)
                         self._note_change(command)
                     elif applied.deleted is not None:
                         changes[applied.deleted] = None
                         self._note_change(command)
                 reply.resolve(tuple(outcomes))
                 if changes and self._watchers:
-                    told = ServicesChanged(tuple(ServiceChange(k, v) for k, v in changes.items()), monotonic_ns())
+                    told = ServicesChanged(
+                        tuple(
+                            ServiceChange(k, v, None if v is None else frozenset(touched[k]))
+                            for k, v in changes.items()
+                        ),
+                        monotonic_ns(),
+                    )
                     self._tell_watchers(told)
                 self._batch_size.observe(len(commands))
                 self._batch_seconds.observe(perf_counter() - started)

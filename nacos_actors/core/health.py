@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Collection
 
 from nacos_actors.messages import Command, ExpireInstance, MarkUnhealthy, RemoveEmptyService
 from nacos_actors.model import Instance, InstanceKey, Service, ServiceKey
@@ -62,10 +62,18 @@ class HealthCore:
     def service_count(self) -> int:
         return len(self._services)
 
-    def observe(self, key: ServiceKey, snapshot: Service | None, now_ms: int, last_beat: LastBeat) -> Observed:
-        """Take the latest snapshot of a service (None: deleted). Answers which instances
+    def observe(
+        self,
+        key: ServiceKey,
+        snapshot: Service | None,
+        now_ms: int,
+        last_beat: LastBeat,
+        touched: Collection[InstanceKey] | None = None,
+    ) -> Observed:
+        """Take the latest snapshot of a service (None: deleted). `touched` names the instances
+        that may differ from the previous snapshot (None: any may). Answers which instances
         appeared (the caller starts their beat clock at `now_ms` unless a beat is on record) and
-        which left (the caller may forget their beats)."""
+        which left (the caller may forget their beats). Costs O(touched), not O(instances)."""
         previous = self._services.get(key)
         if snapshot is None:
             self._forget_service(key)
@@ -76,10 +84,15 @@ class HealthCore:
             removed: tuple[InstanceKey, ...] = ()
             appeared = tuple(snapshot.instances)
             changed = list(snapshot.instances.items())
-        else:
+        elif touched is None:
             old = previous.instances
             removed = tuple(k for k in old if k not in snapshot.instances)
             changed = [(k, i) for k, i in snapshot.instances.items() if old.get(k) is not i]
+            appeared = tuple(k for k, _ in changed if k not in old)
+        else:
+            old, new = previous.instances, snapshot.instances
+            removed = tuple(k for k in touched if k in old and k not in new)
+            changed = [(k, new[k]) for k in touched if k in new and old.get(k) is not new[k]]
             appeared = tuple(k for k, _ in changed if k not in old)
         earliest = None
         for instance_key, instance in changed:

@@ -320,8 +320,9 @@ class PushCore:
         pending = self._pending.get(ack_key)
         if pending is None or pending.due_ms != deadline:
             return
-        subscribed = pending.subscriber in self._subscribers.get(pending.subscriber.service, {})
-        if pending.sends >= self.config.max_sends or not subscribed:
+        subscriber = self._subscribers.get(pending.subscriber.service, {}).get(pending.subscriber)
+        lapsed = subscriber is None or now_ms - subscriber.last_poll_ms > self.config.subscriber_ttl_ms
+        if pending.sends >= self.config.max_sends or lapsed:
             del self._pending[ack_key]
             if self._latest.get(pending.subscriber) == ack_key:
                 del self._latest[pending.subscriber]

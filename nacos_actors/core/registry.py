@@ -63,7 +63,8 @@ class Rejected(Exception):
 @dataclass(frozen=True, slots=True)
 class Applied:
     """What a command did: its answer `value`, and the new snapshot when the service changed
-    (`deleted` instead when the command deleted the service).
+    (`deleted` instead when the command deleted the service); `touched` names the instances it
+    added, replaced or removed (none for a change of the service's own settings).
 
     Instance writes answer the instance as stored (with its id); a light beat on an unknown
     instance answers None; metadata batches the updated instance names; the health checker's
@@ -74,6 +75,7 @@ class Applied:
     value: Any = None
     changed: Service | None = None
     deleted: ServiceKey | None = None
+    touched: tuple[InstanceKey, ...] = ()
 
 
 class RegistryCore:
@@ -113,12 +115,13 @@ class RegistryCore:
                 if found is None or not found.healthy or found.marked:
                     return Applied(value=False)
                 applied = self._put_instance(service, replace(found, healthy=False), now_ms)
-                return Applied(value=True, changed=applied.changed)
+                return Applied(value=True, changed=applied.changed, touched=applied.touched)
             case ExpireInstance(service, key):
                 found = self._instance_or_none(service, key)
                 if found is None or found.marked:
                     return Applied(value=False)
-                return Applied(value=True, changed=self._remove_instance(service, key, now_ms).changed)
+                removed = self._remove_instance(service, key, now_ms)
+                return Applied(value=True, changed=removed.changed, touched=removed.touched)
             case CreateService(service, threshold, metadata, selector):
                 if self.service(service) is not None:
                     raise Rejected(400, f"specified service already exists, serviceName : {service.name}")
@@ -175,7 +178,8 @@ class RegistryCore:
             return Applied(value=previous)
         instances = _thawed(current.instances)
         instances[instance.key] = instance
-        return Applied(instance, self._publish(self._with_instances(current, instances, now_ms)).changed)
+        published = self._publish(self._with_instances(current, instances, now_ms))
+        return Applied(instance, published.changed, touched=(instance.key,))
 
     def _remove_instance(self, service_key: ServiceKey, key: InstanceKey, now_ms: int) -> Applied:
         current = self.service(service_key)
@@ -183,7 +187,7 @@ class RegistryCore:
             return Applied()
         instances = _thawed(current.instances)
         del instances[key]
-        return self._publish(self._with_instances(current, instances, now_ms))
+        return replace(self._publish(self._with_instances(current, instances, now_ms)), touched=(key,))
 
     def _patch_instance(self, patch: PatchInstance, now_ms: int) -> Applied:
         current = self._existing_service(patch.service, "instance not found")
@@ -239,7 +243,7 @@ class RegistryCore:
             kind = "ephemeral" if instance.ephemeral else "persist"
             updated.append(f"{instance.key.datum_key()}:{kind}")
         applied = self._publish(self._with_instances(current, instances, now_ms))
-        return Applied(value=tuple(updated), changed=applied.changed)
+        return Applied(value=tuple(updated), changed=applied.changed, touched=tuple(i.key for i in chosen))
 
     # -- clusters --------------------------------------------------------------------------
 

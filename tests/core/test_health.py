@@ -45,6 +45,7 @@ class World:
     """A registry core and a health core wired as the actors wire them, with a dict for beats."""
 
     config: HealthConfig = field(default_factory=HealthConfig)
+    compare_all: bool = False
     now: int = 0
     verdicts: list[tuple[int, Command]] = field(default_factory=list)
 
@@ -57,14 +58,16 @@ class World:
         return self.beats.get((service, key))
 
     def write(self, command: Command) -> None:
+        """Apply a command; tell the health core what changed, as the registry actor does
+        (with the touched instances, or with None to make it compare everything)."""
         applied = self.registry.apply(command, self.now)
         if applied.changed is not None:
-            self._observe(applied.changed.key, applied.changed)
+            self._observe(applied.changed.key, applied.changed, None if self.compare_all else applied.touched)
         elif applied.deleted is not None:
-            self._observe(applied.deleted, None)
+            self._observe(applied.deleted, None, None)
 
-    def _observe(self, key, snapshot) -> None:
-        observed = self.health.observe(key, snapshot, self.now, self.last_beat)
+    def _observe(self, key, snapshot, touched) -> None:
+        observed = self.health.observe(key, snapshot, self.now, self.last_beat, touched)
         for instance_key in observed.appeared:
             self.beats.setdefault((key, instance_key), self.now)
         for instance_key in observed.removed:
@@ -297,10 +300,10 @@ def brute_force(members, horizon: int) -> list[tuple[int, str, int]]:
 
 
 @settings(max_examples=60, deadline=None)
-@given(scenarios())
-def test_verdicts_land_exactly_at_the_first_millisecond_past_each_deadline(members):
+@given(scenarios(), st.booleans())
+def test_verdicts_land_exactly_at_the_first_millisecond_past_each_deadline(members, compare_all):
     horizon = 10_000
-    world = World()
+    world = World(compare_all=compare_all)
     timeline = sorted(
         [(start, 0, member) for member, start, _ in members]
         + [(at, 1, member) for member, _, beats in members for at in beats],
