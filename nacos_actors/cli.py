@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     flag("--empty-service-ttl-ms", dest="empty_service_ttl_ms", help="ms a service stays empty before cleanup (default 60000)")
     flag("--push-enabled", dest="push_enabled", help="true/false: UDP push to subscribers (default true)")
     flag("--push-window-ms", dest="push_window_ms", help="coalesce one service's changes within this window (default 5)")
-    flag("--push-cache-ms", dest="push_cache_ms", help="subscriber lifetime without a poll; their cacheMillis (default 10000)")
+    flag("--push-cache-ms", dest="push_cache_ms", help="cacheMillis told to subscribers; dropped after 1.5x without a poll (default 10000)")
     flag("--push-ack-timeout-ms", dest="push_ack_timeout_ms", help="first resend after this without an ack (default 1000)")
     flag("--push-max-sends", dest="push_max_sends", help="sends of one packet before it counts as failed (default 3)")
     flag("--push-trust-client-ip", dest="push_trust_client_ip", help="true/false: push to clientIP, not the source (default false)")

@@ -131,6 +131,16 @@ def health_core(settings: Settings) -> HealthCore:
     )
 
 
+def subscriber_lifetime_ms(push_cache_ms: int) -> int:
+    """How long a subscriber stays without a poll: half again the `cacheMillis` it is told.
+
+    Clients poll `cacheMillis` after the previous answer arrived, so a lifetime of exactly
+    `cacheMillis` would drop every subscriber for a moment before each poll, and a change in
+    that moment would go unpushed (Nacos 1.x has the same edge, blurred by its 20 s sweep).
+    """
+    return push_cache_ms * 3 // 2
+
+
 def push_core(settings: Settings) -> PushCore:
     """A PushCore whose packets carry what each subscriber's own list query would answer."""
     cache_millis = settings.push_cache_ms
@@ -142,7 +152,7 @@ def push_core(settings: Settings) -> PushCore:
 
     config = PushConfig(
         window_ms=settings.push_window_ms,
-        subscriber_ttl_ms=settings.push_cache_ms,
+        subscriber_ttl_ms=subscriber_lifetime_ms(settings.push_cache_ms),
         ack_timeout_ms=settings.push_ack_timeout_ms,
         max_sends=settings.push_max_sends,
     )

@@ -52,8 +52,10 @@ async def register_instance(request: web.Request) -> web.Response:
     params = await request_params(request)
     service = p.service_key(params)
     instance = p.instance(params)
-    await front.write(RegisterInstance(service, instance))
+    # The beat clock starts before the write: the health actor may see the change before this
+    # request resumes, and must not judge the instance by an older beat.
     front.beats.record(service, instance.key, front.clock())
+    await front.write(RegisterInstance(service, instance))
     return ok()
 
 
@@ -172,9 +174,13 @@ async def beat(request: web.Request) -> web.Response:
         outcome = BEAT_OUTCOME_NOT_FOUND
     else:
         outcome = BEAT_OUTCOME_REVIVED if found is not None else BEAT_OUTCOME_REREGISTERED
+        # Recorded before the write, which the health actor may see before this request resumes:
+        # judged by the older beat, a revived instance would be marked unhealthy again at once.
+        front.beats.record(service, key, front.clock())
         found = await front.write(BeatInstance(service, key, from_beat))
         if found is None:  # a light beat whose instance was removed meanwhile: unknown now
             outcome = BEAT_OUTCOME_NOT_FOUND
+            front.beats.forget(service, key)
         elif outcome == BEAT_OUTCOME_REVIVED:
             front.metrics.health_transitions[HEALTH_REVIVED].inc()
     front.metrics.beats[outcome].inc()
