@@ -18,9 +18,12 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import pytest
+
+from tests.e2e.node_driver import EVENT_TIMEOUT_S, Driver, find_node_bin
+from tests.e2e.push_support import UdpSubscriber
 
 REPO = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -196,3 +199,46 @@ def pytest_runtest_makereport(item, call):
 def nacos_log_dir(tmp_path_factory) -> str:
     """Where NacosClient may write its log file (it creates ~/logs/nacos otherwise)."""
     return str(tmp_path_factory.mktemp("nacos-client-logs"))
+
+
+# -- the npm client driver and raw UDP subscribers (tests/e2e/node_driver.py, push_support.py) --
+
+
+@pytest.fixture(scope="session")
+def node_bin() -> str:
+    """The `node` executable, once the pinned client is installed; skips without Node.js."""
+    return find_node_bin()
+
+
+@pytest.fixture
+def start_driver(node_bin, node, tmp_path) -> Iterator[Callable[..., Driver]]:
+    """`start_driver(**scenario)` -> an interactive Driver talking to the node; killed at the end if running."""
+    drivers: list[Driver] = []
+
+    def start(**scenario: Any) -> Driver:
+        scenario = {"server": node.address, "interactive": True, "timeoutMs": 90_000, **scenario}
+        driver = Driver(node_bin, scenario, tmp_path / f"driver-{len(drivers)}.stderr")
+        drivers.append(driver)
+        driver.wait_for(lambda e: e["event"] == "ready", EVENT_TIMEOUT_S, "ready")
+        return driver
+
+    try:
+        yield start
+    finally:
+        for driver in drivers:
+            driver.kill()
+            driver.close_files()
+
+
+@pytest.fixture
+def udp():
+    """`udp(ip="127.0.0.1", port=0, ack=True)` -> a UdpSubscriber, closed at the end."""
+    made: list[UdpSubscriber] = []
+
+    def make(ip: str = "127.0.0.1", port: int = 0, ack: bool = True) -> UdpSubscriber:
+        made.append(UdpSubscriber(ip, port, ack))
+        return made[-1]
+
+    yield make
+    for subscriber in made:
+        subscriber.close()

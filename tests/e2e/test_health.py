@@ -23,7 +23,7 @@ import pytest
 from nacos.task import HeartbeatTask
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.test_push import (  # noqa: F401 (the udp fixture)
+from tests.e2e.push_support import (
     NS,
     call,
     deregister,
@@ -35,7 +35,6 @@ from tests.e2e.test_push import (  # noqa: F401 (the udp fixture)
     register,
     report,
     summary,
-    udp,
 )
 
 pytestmark = pytest.mark.e2e
