@@ -269,6 +269,9 @@ class PushCore:
         heapq.heappush(self._timers, (deadline, kind, key))
 
     def _push(self, key: ServiceKey, snapshot: Service | None, now_ms: int, applied_ns: int, effects: Effects) -> None:
+        held = self._dirty.pop(key, None)  # this push carries a newer state than any held back
+        if held is not None:
+            applied_ns = min(applied_ns, held[1])
         if self.config.window_ms > 0:
             until = now_ms + self.config.window_ms
             self._cooling_until[key] = until

@@ -101,6 +101,19 @@ def test_a_quiet_window_ends_without_a_push_and_the_next_change_goes_at_once():
     assert len(push.service_changed(SERVICE, snapshot(81), 106, 0).sends) == 1
 
 
+def test_a_change_pushed_at_once_drops_an_older_held_back_state():
+    push = core(window_ms=5)
+    push.subscribe(subscription(5001), 0)
+    push.service_changed(SERVICE, snapshot(80), 100, applied_ns=1)
+    assert push.service_changed(SERVICE, snapshot(81, revision=2), 102, applied_ns=2).sends == []  # held back
+    # The window's timer is late: a newer change arrives after the window ended, and goes at once.
+    newest = push.service_changed(SERVICE, snapshot(82, revision=3), 106, applied_ns=3)
+    assert json.loads(decode(newest.sends[0].payload)["data"])["hosts"] == ["127.0.0.1:82"]
+    assert newest.delays_ns == [2]
+    for now in range(106, 200):
+        assert push.due(now).sends == [], "an older state was pushed after a newer one"
+
+
 def test_a_zero_window_pushes_every_change():
     push = core(window_ms=0)
     push.subscribe(subscription(5001), 0)
