@@ -22,6 +22,7 @@ import argparse
 import concurrent.futures
 import base64
 import datetime as dt
+import gzip
 import http.client
 import json
 import os
@@ -30,12 +31,14 @@ import shutil
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -70,6 +73,12 @@ class Settings:
     etcd_data_base: str
     fill_cap: int
     ceiling_probe: int
+    push_seconds: int
+    push_rate: int
+    push_load: int
+    soak_seconds: int
+    soak_instances: int
+    soak_interval: int
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, Settings]:
@@ -79,7 +88,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, Settings]:
     )
     flag = parser.add_argument
     flag("--quick", action="store_true",
-         help="a ~1 minute smoke run (2 s loads, 100k scale fill, 2k etcd leases)")
+         help="a ~2 minute smoke run (2 s loads, 100k scale fill, 2k etcd leases, 10 s of push probes, "
+              "a 30 s soak of 20k instances)")
     flag("--duration", type=int, help="seconds of each measured load (default 6, quick 2)")
     flag("--connections", type=int, default=64, help="wrk connections of every load (default 64)")
     flag("--threads", type=int, default=1, help="wrk threads of every load (default 1)")
@@ -107,6 +117,13 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, Settings]:
     flag("--fill-cap", type=int, default=900, help="longest a fill may take, seconds (default 900)")
     flag("--ceiling-probe", type=int,
          help="seconds of the short ceiling load run right before each measured load (default 2, quick 1; 0: none)")
+    flag("--push-seconds", type=int, help="seconds of push probes (default 30, quick 10)")
+    flag("--push-rate", type=int, default=20, help="push probes (registrations into the probe service) per second (default 20)")
+    flag("--push-load", type=int, default=2000,
+         help="background registrations per second into other services during the push probes (default 2000)")
+    flag("--soak-seconds", type=int, help="seconds of the beat soak (default 120, quick 30)")
+    flag("--soak-instances", type=int, help="instances beating in the soak (default 50000, quick 20000)")
+    flag("--soak-interval", type=int, default=5, help="seconds between two beats of one soak instance (default 5)")
     flag("--pin-study", action="store_true",
          help="instead of the benchmarks: measure ceiling/list/beat pinned and unpinned, 3 rounds each, and compare")
     flag("--serve-ceiling", type=int, metavar="PORT", help=argparse.SUPPRESS)
@@ -132,6 +149,12 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, Settings]:
         etcd_data_base=args.etcd_data_base,
         fill_cap=args.fill_cap,
         ceiling_probe=args.ceiling_probe if args.ceiling_probe is not None else (1 if quick else 2),
+        push_seconds=args.push_seconds or (10 if quick else 30),
+        push_rate=args.push_rate,
+        push_load=args.push_load,
+        soak_seconds=args.soak_seconds or (30 if quick else 120),
+        soak_instances=args.soak_instances or (20_000 if quick else 50_000),
+        soak_interval=args.soak_interval,
     )
     if settings.threads < 1 or settings.connections < settings.threads:
         parser.error("need --threads >= 1 and --connections >= --threads")
@@ -139,6 +162,12 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, Settings]:
         parser.error("durations are whole seconds >= 1")
     if settings.population < 100 or settings.scale_instances < settings.scale_per_service:
         parser.error("need --population >= 100 and --scale-instances >= --scale-per-service")
+    if not (1 <= settings.push_rate <= 100 and settings.push_load >= 1 and settings.push_seconds >= 1):
+        parser.error("need --push-rate in 1..100 (probes must be apart more than the 5 ms push window), "
+                     "--push-load >= 1 and --push-seconds >= 1")
+    if not (settings.soak_seconds >= 1 and 1 <= settings.soak_interval <= 10 and settings.soak_instances >= 100):
+        parser.error("need --soak-seconds >= 1, --soak-interval in 1..10 (beats must come well within the 15 s "
+                     "timeout) and --soak-instances >= 100")
     return args, settings
 
 
@@ -161,9 +190,9 @@ def fmt_value(row: Row) -> str:
     v = row.value
     if isinstance(v, str) or v is None:
         return v or ""
-    if row.unit in ("req/s", "inst/s", "bytes", "B/inst", "instances"):
+    if row.unit in ("req/s", "inst/s", "bytes", "B/inst", "instances", "beats/s", "marks"):
         return f"{v:,.0f}"
-    if row.unit == "MiB":
+    if row.unit in ("MiB", "%"):
         return f"{v:,.1f}"
     if row.unit == "ms":
         return f"{v:,.2f}"
@@ -304,6 +333,19 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process (all its threads) has used so far, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The nearest-rank q-th percentile (0 < q <= 100) of a non-empty list."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), int(-(-q * len(ordered) // 100))))
+    return ordered[rank - 1]
+
+
 # -- the run -------------------------------------------------------------------------------
 
 
@@ -357,10 +399,14 @@ class Run:
 
     # -- servers --
 
-    def start_node(self, name: str = "node") -> Server:
+    def start_node(self, name: str = "node", health_checks: bool = True) -> Server:
+        """A node on a free port. Without health_checks (--health-check-enabled false) instances
+        that do not beat stay healthy: for loads that register and then leave them silent for
+        longer than the 15 s beat timeout."""
         port = free_port()
         argv = self.server_prefix + [
             PYTHON, "-m", "nacos_actors", "serve", "--port", str(port), "--host", HOST, "--log-level", "WARNING",
+            "--health-check-enabled", "true" if health_checks else "false",
         ]
         proc = self.procs.start(name, argv)
         server = Server(name, proc, port)
@@ -393,13 +439,15 @@ class Run:
 
     # -- wrk --
 
-    def lua(self, name: str) -> Path:
-        """common.lua + <name>.lua in one temporary file (wrk takes a single script)."""
-        if name not in self._lua_cache:
-            path = self.procs.log_dir / f"{name}.lua"
-            path.write_text((LUA_DIR / "common.lua").read_text() + "\n" + (LUA_DIR / f"{name}.lua").read_text())
-            self._lua_cache[name] = path
-        return self._lua_cache[name]
+    def lua(self, name: str, paced: bool = False) -> Path:
+        """common.lua (+ pace.lua when paced) + <name>.lua in one temporary file (wrk takes a single script)."""
+        parts = ["common", "pace", name] if paced else ["common", name]
+        key = "+".join(parts)
+        if key not in self._lua_cache:
+            path = self.procs.log_dir / f"{key}.lua"
+            path.write_text("\n".join((LUA_DIR / f"{part}.lua").read_text() for part in parts))
+            self._lua_cache[key] = path
+        return self._lua_cache[key]
 
     def wrk(
         self,
@@ -411,9 +459,13 @@ class Run:
         stop_when: Callable[[], bool] | None = None,
         name: str = "wrk",
         measured: bool = False,
+        rate: float | None = None,
     ) -> dict[str, Any]:
         """Run one bounded wrk load; returns its summary (requests, rps, errors, latency_us...).
 
+        With a rate (requests/s over all connections) the load is paced (pace.lua): not the most
+        wrk can send but a steady schedule; `lag_max_us` and `late`, `late_100ms`, `late_1s` (requests
+        sent more than 10 ms, 100 ms, 1 s behind their slot) then say how far behind it fell.
         With stop_when, wrk is stopped (SIGINT: it still reports) as soon as stop_when() is
         true, polled every 0.1 s; `reached_s` is then the time from the start to that moment.
         A `measured` load (a throughput with a ratio) is preceded by a short ceiling probe and
@@ -425,9 +477,11 @@ class Run:
         connections = connections or self.s.connections
         threads = min(self.s.threads, connections)
         script_args = [f"{k}={v}" for k, v in (args or {}).items()] + [f"threads={threads}"]
+        if rate is not None:
+            script_args.append(f"rate={rate}")
         argv = self.load_prefix + [
             "wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "10s", "--latency",
-            "-s", str(self.lua(script)), url, "--", *script_args,
+            "-s", str(self.lua(script, paced=rate is not None)), url, "--", *script_args,
         ]
         started = time.monotonic()
         proc = self.procs.start(name, argv, capture=True)
@@ -523,6 +577,14 @@ class Run:
 # -- benchmarks ----------------------------------------------------------------------------
 
 
+# The shared node runs without health checks: its rows register and then leave instances silent
+# for longer than the 15 s beat timeout (the list services never beat, the register row's
+# instances never do, the population beats only during the beat and mixed loads), so with checks
+# on they would turn unhealthy, then be removed, in the middle of later rows. The beat-soak row
+# measures beats with health checks on.
+SESSION_NOTE = "health checks off"
+
+
 @dataclass
 class NodeSession:
     """The node the register/beat/list/mixed loads share (started by the first that needs it)."""
@@ -537,7 +599,7 @@ def pop_prefix() -> str:
 
 def ensure_node(run: Run, session: NodeSession) -> Server:
     if session.node is None or session.node.proc.poll() is not None:
-        session.node = run.start_node("node")
+        session.node = run.start_node("node", health_checks=False)
         session.populated = False
     return session.node
 
@@ -591,7 +653,7 @@ def bench_register(run: Run) -> list[Row]:
     )
     _, after = run.node_counts(node)
     added = after - before
-    note = f"{added:,} new instances over {services} services (~{added // services:,}/service at the end)"
+    note = f"{added:,} new instances over {services} services (~{added // services:,}/service at the end); {SESSION_NOTE}"
     if added < result["requests"] - result["error_count"]:
         note += f"; WARNING: only {added} of {result['requests']} registered"
     return [run.throughput_row("register", "register: POST instance (distinct)", result, note)]
@@ -605,7 +667,7 @@ def bench_beat(run: Run) -> list[Row]:
         {"path": f"{CONTEXT}/v1/ns/instance/beat", "prefix": pop_prefix(), "services": 100, "population": run.s.population},
         name="wrk-beat", measured=True,
     )
-    return [run.throughput_row("beat", f"beat: PUT light beat ({run.s.population:,} instances)", result)]
+    return [run.throughput_row("beat", f"beat: PUT light beat ({run.s.population:,} instances)", result, SESSION_NOTE)]
 
 
 def bench_list(run: Run) -> list[Row]:
@@ -622,7 +684,7 @@ def bench_list(run: Run) -> list[Row]:
         mib = result["bytes"] / result["seconds"] / 2**20 if result["seconds"] else 0
         rows.append(run.throughput_row(
             f"list_{size}", f"list: GET instance/list, {size} instances", result,
-            f"{len(body):,} B/answer, {mib:,.0f} MiB/s",
+            f"{len(body):,} B/answer, {mib:,.0f} MiB/s; {SESSION_NOTE}",
         ))
     return rows
 
@@ -636,7 +698,7 @@ def bench_mixed(run: Run) -> list[Row]:
          "base": run.s.population},
         name="wrk-mixed", measured=True,
     )
-    return [run.throughput_row("mixed", "mixed: 80% list / 15% beat / 5% register", result)]
+    return [run.throughput_row("mixed", "mixed: 80% list / 15% beat / 5% register", result, SESSION_NOTE)]
 
 
 def bench_node_stop(run: Run) -> list[Row]:
@@ -650,11 +712,14 @@ def bench_node_stop(run: Run) -> list[Row]:
 
 
 def bench_scale(run: Run) -> list[Row]:
-    """fill a fresh node with --scale-instances; fill time and rate, RSS, list p99 before/after."""
+    """fill a fresh node with --scale-instances; fill time and rate, RSS, list p99 before/after.
+
+    Health checks are off: nothing beats, and the fill takes minutes.
+    """
     n = run.s.scale_instances
     per = run.s.scale_per_service
     services = max(1, n // per)
-    node = run.start_node("node-scale")
+    node = run.start_node("node-scale", health_checks=False)
     try:
         run.fill(node, "scale-probe-", 1, 100, base=0, name="fill-scale-probe")
         probe = f"{node.url}{CONTEXT}/v1/ns/instance/list?serviceName=scale-probe-00000"
@@ -668,7 +733,7 @@ def bench_scale(run: Run) -> list[Row]:
         lat_after = run.wrk(probe, "fixed", duration=run.s.latency_duration, connections=1, name="wrk-scale-lat-after")
     finally:
         stopped = run.stop_server(node, timeout=60)
-    fill_note = f"{services:,} services x {per}; wrk {run.s.connections} connections"
+    fill_note = f"{services:,} services x {per}; wrk {run.s.connections} connections; no beats, health checks off"
     if result["error_count"]:
         fill_note += f"; ERRORS {result['errors']}"
     rows = [
@@ -684,6 +749,391 @@ def bench_scale(run: Run) -> list[Row]:
     note = f"SIGTERM to exit: {stopped['stop_s']:.1f} s, exit {stopped['exit_code']}"
     rows[-1].note += f"; {note}"
     return rows
+
+
+# -- node metrics --------------------------------------------------------------------------
+
+
+def node_metrics(node: Server) -> dict[str, float]:
+    """Every sample of the node's Prometheus text (GET /metrics), keyed by series: `name{labels}`."""
+    status, body = http_get(f"{node.url}/metrics")
+    if status != 200:
+        raise RuntimeError(f"/metrics answered {status}")
+    values = {}
+    for line in body.decode().splitlines():
+        if line and not line.startswith("#"):
+            series, _, value = line.rpartition(" ")
+            try:
+                values[series] = float(value)
+            except ValueError:
+                pass
+    return values
+
+
+HEALTH_TRANSITIONS = ("unhealthy", "removed", "revived")
+
+
+def full_collections(node: Server) -> int:
+    """How many full (generation 2) garbage collections the node's Python has run so far."""
+    return int(node_metrics(node).get('python_gc_collections_total{generation="2"}', 0))
+
+
+def health_marks(node: Server) -> dict[str, int]:
+    """The node's nacos_actors_health_transitions_total, by transition (unhealthy, removed, revived)."""
+    values = node_metrics(node)
+    return {t: int(values.get(f'nacos_actors_health_transitions_total{{transition="{t}"}}', 0))
+            for t in HEALTH_TRANSITIONS}
+
+
+# -- push latency --------------------------------------------------------------------------
+
+PUSH_FIGURES = (
+    ("push_p50", "push latency p50: register -> UDP datagram at a subscriber"),
+    ("push_p99", "push latency p99"),
+    ("push_max", "push latency max"),
+)
+PUSH_SERVICE = "bench-push-probe"
+PUSH_AGENT = "Nacos-Java-Client:v1.4.8"  # an agent the node pushes to
+PUSH_PROBE_PORT = 20_000  # probe i is 127.0.0.1:PUSH_PROBE_PORT+i
+PUSH_LOAD_PREFIX = "bench-bg-"
+PUSH_LOAD_SERVICES = 1000
+PUSH_LEAD_S = 2  # the background load runs this long before the first probe and after the last
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux's value; Python does not name it
+
+
+class PushSubscriber:
+    """A subscriber of one service as Nacos 1.x's Java client is one: it polls the list with its
+    UDP port (which subscribes it, and keeps it subscribed), acks every push, and records for
+    each host port when the first push listing it arrived: the kernel's receive stamp
+    (SO_TIMESTAMPNS, wall-clock ns), so this harness's own scheduling does not count. A host
+    listed again after a push left it out counts as `reappeared`: probes never come back, so
+    that push carried an older state than the one before it."""
+
+    def __init__(self, node: Server, service: str) -> None:
+        self.node = node
+        self.service = service
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((HOST, 0))
+        self.sock.settimeout(0.2)
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            self.kernel_stamps = True
+        except OSError:
+            self.kernel_stamps = False  # then the stamp is taken when recvmsg returns
+        self.port = self.sock.getsockname()[1]
+        self.first_seen: dict[int, int] = {}  # host port -> arrival (wall-clock ns)
+        self.listed: set[int] = set()  # host ports in the newest push
+        self.gone: set[int] = set()  # host ports listed once, then left out
+        self.last_ref = -1
+        self.counts = {"datagrams": 0, "gzip": 0, "stale": 0, "malformed": 0, "reappeared": 0, "largest_bytes": 0}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._receive_loop, name="push-subscriber", daemon=True)
+
+    def __enter__(self) -> PushSubscriber:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()
+
+    def poll(self) -> set[int]:
+        """GET instance/list with udpPort (subscribes, or refreshes the subscription); the listed ports."""
+        query = urllib.parse.urlencode({"serviceName": self.service, "udpPort": self.port, "clusters": ""})
+        request = urllib.request.Request(f"{self.node.url}{CONTEXT}/v1/ns/instance/list?{query}",
+                                         headers={"User-Agent": PUSH_AGENT})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return {host["port"] for host in json.loads(response.read())["hosts"]}
+
+    def _receive_loop(self) -> None:
+        """The receiver thread: every datagram, stamped with its arrival, goes to _take."""
+        space = socket.CMSG_SPACE(16)
+        while not self._stop.is_set():
+            try:
+                payload, ancillary, _, source = self.sock.recvmsg(65536, space)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            arrived = time.time_ns()
+            for level, kind, data in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+                    seconds, nanos = struct.unpack("qq", data[:16])
+                    arrived = seconds * 1_000_000_000 + nanos
+            self._take(payload, arrived, source)
+
+    def _take(self, payload: bytes, arrived: int, source: tuple[str, int]) -> None:
+        """Ack one datagram and note the hosts that first appear in it (older packets are skipped)."""
+        counts = self.counts
+        counts["datagrams"] += 1
+        counts["largest_bytes"] = max(counts["largest_bytes"], len(payload))
+        try:
+            if payload[:2] == b"\x1f\x8b":
+                payload = gzip.decompress(payload)
+                counts["gzip"] += 1
+            packet = json.loads(payload)
+            ref = int(packet["lastRefTime"])
+            listed = {host["port"] for host in json.loads(packet["data"])["hosts"]}
+        except (ValueError, KeyError, TypeError):
+            counts["malformed"] += 1
+            return
+        try:
+            self.sock.sendto(json.dumps({"type": "push-ack", "lastRefTime": ref, "data": ""}).encode(), source)
+        except OSError:
+            pass  # the node resends, and counts the push failed after its last send
+        if ref <= self.last_ref:  # a resend, or overtaken by a newer packet
+            counts["stale"] += 1
+            return
+        self.last_ref = ref
+        for port in listed - self.listed:
+            self.first_seen.setdefault(port, arrived)
+        counts["reappeared"] += len(listed & self.gone)
+        self.gone = (self.gone | (self.listed - listed)) - listed
+        self.listed = listed
+
+
+def instance_call(conn: http.client.HTTPConnection, method: str, service: str, port: int) -> None:
+    """POST (register) or DELETE (deregister) the ephemeral instance 127.0.0.1:port of a service."""
+    conn.request(method, f"{CONTEXT}/v1/ns/instance?serviceName={service}&ip={HOST}&port={port}&ephemeral=true")
+    response = conn.getresponse()
+    body = response.read()
+    if response.status != 200:
+        raise RuntimeError(f"{method} instance {service} {port} answered {response.status}: {body[:200]!r}")
+
+
+def probe_pushes(node: Server, subscriber: PushSubscriber, count: int, rate: int) -> dict[int, tuple[int, int]]:
+    """Register `count` probe instances into the subscriber's service, `rate` a second on a fixed
+    schedule, each deregistered right after the next is registered (the service holds one or
+    two instances: small packets). After a stall the schedule slips instead of catching up, so
+    every probe stays listed about 1/rate s: a burst would leave probes listed for less than the
+    push window, and coalescing would rightly never push them. Re-polls the list every 5 s to
+    stay subscribed. Returns, per
+    probe port, the wall-clock ns just before its register request was sent and when its answer
+    (`ok`, sent once the registry applied it) was read."""
+    conn = http.client.HTTPConnection(HOST, node.port, timeout=5)
+    sent: dict[int, tuple[int, int]] = {}
+    next_at = last_poll = time.monotonic()
+    try:
+        for i in range(count):
+            pause = next_at - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            next_at = max(next_at, time.monotonic()) + 1 / rate
+            port = PUSH_PROBE_PORT + i
+            before = time.time_ns()
+            instance_call(conn, "POST", subscriber.service, port)
+            sent[port] = (before, time.time_ns())
+            if i:
+                instance_call(conn, "DELETE", subscriber.service, port - 1)
+            if time.monotonic() - last_poll >= 5:
+                subscriber.poll()
+                last_poll = time.monotonic()
+    finally:
+        conn.close()
+    return sent
+
+
+def bench_push(run: Run) -> list[Row]:
+    """register -> UDP push at a subscriber (p50/p99/max) while a paced register load keeps the node busy."""
+    s = run.s
+    node = run.start_node("node-push", health_checks=False)
+    try:
+        with PushSubscriber(node, PUSH_SERVICE) as subscriber, concurrent.futures.ThreadPoolExecutor(1) as pool:
+            subscriber.poll()
+            load = pool.submit(
+                run.wrk, node.url, "register",
+                {"path": f"{CONTEXT}/v1/ns/instance", "prefix": PUSH_LOAD_PREFIX, "services": PUSH_LOAD_SERVICES,
+                 "base": 0},
+                duration=s.push_seconds + 2 * PUSH_LEAD_S, rate=s.push_load, name="wrk-push-load",
+            )
+            time.sleep(PUSH_LEAD_S)
+            gc_before = full_collections(node)
+            cpu_before, started = cpu_seconds(node.pid), time.monotonic()
+            sent = probe_pushes(node, subscriber, s.push_seconds * s.push_rate, s.push_rate)
+            cpu = (cpu_seconds(node.pid) - cpu_before) / (time.monotonic() - started)
+            gc_during = full_collections(node) - gc_before
+            background = load.result()
+        figures = node_metrics(node)
+    finally:
+        run.stop_server(node)
+    per_probe = [
+        ((subscriber.first_seen[port] - at) / 1e6 if port in subscriber.first_seen else None, (answered - at) / 1e6)
+        for port, (at, answered) in sent.items()
+    ]
+    if all(push is None for push, _ in per_probe):
+        raise RuntimeError(f"no push listed any of {len(sent)} probes ({subscriber.counts})")
+    return push_rows(run, per_probe, subscriber, background, figures, cpu, gc_during)
+
+
+def push_rows(
+    run: Run, per_probe: list[tuple[float | None, float]], subscriber: PushSubscriber,
+    background: dict[str, Any], figures: dict[str, float], cpu: float, gc_during: int,
+) -> list[Row]:
+    """The push latency rows, their notes saying the load, what was missed and the node's own view.
+    `per_probe`: (register -> push ms, None when no push listed it; register -> answer ms)."""
+    s = run.s
+    latencies = [push for push, _ in per_probe if push is not None]
+    answers = [answer for _, answer in per_probe]
+    probes = len(per_probe)
+    missed = probes - len(latencies)
+    pushes = {o: int(figures.get(f'nacos_actors_pushes_total{{outcome="{o}"}}', 0))
+              for o in ("acked", "failed", "superseded")}
+    resends = int(figures.get('nacos_actors_push_sends_total{kind="retry"}', 0))
+    delay_n = figures.get("nacos_actors_push_delay_seconds_count", 0)
+    delay_ms = figures.get("nacos_actors_push_delay_seconds_sum", 0) / delay_n * 1000 if delay_n else 0.0
+    load_lat = background["latency_us"]
+    data = {"samples": len(latencies), "probes": probes, "missed": missed, "subscriber": subscriber.counts,
+            "kernel_stamps": subscriber.kernel_stamps, "mean_ms": statistics.fmean(latencies),
+            "node_pushes": pushes, "node_resends": resends, "node_delay_mean_ms": delay_ms, "node_cpu": cpu,
+            "node_full_gc_during_probes": gc_during,
+            "background": background,
+            "per_probe_push_and_answer_ms": [[None if x is None else round(x, 3), round(y, 3)] for x, y in per_probe]}
+    load_note = (f"{len(latencies)} probes at {s.push_rate}/s over {s.push_seconds} s; background: paced register "
+                 f"{s.push_load:,} req/s into {PUSH_LOAD_SERVICES} other services, achieved {background['rps']:,.0f} "
+                 f"(p99 {load_lat['p99'] / 1000:.1f} ms); node CPU {cpu:.0%} of a core; health checks off")
+    if background["error_count"]:
+        load_note += f"; background ERRORS {background['errors']}"
+    rows = [
+        Row("push_p50", PUSH_FIGURES[0][1], percentile(latencies, 50), "ms", note=load_note, data=data),
+        Row("push_p99", PUSH_FIGURES[1][1], percentile(latencies, 99), "ms",
+            note=f"target <= 10 ms; {missed} probes never seen in a push; the probes' register answers: "
+                 f"p50 {percentile(answers, 50):.2f} ms, p99 {percentile(answers, 99):.2f} ms, "
+                 f"max {max(answers):.1f} ms; {gc_during} full (gen-2) GC collections in the node meanwhile" +
+                 ("" if subscriber.kernel_stamps else "; arrival stamped in Python (no SO_TIMESTAMPNS)")),
+        Row("push_max", PUSH_FIGURES[2][1], max(latencies), "ms",
+            note=f"node: {pushes['acked']:,} pushes acked, {pushes['failed']} failed, {pushes['superseded']} superseded, "
+                 f"{resends} resends, applied->sent "
+                 f"mean {delay_ms:.2f} ms (deregistrations' pushes wait out the 5 ms window); "
+                 f"{subscriber.counts['datagrams']:,} datagrams, "
+                 f"{subscriber.counts['gzip']} gzip, largest {subscriber.counts['largest_bytes']:,} B, "
+                 f"{subscriber.counts['reappeared']} older states pushed after newer ones (a probe listed again)"),
+    ]
+    return rows
+
+
+# -- beat soak -----------------------------------------------------------------------------
+
+SOAK_FIGURES = (
+    ("beat_soak_false_unhealthy", "beat soak: false unhealthy marks"),
+    ("beat_soak_false_removed", "beat soak: false removals"),
+    ("beat_soak_rate", "beat soak: achieved beat rate"),
+    ("beat_soak_cpu", "beat soak: node CPU"),
+    ("beat_soak_rss", "beat soak: node RSS at the end"),
+)
+SOAK_PREFIX = "bench-soak-"
+SOAK_PER_SERVICE = 100
+SOAK_SAMPLE_S = 2.0
+
+
+@dataclass
+class SoakWatch:
+    """What the soak's watcher saw while the beats ran."""
+
+    samples: int = 0  # list answers read
+    unhealthy_hosts: int = 0  # hosts answered healthy=false, summed over the samples
+    missing_hosts: int = 0  # hosts fewer than registered, summed over the samples
+    rss_max: int = 0
+    first_mark_s: float | None = None  # seconds into the soak an unhealthy/removed mark first showed
+
+
+def soak_service_sizes(instances: int, services: int) -> dict[int, int]:
+    """Five services spread over the soak's (instance k is in service k mod services) -> their sizes."""
+    picks = sorted({0, services // 4, services // 2, 3 * services // 4, services - 1})
+    return {n: instances // services + (1 if n < instances % services else 0) for n in picks}
+
+
+def watch_soak(node: Server, sizes: dict[int, int], load: concurrent.futures.Future, started: float) -> SoakWatch:
+    """Until the beat load ends, every 2 s: list a few services (hosts not healthy, hosts missing),
+    and read the node's health transitions and RSS."""
+    watch = SoakWatch()
+    while not load.done():
+        for n, size in sizes.items():
+            status, body = http_get(f"{node.url}{CONTEXT}/v1/ns/instance/list?serviceName={SOAK_PREFIX}{n:05d}")
+            hosts = json.loads(body)["hosts"] if status == 200 else []
+            watch.samples += 1
+            watch.unhealthy_hosts += sum(1 for host in hosts if not host["healthy"])
+            watch.missing_hosts += max(0, size - len(hosts))
+        marks = health_marks(node)
+        if watch.first_mark_s is None and (marks["unhealthy"] or marks["removed"]):
+            watch.first_mark_s = time.monotonic() - started
+        watch.rss_max = max(watch.rss_max, rss_bytes(node.pid))
+        concurrent.futures.wait([load], timeout=SOAK_SAMPLE_S)
+    return watch
+
+
+def bench_beat_soak(run: Run) -> list[Row]:
+    """50k instances light-beating every 5 s for 120 s, health checks on: false unhealthy/removed marks.
+
+    (--soak-instances, --soak-interval, --soak-seconds.) Also the achieved beat rate, node CPU and RSS.
+    """
+    s = run.s
+    n = s.soak_instances
+    services = max(1, n // SOAK_PER_SERVICE)
+    rate = n / s.soak_interval
+    node = run.start_node("node-soak", health_checks=True)
+    try:
+        fill = run.fill(node, SOAK_PREFIX, services, n, name="fill-soak")
+        # beats go in registration order, so no instance waits longer than the fill for its first
+        marks_before = health_marks(node)
+        gc_before = full_collections(node)
+        cpu_before, started = cpu_seconds(node.pid), time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            load = pool.submit(
+                run.wrk, node.url, "beat",
+                {"path": f"{CONTEXT}/v1/ns/instance/beat", "prefix": SOAK_PREFIX, "services": services,
+                 "population": n},
+                duration=s.soak_seconds, rate=rate, name="wrk-soak",
+            )
+            watch = watch_soak(node, soak_service_sizes(n, services), load, started)
+            beats = load.result()
+        cpu = (cpu_seconds(node.pid) - cpu_before) / (time.monotonic() - started)
+        marks = health_marks(node)
+        rss = rss_bytes(node.pid)
+        beats["node_full_gc"] = full_collections(node) - gc_before
+    finally:
+        run.stop_server(node)
+    return soak_rows(run, services, rate, fill, beats, watch, marks_before, marks, cpu, rss)
+
+
+def soak_rows(
+    run: Run, services: int, rate: float, fill: dict[str, Any], beats: dict[str, Any], watch: SoakWatch,
+    marks_before: dict[str, int], marks: dict[str, int], cpu: float, rss: int,
+) -> list[Row]:
+    """The beat soak rows; notes say the set-up, what the watcher saw and how well the pace held."""
+    s = run.s
+    per = s.soak_instances // services
+    setup = (f"{s.soak_instances:,} instances ({services} services x {per}), a light beat each every "
+             f"{s.soak_interval} s for {s.soak_seconds} s, health checks on")
+    seen = f"{watch.samples} list answers sampled: {watch.unhealthy_hosts} unhealthy, {watch.missing_hosts} missing hosts"
+    if watch.first_mark_s is not None:
+        seen += f"; first mark {watch.first_mark_s:.0f} s in"
+    gap = fill["reached_s"] or 0.0
+    lag_s = beats["lag_max_us"] / 1e6
+    removed_note = (f"{marks['revived']} revived; {beats['bad']} beats not answered 10200; the fill took {gap:.1f} s "
+                    f"(the longest wait for a first beat, beats go in registration order); longest gap between "
+                    f"two beats of an instance <= {s.soak_interval + lag_s:.1f} s (interval + schedule lag max)")
+    if max(gap, s.soak_interval + lag_s) > 12:
+        removed_note += "; WARNING: within 3 s of the 15 s beat timeout, marks would be the harness's fault"
+    if any(marks_before.values()):
+        removed_note += f"; marks before the beats began {marks_before}"
+    lat = beats["latency_us"]
+    rate_note = (f"target {rate:,.0f}/s (wrk paced, {s.connections} connections); {beats['requests']:,} beats; "
+                 f"behind schedule: max {lag_s * 1000:,.0f} ms, {beats['late']:,} beats > 10 ms, "
+                 f"{beats['late_100ms']:,} > 100 ms, {beats['late_1s']:,} > 1 s; "
+                 f"answer p50 {lat['p50'] / 1000:.1f} ms, p99 {lat['p99'] / 1000:.1f} ms")
+    if beats["error_count"]:
+        rate_note += f"; ERRORS {beats['errors']}"
+    data = {"fill": fill, "beats": beats, "watch": asdict(watch), "marks_before": marks_before, "marks": marks}
+    return [
+        Row("beat_soak_false_unhealthy", SOAK_FIGURES[0][1], marks["unhealthy"], "marks", note=f"{setup}; {seen}",
+            data=data),
+        Row("beat_soak_false_removed", SOAK_FIGURES[1][1], marks["removed"], "marks", note=removed_note),
+        Row("beat_soak_rate", SOAK_FIGURES[2][1], beats["rps"], "beats/s", note=rate_note),
+        Row("beat_soak_cpu", SOAK_FIGURES[3][1], cpu * 100, "%",
+            note=f"of one core, over the soak; {beats['node_full_gc']} full (gen-2) GC collections meanwhile"),
+        Row("beat_soak_rss", SOAK_FIGURES[4][1], rss / 2**20, "MiB", note=f"max sampled {watch.rss_max / 2**20:,.1f} MiB"),
+    ]
 
 
 # -- etcd ----------------------------------------------------------------------------------
@@ -858,13 +1308,11 @@ BENCHMARKS: list[Bench | Pending] = [
     Bench("node-stop", bench_node_stop),
     Bench("etcd", bench_etcd, ETCD_FIGURES),
     Bench("scale", bench_scale, (("scale", "scale"),)),
+    Bench("push", bench_push, PUSH_FIGURES),
+    Bench("beat-soak", bench_beat_soak, SOAK_FIGURES),
     Bench("ceiling-end", bench_ceiling_end, (("ceiling_end", "ceiling (end)"),)),
-    Pending("push", (("push_p50", "push latency p50"), ("push_p99", "push latency p99"), ("push_max", "push latency max")),
-            needs="UDP push"),
     Pending("peer-lag", (("peer_lag_p50", "peer lag p50, 3-node cluster"), ("peer_lag_p99", "peer lag p99, 3-node cluster")),
             needs="the AP cluster"),
-    Pending("beat-soak", (("beat_soak_false_unhealthy", "50k-instance beat soak: false unhealthy"),),
-            needs="health expiry"),
 ]
 ALWAYS = {"ceiling", "ceiling-end", "node-stop"}
 
@@ -1013,7 +1461,7 @@ def pin_study(settings: Settings, rounds: int = 3) -> int:
             for pin in ("off", "on"):
                 run.set_pin(pin)
                 ceiling = run.start_ceiling()
-                node = run.start_node(f"node-{pin}-{i}")
+                node = run.start_node(f"node-{pin}-{i}", health_checks=False)
                 try:
                     run.fill(node, pop_prefix(), 100, settings.population, name="pin-fill")
                     run.fill(node, "bench-list-100-", 1, 100, name="pin-fill-list")

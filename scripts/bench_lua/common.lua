@@ -62,18 +62,26 @@ function base64(data)
   end) .. ({ "", "==", "=" })[#data % 3 + 1])
 end
 
+-- lag_max_us and the late counts come from pace.lua in a paced load (0 otherwise).
 function done(summary, latency, requests)
-  local bad_total, sent_total = 0, 0
+  local bad_total, sent_total, lag_max = 0, 0, 0
+  local late_total, late_100ms_total, late_1s_total = 0, 0, 0
   for _, t in ipairs(threads) do
     bad_total = bad_total + (tonumber(t:get("bad")) or 0)
     sent_total = sent_total + (tonumber(t:get("sent")) or 0)
+    lag_max = math.max(lag_max, tonumber(t:get("lag_max_us")) or 0)
+    late_total = late_total + (tonumber(t:get("late")) or 0)
+    late_100ms_total = late_100ms_total + (tonumber(t:get("late_100ms")) or 0)
+    late_1s_total = late_1s_total + (tonumber(t:get("late_1s")) or 0)
   end
   local e = summary.errors
   io.write(string.format(
     'BENCH_JSON {"requests":%d,"duration_us":%d,"bytes":%d,"sent":%d,"bad":%d,' ..
+    '"lag_max_us":%d,"late":%d,"late_100ms":%d,"late_1s":%d,' ..
     '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},' ..
     '"latency_us":{"min":%d,"mean":%.1f,"max":%d,"stdev":%.1f,"p50":%d,"p90":%d,"p99":%d,"p999":%d}}\n',
-    summary.requests, summary.duration, summary.bytes, sent_total, bad_total,
+    summary.requests, summary.duration, summary.bytes, sent_total, bad_total, lag_max,
+    late_total, late_100ms_total, late_1s_total,
     e.connect, e.read, e.write, e.status, e.timeout,
     latency.min, latency.mean, latency.max, latency.stdev,
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency:percentile(99.9)))
