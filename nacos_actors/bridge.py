@@ -80,10 +80,7 @@ class WriteBatcher:
         self._pending.append((command, future))
         if len(self._pending) >= MAX_BATCH:
             self._async_flush(loop)
-        try:
-            return await asyncio.wait_for(future, self._timeout)
-        except asyncio.TimeoutError as error:
-            raise ActorUnavailable(f"no answer within {self._timeout} s") from error
+        return await _async_answer(future, self._timeout)
 
     def _async_flush(self, loop: asyncio.AbstractEventLoop) -> None:
         if not self._pending:
@@ -107,6 +104,11 @@ async def async_ask(actor: pykka.ActorRef, make_message: Callable[[Reply], Any],
         actor.tell(make_message(BatchReply(loop, [future])))
     except pykka.ActorDeadError as error:
         raise ActorUnavailable("the actor is not running") from error
+    return await _async_answer(future, timeout)
+
+
+async def _async_answer(future: asyncio.Future, timeout: float) -> Any:
+    """The future's outcome within `timeout` seconds, else ActorUnavailable. Loop thread."""
     try:
         return await asyncio.wait_for(future, timeout)
     except asyncio.TimeoutError as error:

@@ -133,16 +133,19 @@ class ClusterConfig:
     """A cluster's health-check settings, as PUT /v1/ns/cluster sets them (Nacos's Cluster).
 
     `health_checker` is the checker's JSON object with its `type` and Nacos's fields for that
-    type (scalars only), read-only; `health_checker_type` repeats the type. Only a `NONE`
+    type (scalars only), read-only; `health_checker_type` reads the type. Only a `NONE`
     checker lets PUT /v1/ns/health/instance set an instance's health by hand. Immutable: safe
     to read on any thread.
     """
 
-    health_checker_type: str = TCP_CHECKER
     health_checker: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({"type": TCP_CHECKER}))
     check_port: int = DEFAULT_CHECK_PORT
     use_instance_port: bool = True
     metadata: Mapping[str, str] = field(default_factory=lambda: EMPTY_METADATA)
+
+    @property
+    def health_checker_type(self) -> str:
+        return str(self.health_checker["type"])
 
 
 # What a cluster that was never configured behaves as (Nacos creates clusters with a TCP checker).

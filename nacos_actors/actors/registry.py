@@ -105,10 +105,10 @@ class RegistryActor(pykka.ThreadingActor):
                     if applied.changed is not None:
                         changes[applied.changed.key] = applied.changed
                         touched.setdefault(applied.changed.key, set()).update(applied.touched)
-                        self._note_change(command)
+                        self._note_change(command, applied.touched)
                     elif applied.deleted is not None:
                         changes[applied.deleted] = None
-                        self._note_change(command)
+                        self._note_change(command, ())
                 reply.resolve(tuple(outcomes))
                 if changes and self._watchers:
                     told = ServicesChanged(
@@ -139,12 +139,12 @@ class RegistryActor(pykka.ThreadingActor):
             except pykka.ActorDeadError:  # stopped before us (the lifecycle stops in reverse)
                 self._watchers.remove(watcher)
 
-    def _note_change(self, command: Command) -> None:
+    def _note_change(self, command: Command, touched: tuple[InstanceKey, ...]) -> None:
         if isinstance(command, MarkUnhealthy):
             self._health[HEALTH_UNHEALTHY].inc()
         elif isinstance(command, ExpireInstance):
             self._health[HEALTH_REMOVED].inc()
-        _log_change(command)
+        _log_change(command, touched)
 
     def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
         self._metrics.exceptions_actor.inc()
@@ -152,9 +152,10 @@ class RegistryActor(pykka.ThreadingActor):
         self._on_fatal(exception_value)
 
 
-def _log_change(command: Command) -> None:
-    """One INFO line if `command` (which changed the registry) is a register, deregister,
-    expiry or empty-service removal. Runs on the registry actor's thread.
+def _log_change(command: Command, touched: tuple[InstanceKey, ...]) -> None:
+    """One INFO line if `command` (which changed the registry, `touched` naming the instances it
+    changed) is a register, deregister, health verdict, manual health change, cluster update or
+    empty-service removal. Runs on the registry actor's thread.
     """
     if not log.isEnabledFor(logging.INFO):
         return
@@ -177,7 +178,7 @@ def _log_change(command: Command) -> None:
         return
     elif isinstance(command, SetInstanceHealth):
         name, verb = "set_health", "marked healthy by hand" if command.healthy else "marked unhealthy by hand"
-        key = InstanceKey(command.ip, command.port, command.cluster, False)
+        (key,) = touched
     elif isinstance(command, UpdateCluster):
         service = command.service
         log.info(
@@ -198,8 +199,6 @@ def _log_change(command: Command) -> None:
     else:
         return
     kind = "ephemeral" if key.ephemeral else "persistent"
-    if isinstance(command, SetInstanceHealth):
-        kind = "persistent or ephemeral"
     service = command.service
     log.info(
         "%s %s in %s (namespace %s, cluster %s, %s)",

@@ -109,7 +109,6 @@ def _decode_cluster(record: Any) -> tuple[str, ClusterConfig]:
     if checker_type not in HEALTH_CHECKER_TYPES:
         raise CodecError(f"cluster health checker type: unknown {checker_type!r}")
     config = ClusterConfig(
-        health_checker_type=checker_type,
         health_checker=freeze(checker),
         check_port=_expect(check_port, int, "cluster check port"),
         use_instance_port=_expect(use_instance_port, bool, "cluster use instance port"),

@@ -99,7 +99,6 @@ class Effects:
     failed: list[SubscriberKey] = field(default_factory=list)
     oversized: list[SubscriberKey] = field(default_factory=list)
     superseded: int = 0
-    subscribed: list[Subscription] = field(default_factory=list)
     expired: list[SubscriberKey] = field(default_factory=list)
     malformed: int = 0
     unmatched: int = 0
@@ -183,7 +182,6 @@ class PushCore:
         by_key[key] = _Subscriber(subscription, now_ms)
         self._subscriber_count += 1
         self._at(now_ms + self.config.subscriber_ttl_ms + 1, _EXPIRY, key)
-        effects.subscribed.append(subscription)
         return effects
 
     def service_changed(

@@ -33,7 +33,6 @@ async def update_cluster(request: web.Request) -> web.Response:
     checker = p.health_checker(params)
     metadata = p.metadata(params) or freeze({})
     config = ClusterConfig(
-        health_checker_type=checker["type"],
         health_checker=checker,
         check_port=check_port,
         use_instance_port=use_instance_port,

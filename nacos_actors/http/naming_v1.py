@@ -168,27 +168,27 @@ async def beat(request: web.Request) -> web.Response:
     key, from_beat = p.beat_target(params)
     snapshot = front.service(service)
     found = snapshot.instances.get(key) if snapshot is not None else None
-    if found is not None and (found.healthy or found.marked):
-        outcome = BEAT_OUTCOME_RECORDED
-    elif found is None and from_beat is None:
+    if found is None and from_beat is None:
         outcome = BEAT_OUTCOME_NOT_FOUND
     else:
-        outcome = BEAT_OUTCOME_REVIVED if found is not None else BEAT_OUTCOME_REREGISTERED
-        # Recorded before the write, which the health actor may see before this request resumes:
+        # Recorded before any write, which the health actor may see before this request resumes:
         # judged by the older beat, a revived instance would be marked unhealthy again at once.
         front.beats.record(service, key, front.clock())
-        found = await front.write(BeatInstance(service, key, from_beat))
-        if found is None:  # a light beat whose instance was removed meanwhile: unknown now
-            outcome = BEAT_OUTCOME_NOT_FOUND
-            front.beats.forget(service, key)
-        elif outcome == BEAT_OUTCOME_REVIVED:
-            front.metrics.health_transitions[HEALTH_REVIVED].inc()
+        if found is not None and (found.healthy or found.marked):
+            outcome = BEAT_OUTCOME_RECORDED
+        else:
+            outcome = BEAT_OUTCOME_REVIVED if found is not None else BEAT_OUTCOME_REREGISTERED
+            found = await front.write(BeatInstance(service, key, from_beat))
+            if found is None:  # a light beat whose instance was removed meanwhile: unknown now
+                outcome = BEAT_OUTCOME_NOT_FOUND
+                front.beats.forget(service, key)
+            elif outcome == BEAT_OUTCOME_REVIVED:
+                front.metrics.health_transitions[HEALTH_REVIVED].inc()
     front.metrics.beats[outcome].inc()
     if found is None:
         return json_response(
             render.dumps({"clientBeatInterval": DEFAULT_HEART_BEAT_INTERVAL_MS, "code": BEAT_NOT_FOUND})
         )
-    front.beats.record(service, key, front.clock())
     return json_response(
         render.dumps({"clientBeatInterval": found.beat_interval_ms, "code": BEAT_OK, "lightBeatEnabled": True})
     )

@@ -72,15 +72,14 @@ def test_malformed_snapshots_are_refused(data):
 # -- cluster configs (format version 2) ------------------------------------------------------
 
 CLUSTER_CONFIGS = [
-    ClusterConfig("NONE", freeze({"type": "NONE"}), 80, True, freeze({})),
+    ClusterConfig(freeze({"type": "NONE"}), 80, True, freeze({})),
     ClusterConfig(
-        "HTTP",
         freeze({"type": "HTTP", "path": "/health", "headers": "a:b", "expectedResponseCode": 204}),
         8081,
         False,
         freeze({"zone": "a"}),
     ),
-    ClusterConfig("MYSQL", freeze({"type": "MYSQL", "user": "u", "cmd": "select 1"}), 3306, False, freeze({})),
+    ClusterConfig(freeze({"type": "MYSQL", "user": "u", "cmd": "select 1"}), 3306, False, freeze({})),
     ClusterConfig(),
 ]
 

@@ -25,9 +25,8 @@ from nacos_actors.model import (
 
 SVC = ServiceKey("public", "DEFAULT_GROUP@@demo")
 IP = "127.0.0.1"
-NONE = ClusterConfig("NONE", freeze({"type": "NONE"}), 80, True, freeze({}))
+NONE = ClusterConfig(freeze({"type": "NONE"}), 80, True, freeze({}))
 HTTP = ClusterConfig(
-    "HTTP",
     freeze({"type": "HTTP", "path": "/health", "headers": "", "expectedResponseCode": 200}),
     8081,
     False,
@@ -89,7 +88,7 @@ def test_an_unchanged_cluster_config_publishes_nothing():
     core = core_with()
     core.apply(UpdateCluster(SVC, "a", HTTP), 10)
     before = core.service(SVC)
-    same = ClusterConfig("HTTP", freeze(dict(HTTP.health_checker)), 8081, False, freeze({"zone": "a"}))
+    same = ClusterConfig(freeze(dict(HTTP.health_checker)), 8081, False, freeze({"zone": "a"}))
     applied = core.apply(UpdateCluster(SVC, "a", same), 11)
     assert applied.changed is None and core.service(SVC) is before
 

@@ -11,6 +11,7 @@ import pytest
 
 from nacos_actors.model import ServiceKey
 from tests.http.conftest import BASE
+from tests.http.support import ok, refused
 
 SERVICE = "demo"
 KEY = ServiceKey("public", "DEFAULT_GROUP@@demo")
@@ -25,25 +26,6 @@ CLUSTER = {
 }
 HEALTH = {"serviceName": SERVICE, "ip": IP, "port": "8080", "healthy": "false"}
 HEALTH_PATHS = ["/health/instance", "/health"]
-
-
-async def call(client, method, path, params, via="query"):
-    if via == "query":
-        return await client.request(method, f"{BASE}{path}", params=params)
-    return await client.request(method, f"{BASE}{path}", data=params)
-
-
-async def ok(client, method, path, params, via="query"):
-    response = await call(client, method, path, params, via)
-    text = await response.text()
-    assert (response.status, text) == (200, "ok"), text
-
-
-async def refused(client, method, path, params, status=400, via="query"):
-    response = await call(client, method, path, params, via)
-    text = await response.text()
-    assert response.status == status, text
-    return text
 
 
 async def get_service(client, **params):

@@ -5,30 +5,10 @@ from __future__ import annotations
 import pytest
 
 from tests.http.conftest import BASE
+from tests.http.support import ok, refused
 
 SERVICE = "demo"
 IP = "127.0.0.1"
-
-
-
-
-async def call(client, method, path, params, via="query"):
-    if via == "query":
-        return await client.request(method, f"{BASE}{path}", params=params)
-    return await client.request(method, f"{BASE}{path}", data=params)
-
-
-async def ok(client, method, path, params, via="query"):
-    response = await call(client, method, path, params, via)
-    text = await response.text()
-    assert (response.status, text) == (200, "ok"), text
-
-
-async def refused(client, method, path, params, status=400):
-    response = await call(client, method, path, params)
-    text = await response.text()
-    assert response.status == status, text
-    return text
 
 
 async def get_service(client, service=SERVICE, **extra):
