@@ -241,10 +241,32 @@ class ServicesChanged:
     """Told by the registry to each watcher after a batch: every service it changed, latest state.
 
     `applied_ns` is `time.monotonic_ns()` when the batch was applied (push latency starts there).
+    `replicated` is true when the changes came from a peer (Distro does not send them on).
     """
 
     changes: tuple[ServiceChange, ...]
     applied_ns: int
+    replicated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyReplicated:
+    """Apply service states a peer sent (nacos_actors.core.registry.ReplicatedState: a Service,
+    Tombstone or Dropped); with `force` they replace ours whatever their version. `reply` gets a
+    one-element tuple: how many changed something."""
+
+    states: tuple[Any, ...]
+    force: bool
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True)
+class LoadSnapshot:
+    """Replace the whole registry with a peer's snapshot (a starting node); `reply` gets a
+    one-element tuple: the number of services loaded."""
+
+    services: tuple[Service, ...]
+    reply: Reply
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,7 +282,7 @@ class Tick:
     """Told by an actor's Alarm when the deadline it was set to has come."""
 
 
-RegistryMessage = WriteBatch | Watch | Ping
+RegistryMessage = WriteBatch | ApplyReplicated | LoadSnapshot | Watch | Ping
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,5 +312,79 @@ class QuerySubscribers:
     reply: Reply
 
 
-HealthMessage = ServicesChanged | Tick | Ping
+@dataclass(frozen=True, slots=True)
+class MembersChanged:
+    """Told by the member actor whenever a member's state changed: the new
+    nacos_actors.core.members.MemberView."""
+
+    view: Any
+
+
+@dataclass(frozen=True, slots=True)
+class ReportReceived:
+    """A peer reported its state to us (POST /v1/core/cluster/report)."""
+
+    peer: str
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReportAnswered:
+    """Our report to `peer` was answered with its state."""
+
+    peer: str
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class PeerFailed:
+    """A request to `peer` failed (`refused`: connection refused); `report` when it was our
+    member report (which frees the next report)."""
+
+    peer: str
+    refused: bool
+    report: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MarkReady:
+    """This node holds its data and serves: it is UP."""
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    """This node is stopping: report DOWN to every peer, then resolve `reply` (a one-element tuple)."""
+
+    reply: Reply
+
+
+MemberMessage = ReportReceived | ReportAnswered | PeerFailed | MarkReady | Leave | Tick | Ping
+
+
+@dataclass(frozen=True, slots=True)
+class BatchDone:
+    """A Distro batch (nacos_actors.core.distro.SendBatch) was acknowledged (`ok`) or failed."""
+
+    batch: Any
+    ok: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DigestsAnswered:
+    """`peer` answered our digests: it wants these services sent again."""
+
+    peer: str
+    wanted: tuple[ServiceKey, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Drain:
+    """The node is stopping: send every pending change now, and resolve `reply` (a one-element
+    tuple: how many services were still unsent) once nothing is in flight or time is up."""
+
+    reply: Reply
+
+
+DistroMessage = ServicesChanged | MembersChanged | BatchDone | DigestsAnswered | Drain | Tick | Ping
+HealthMessage = ServicesChanged | MembersChanged | Tick | Ping
 PushMessage = ServicesChanged | Subscribe | DatagramReceived | Tick | QuerySubscribers | Ping

@@ -1,16 +1,20 @@
-"""Registry snapshots as msgpack: the on-disk form under --data-dir (and, later, for peers).
+"""Registry snapshots and the peer protocol's bodies, as msgpack.
 
-Pure: bytes in, values out. Decoding checks every field's type and raises CodecError on
-anything malformed, so a damaged file or body never reaches the registry. Version 2 added the
-services' cluster configs; version-1 documents (no clusters) are still read.
+The snapshot is the on-disk form under --data-dir and what a starting node pulls from a peer;
+the peer bodies are Distro batches, verify digests and member reports. Pure: bytes in, values
+out. Decoding checks every field's type and raises CodecError on anything malformed, so a
+damaged file or body never reaches the registry. Version 2 added the services' cluster
+configs; version-1 documents (no clusters) are still read.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
 
 import msgpack
 
+from nacos_actors.core.registry import Tombstone
 from nacos_actors.model import HEALTH_CHECKER_TYPES, ClusterConfig, Instance, Selector, Service, ServiceKey, freeze
 
 FORMAT_VERSION = 2
@@ -140,14 +144,135 @@ def _decode_service(record: Any, version: int) -> Service:
     )
 
 
-def decode_services(data: bytes) -> list[Service]:
-    """The snapshots in a document made by encode_services; CodecError when malformed."""
+def _document(data: bytes, what: str) -> dict[Any, Any]:
     try:
         document = msgpack.unpackb(data, strict_map_key=True)
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as error:
         raise CodecError(f"not a msgpack document: {error}") from None
-    document = _expect(document, dict, "snapshot")
+    return _expect(document, dict, what)
+
+
+def _version(document: Mapping[Any, Any], what: str) -> int:
     version = document.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or version not in READABLE_VERSIONS:
-        raise CodecError(f"snapshot version {version!r} is not one of {READABLE_VERSIONS}")
+        raise CodecError(f"{what} version {version!r} is not one of {READABLE_VERSIONS}")
+    return version
+
+
+def decode_services(data: bytes) -> list[Service]:
+    """The snapshots in a document made by encode_services; CodecError when malformed."""
+    document = _document(data, "snapshot")
+    version = _version(document, "snapshot")
     return [_decode_service(record, version) for record in _expect(document.get("services"), list, "services")]
+
+
+# -- the peer protocol ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SyncBatch:
+    """A Distro batch: the latest state of some services from `sender`; `force` for a repair."""
+
+    sender: str
+    force: bool
+    states: tuple[Service | Tombstone, ...]
+
+
+def encode_batch(sender: str, states: Iterable[Service | Tombstone], force: bool) -> bytes:
+    services, tombstones = [], []
+    for state in states:
+        if isinstance(state, Tombstone):
+            tombstones.append([state.key.namespace, state.key.name, state.revision])
+        else:
+            services.append(_service_record(state))
+    return msgpack.packb(
+        {"version": FORMAT_VERSION, "sender": sender, "force": force, "services": services, "tombstones": tombstones}
+    )
+
+
+def _key_fields(record: Any, size: int, what: str) -> list[Any]:
+    fields = _expect(record, list, what)
+    if len(fields) != size:
+        raise CodecError(f"{what}: wrong number of fields")
+    _expect(fields[0], str, f"{what} namespace")
+    _expect(fields[1], str, f"{what} service name")
+    for value in fields[2:]:
+        _expect(value, int, what)
+    return fields
+
+
+def decode_batch(data: bytes) -> SyncBatch:
+    """A batch made by encode_batch; CodecError when malformed or empty."""
+    document = _document(data, "batch")
+    version = _version(document, "batch")
+    services = [_decode_service(r, version) for r in _expect(document.get("services"), list, "services")]
+    tombstones = [
+        Tombstone(ServiceKey(f[0], f[1]), f[2])
+        for f in (_key_fields(r, 3, "tombstone") for r in _expect(document.get("tombstones"), list, "tombstones"))
+    ]
+    if not services and not tombstones:
+        raise CodecError("batch: no services")
+    return SyncBatch(
+        _expect(document.get("sender"), str, "sender"),
+        _expect(document.get("force"), bool, "force"),
+        (*services, *tombstones),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Digests:
+    """Verify's message: the stamps of the services `sender` owns, and its healthy view."""
+
+    sender: str
+    healthy: tuple[str, ...]
+    stamps: Mapping[ServiceKey, tuple[int, int]]
+
+
+def encode_digests(sender: str, healthy: Iterable[str], stamps: Iterable[tuple[ServiceKey, tuple[int, int]]]) -> bytes:
+    rows = [[key.namespace, key.name, revision, modified] for key, (revision, modified) in stamps]
+    return msgpack.packb({"version": FORMAT_VERSION, "sender": sender, "healthy": list(healthy), "digests": rows})
+
+
+def decode_digests(data: bytes) -> Digests:
+    document = _document(data, "digests")
+    _version(document, "digests")
+    healthy = tuple(_expect(a, str, "healthy member") for a in _expect(document.get("healthy"), list, "healthy"))
+    stamps = {
+        ServiceKey(f[0], f[1]): (f[2], f[3])
+        for f in (_key_fields(r, 4, "digest") for r in _expect(document.get("digests"), list, "digests"))
+    }
+    return Digests(_expect(document.get("sender"), str, "sender"), healthy, stamps)
+
+
+def encode_keys(keys: Iterable[ServiceKey]) -> bytes:
+    """The answer to digests: the services the receiver wants sent again."""
+    return msgpack.packb({"version": FORMAT_VERSION, "wanted": [[k.namespace, k.name] for k in keys]})
+
+
+def decode_keys(data: bytes) -> tuple[ServiceKey, ...]:
+    document = _document(data, "wanted keys")
+    _version(document, "wanted keys")
+    return tuple(
+        ServiceKey(f[0], f[1]) for f in (_key_fields(r, 2, "key") for r in _expect(document.get("wanted"), list, "wanted"))
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MemberReport:
+    """A member's word about itself: its address and state (in a report, or in the answer)."""
+
+    address: str
+    state: str
+
+
+def encode_report(address: str, state: str) -> bytes:
+    return msgpack.packb({"version": FORMAT_VERSION, "address": address, "state": state})
+
+
+def decode_report(data: bytes, states: Iterable[str]) -> MemberReport:
+    document = _document(data, "report")
+    _version(document, "report")
+    state = _expect(document.get("state"), str, "state")
+    if state not in tuple(states):
+        raise CodecError(f"state: unknown {state[:32]!r}")
+    return MemberReport(_expect(document.get("address"), str, "address"), state)

@@ -11,6 +11,10 @@ Nacos's rules (1.4 ClientBeatCheckTask): an ephemeral, unmarked instance is unhe
 than `preserved.heart.beat.timeout` ms (default 15000) passed since its last beat, and removed
 once more than `preserved.ip.delete.timeout` ms (default 30000) passed. An instance with no
 beat on record counts from the moment the checker first saw its service.
+
+In a cluster only the member responsible for a service judges it (`set_owner`); a service
+this node takes over counts every instance's beats from the takeover, since they were sent to
+the previous owner.
 """
 
 from __future__ import annotations
@@ -24,6 +28,12 @@ from nacos_actors.model import Instance, InstanceKey, Service, ServiceKey
 
 LastBeat = Callable[[ServiceKey, InstanceKey], int | None]
 """The last beat (wall-clock ms) of an instance, or None when none is on record."""
+Owns = Callable[[ServiceKey], bool]
+"""Whether this node is responsible for a service (always, on a standalone node)."""
+
+
+def owns_everything(key: ServiceKey) -> bool:
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +67,23 @@ class HealthCore:
         self._empty_since: dict[ServiceKey, int] = {}
         self._deadline: dict[ServiceKey, int] = {}
         self._heap: list[tuple[int, ServiceKey]] = []
+        self._owns: Owns = owns_everything
+
+    def set_owner(self, owns: Owns, now_ms: int) -> None:
+        """Responsibility moved (the healthy members changed). Services this node now owns are
+        judged from `now_ms` on (their beats went to the old owner until now); services it no
+        longer owns are not judged here any more."""
+        before, self._owns = self._owns, owns
+        for key, service in self._services.items():
+            had, has = before(key), owns(key)
+            if has and not had:
+                self._since[key] = now_ms
+                if not service.instances:
+                    self._empty_since[key] = now_ms
+                self._schedule(key, now_ms)
+            elif had and not has:
+                self._deadline.pop(key, None)
+                self._empty_since.pop(key, None)
 
     @property
     def service_count(self) -> int:
@@ -79,6 +106,9 @@ class HealthCore:
             self._forget_service(key)
             return Observed((), tuple(previous.instances) if previous is not None else ())
         self._services[key] = snapshot
+        if not self._owns(key):
+            self._since.setdefault(key, now_ms)
+            return Observed((), ())
         if previous is None:
             self._since[key] = now_ms
             removed: tuple[InstanceKey, ...] = ()
@@ -119,7 +149,7 @@ class HealthCore:
                 continue
             del self._deadline[key]
             service = self._services.get(key)
-            if service is not None:
+            if service is not None and self._owns(key):
                 following = self._check(service, now_ms, last_beat, commands)
                 if following is not None:
                     self._schedule(key, following)

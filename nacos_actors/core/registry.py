@@ -61,6 +61,27 @@ class Rejected(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class Tombstone:
+    """A deleted service as replication carries it: its key and the revision its deletion had."""
+
+    key: ServiceKey
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """Verify's finding that the owner no longer has a service: delete it if it is still at
+    `stamp` (revision, modified_ms), the version the finding was made on."""
+
+    key: ServiceKey
+    stamp: tuple[int, int]
+
+
+ReplicatedState = Service | Tombstone | Dropped
+MAX_TOMBSTONES = 100_000
+
+
+@dataclass(frozen=True, slots=True)
 class Applied:
     """What a command did: its answer `value`, and the new snapshot when the service changed
     (`deleted` instead when the command deleted the service); `touched` names the instances it
@@ -89,6 +110,9 @@ class RegistryCore:
         self.namespaces: dict[str, dict[str, Service]] = {}
         self.service_count = 0
         self.instance_count = 0
+        # The revision each deleted service's deletion had, so a service made again carries on
+        # from there and replicas can order a deletion against states sent before it.
+        self.tombstones: dict[ServiceKey, int] = {}
 
     def service(self, key: ServiceKey) -> Service | None:
         """The current snapshot of a service, or None."""
@@ -127,6 +151,7 @@ class RegistryCore:
                     raise Rejected(400, f"specified service already exists, serviceName : {service.name}")
                 created = Service(
                     key=service,
+                    revision=self._first_revision(service),
                     protect_threshold=threshold,
                     metadata=freeze(metadata),
                     selector=selector,
@@ -171,7 +196,7 @@ class RegistryCore:
     # -- instances -------------------------------------------------------------------------
 
     def _put_instance(self, service_key: ServiceKey, instance: Instance, now_ms: int) -> Applied:
-        current = self.service(service_key) or Service(key=service_key)
+        current = self.service(service_key) or Service(key=service_key, revision=self._first_revision(service_key))
         previous = current.instances.get(instance.key)
         instance = replace(instance, instance_id=self._instance_id(current, instance, previous))
         if previous == instance:
@@ -279,12 +304,24 @@ class RegistryCore:
         current = self.service(service_key)
         return current.instances.get(key) if current is not None else None
 
-    def _delete_service(self, key: ServiceKey) -> Applied:
-        del self.namespaces[key.namespace][key.name]
+    def _delete_service(self, key: ServiceKey, revision: int | None = None) -> Applied:
+        gone = self.namespaces[key.namespace].pop(key.name)
         if not self.namespaces[key.namespace]:
             del self.namespaces[key.namespace]
         self.service_count -= 1
+        self.instance_count -= len(gone.instances)
+        self._remember_deletion(key, gone.revision + 1 if revision is None else revision)
         return Applied(deleted=key)
+
+    def _remember_deletion(self, key: ServiceKey, revision: int) -> None:
+        previous = self.tombstones.pop(key, 0)  # popped and set again: the newest goes last
+        self.tombstones[key] = max(revision, previous)
+        if len(self.tombstones) > MAX_TOMBSTONES:
+            del self.tombstones[next(iter(self.tombstones))]
+
+    def _first_revision(self, key: ServiceKey) -> int:
+        """Where a new service's revisions start: after its last deletion's, if remembered."""
+        return self.tombstones.pop(key, 0)
 
     def _existing_service(self, key: ServiceKey, message: str) -> Service:
         found = self.service(key)
@@ -342,7 +379,53 @@ class RegistryCore:
         services[snapshot.key.name] = snapshot
         return Applied(changed=snapshot)
 
-    # -- whole-map views (for snapshots to disk and, later, peers) -------------------------
+    # -- replication -----------------------------------------------------------------------
+
+    def apply_replicated(self, state: ReplicatedState, force: bool) -> Applied:
+        """Take a service state a peer sent. A newer revision replaces ours, an older or equal
+        one is ignored; with `force` (a verify repair from the owner) it replaces ours whatever
+        its version. A Tombstone deletes; a Dropped deletes only at its stamp. `value` answers
+        whether anything changed; `touched` is left empty (any instance may differ)."""
+        current = self.service(state.key)
+        if isinstance(state, Dropped):
+            if current is None or (current.revision, current.modified_ms) != state.stamp:
+                return Applied(value=False)
+            return replace(self._delete_service(state.key), value=True)
+        if isinstance(state, Tombstone):
+            if current is None:
+                self._remember_deletion(state.key, state.revision)
+                return Applied(value=False)
+            if not force and current.revision >= state.revision:
+                return Applied(value=False)
+            return replace(self._delete_service(state.key, state.revision), value=True)
+        # A tombstone at T deleted a state older than T; the service made again starts at T
+        # (CreateService) or later, and one never deleted may be at revision 0.
+        floor = current.revision if current is not None else self.tombstones.get(state.key, 0) - 1
+        if not force and state.revision <= floor:
+            return Applied(value=False)
+        if current is not None and (current.revision, current.modified_ms) == (state.revision, state.modified_ms):
+            return Applied(value=False)
+        self.tombstones.pop(state.key, None)
+        return replace(self._publish(replace(state, memo={})), value=True)
+
+    def state_of(self, key: ServiceKey) -> Service | Tombstone:
+        """What to replicate for a service: its snapshot, or a tombstone when it is gone. Any
+        thread (the distro actor reads it while the registry writes)."""
+        found = self.service(key)
+        if found is not None:
+            return found
+        return Tombstone(key, self.tombstones.get(key, 0))
+
+    def replace_all(self, services: Iterable[Service]) -> tuple[list[Service], list[ServiceKey]]:
+        """Replace the whole map with a peer's snapshot; answers the services now held and the
+        keys that went away (for the watchers)."""
+        before = {s.key for s in self.all_services()}
+        self.load(services)
+        now = list(self.all_services())
+        held = {s.key for s in now}
+        return now, [key for key in before if key not in held]
+
+    # -- whole-map views (for snapshots to disk and peers) ---------------------------------
 
     def all_services(self) -> Iterable[Service]:
         """Every snapshot, namespace by namespace."""
@@ -354,6 +437,7 @@ class RegistryCore:
         self.namespaces = {}
         self.service_count = 0
         self.instance_count = 0
+        self.tombstones = {}
         for service in services:
             self._publish(service)
 

@@ -1,0 +1,316 @@
+"""The registry core's replication side: ordering replicated states by revision, tombstones and
+verify's drops, `state_of` and `replace_all`, and replicas converging whatever the delivery order."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nacos_actors.core.registry import Dropped, RegistryCore, Rejected, Tombstone
+from nacos_actors.messages import (
+    CreateService,
+    DeleteService,
+    DeregisterInstance,
+    RegisterInstance,
+    RemoveEmptyService,
+    UpdateService,
+)
+from nacos_actors.model import NO_SELECTOR, Instance, InstanceKey, Service, ServiceKey, freeze
+
+SVC = ServiceKey("public", "DEFAULT_GROUP@@orders")
+OTHER = ServiceKey("dev", "g@@billing")
+
+
+def instance(port: int, ip: str = "127.0.0.1") -> Instance:
+    return Instance(ip, port)
+
+
+def state(revision: int, modified_ms: int, *ports: int, key: ServiceKey = SVC) -> Service:
+    """A service state as a peer would send it."""
+    instances = {i.key: replace(i, instance_id=f"id-{i.port}") for i in (instance(p) for p in ports)}
+    return Service(key=key, instances=freeze(instances), revision=revision, modified_ms=modified_ms)
+
+
+def ports(core: RegistryCore, key: ServiceKey = SVC) -> list[int] | None:
+    found = core.service(key)
+    return None if found is None else sorted(k.port for k in found.instances)
+
+
+def assert_counts_match(core: RegistryCore) -> None:
+    services = list(core.all_services())
+    assert core.service_count == len(services)
+    assert core.instance_count == sum(len(s.instances) for s in services)
+
+
+# -- services -----------------------------------------------------------------------------------
+
+
+def test_a_newer_revision_replaces_the_held_state():
+    core = RegistryCore()
+    assert core.apply_replicated(state(1, 100, 80), False).value is True
+    applied = core.apply_replicated(state(2, 200, 80, 81), False)
+    assert applied.value is True and applied.changed is core.service(SVC)
+    assert ports(core) == [80, 81]
+    assert (core.service(SVC).revision, core.service(SVC).modified_ms) == (2, 200)
+    assert applied.touched == ()
+    assert_counts_match(core)
+
+
+def test_an_older_or_equal_revision_is_ignored():
+    core = RegistryCore()
+    core.apply_replicated(state(3, 300, 80), False)
+    held = core.service(SVC)
+    for stale in (state(2, 999, 81), state(3, 301, 82), state(0, 0)):
+        applied = core.apply_replicated(stale, False)
+        assert applied.value is False and applied.changed is None
+    assert core.service(SVC) is held
+
+
+def test_force_replaces_whatever_the_revision():
+    core = RegistryCore()
+    core.apply_replicated(state(5, 500, 80, 81), False)
+    assert core.apply_replicated(state(2, 200, 82), True).value is True
+    assert ports(core) == [82] and core.service(SVC).revision == 2
+    assert_counts_match(core)
+
+
+def test_an_identical_stamp_is_a_no_op_even_forced():
+    core = RegistryCore()
+    core.apply_replicated(state(4, 400, 80), False)
+    held = core.service(SVC)
+    applied = core.apply_replicated(state(4, 400, 80), True)
+    assert applied.value is False and applied.changed is None
+    assert core.service(SVC) is held
+
+
+def test_a_replicated_state_gets_a_fresh_memo():
+    core = RegistryCore()
+    sent = state(1, 100, 80)
+    sent.memo["rendered"] = b"stale"
+    core.apply_replicated(sent, False)
+    assert core.service(SVC).memo == {}
+
+
+def test_a_new_explicit_service_replicates():
+    origin = RegistryCore()
+    origin.apply(CreateService(SVC, 0.5, freeze({"k": "v"}), NO_SELECTOR), 100)
+    replica = RegistryCore()
+    assert replica.apply_replicated(origin.state_of(SVC), False).value is True
+    assert dict(replica.service(SVC).metadata) == {"k": "v"} and replica.service(SVC).explicit
+
+
+# -- tombstones ---------------------------------------------------------------------------------
+
+
+def test_a_newer_tombstone_deletes_and_is_remembered():
+    core = RegistryCore()
+    core.apply_replicated(state(3, 300, 80, 81), False)
+    applied = core.apply_replicated(Tombstone(SVC, 4), False)
+    assert applied.value is True and applied.deleted == SVC
+    assert core.service(SVC) is None and core.tombstones[SVC] == 4
+    assert core.state_of(SVC) == Tombstone(SVC, 4)
+    assert_counts_match(core)
+    assert (core.service_count, core.instance_count) == (0, 0)
+
+
+def test_an_old_tombstone_is_ignored_unless_forced():
+    core = RegistryCore()
+    core.apply_replicated(state(3, 300, 80), False)
+    assert core.apply_replicated(Tombstone(SVC, 3), False).value is False
+    assert core.apply_replicated(Tombstone(SVC, 1), False).value is False
+    assert ports(core) == [80]
+    assert core.apply_replicated(Tombstone(SVC, 1), True).value is True
+    assert core.service(SVC) is None
+    assert_counts_match(core)
+
+
+def test_a_tombstone_for_an_absent_service_orders_later_states():
+    core = RegistryCore()
+    assert core.apply_replicated(Tombstone(SVC, 5), False).value is False
+    assert core.tombstones[SVC] == 5
+    assert core.apply_replicated(state(4, 400, 80), False).value is False  # from before the deletion
+    assert core.service(SVC) is None
+    assert core.apply_replicated(state(6, 600, 81), False).value is True  # made again after it
+    assert ports(core) == [81] and SVC not in core.tombstones
+    assert_counts_match(core)
+
+
+def test_tombstones_keep_the_highest_revision():
+    core = RegistryCore()
+    core.apply_replicated(Tombstone(SVC, 7), False)
+    core.apply_replicated(Tombstone(SVC, 3), False)
+    assert core.tombstones[SVC] == 7
+
+
+def test_a_late_older_tombstone_lets_no_deleted_state_come_back():
+    core = RegistryCore()
+    core.apply_replicated(Tombstone(SVC, 7), False)  # the second life's deletion
+    core.apply_replicated(Tombstone(SVC, 3), False)  # the first life's, late
+    assert core.apply_replicated(state(5, 500, 80), False).value is False  # the second life, gone
+    assert core.service(SVC) is None
+
+
+def test_dropped_deletes_only_at_the_exact_stamp():
+    core = RegistryCore()
+    core.apply_replicated(state(3, 300, 80), False)
+    for other_stamp in ((3, 301), (2, 300), (4, 300)):
+        assert core.apply_replicated(Dropped(SVC, other_stamp), False).value is False
+        assert ports(core) == [80]
+    assert core.apply_replicated(Dropped(OTHER, (3, 300)), False).value is False
+    applied = core.apply_replicated(Dropped(SVC, (3, 300)), False)
+    assert applied.value is True and applied.deleted == SVC and core.service(SVC) is None
+    assert isinstance(core.state_of(SVC), Tombstone)
+    assert_counts_match(core)
+
+
+def test_a_service_deleted_and_made_again_continues_after_its_tombstone():
+    origin = RegistryCore()
+    origin.apply(RegisterInstance(SVC, instance(80)), 100)
+    origin.apply(DeregisterInstance(SVC, InstanceKey("127.0.0.1", 80, "DEFAULT", True)), 110)
+    before = origin.state_of(SVC)
+    origin.apply(DeleteService(SVC), 120)
+    tombstone = origin.state_of(SVC)
+    assert isinstance(tombstone, Tombstone) and tombstone.revision > before.revision
+    origin.apply(RegisterInstance(SVC, instance(81)), 130)
+    again = origin.state_of(SVC)
+    assert isinstance(again, Service) and again.revision > tombstone.revision
+
+    # Any replica, whatever order the three states arrive in, ends with the service made again.
+    for order in ((before, tombstone, again), (again, tombstone, before), (tombstone, again, before)):
+        replica = RegistryCore()
+        for sent in order:
+            replica.apply_replicated(sent, False)
+        assert ports(replica) == [81] and replica.service(SVC).revision == again.revision
+        assert_counts_match(replica)
+
+
+def test_an_explicit_service_made_again_replicates_over_its_tombstone():
+    origin = RegistryCore()
+    origin.apply(CreateService(SVC, 0.0, freeze({}), NO_SELECTOR), 100)
+    first = origin.state_of(SVC)
+    origin.apply(DeleteService(SVC), 110)
+    tombstone = origin.state_of(SVC)
+    origin.apply(CreateService(SVC, 0.3, freeze({"life": "2"}), NO_SELECTOR), 120)
+    again = origin.state_of(SVC)
+    assert again.revision >= tombstone.revision > first.revision
+    for order in ((first, tombstone, again), (tombstone, again, first), (again, first, tombstone)):
+        replica = RegistryCore()
+        for sent in order:
+            replica.apply_replicated(sent, False)
+        assert replica.service(SVC) is not None, order
+        assert dict(replica.service(SVC).metadata) == {"life": "2"}
+
+
+def test_state_of_is_the_snapshot_or_a_tombstone():
+    core = RegistryCore()
+    assert core.state_of(SVC) == Tombstone(SVC, 0)
+    core.apply(RegisterInstance(SVC, instance(80)), 100)
+    assert core.state_of(SVC) is core.service(SVC)
+    core.apply(DeregisterInstance(SVC, InstanceKey("127.0.0.1", 80, "DEFAULT", True)), 110)
+    revision = core.service(SVC).revision
+    assert core.apply(RemoveEmptyService(SVC, revision), 120).value is True
+    assert core.state_of(SVC) == Tombstone(SVC, revision + 1)
+
+
+def test_replace_all_answers_held_services_and_vanished_keys():
+    core = RegistryCore()
+    core.apply(RegisterInstance(SVC, instance(80)), 100)
+    core.apply(RegisterInstance(OTHER, instance(81)), 100)
+    third = ServiceKey("public", "g@@gone")
+    core.apply(CreateService(third, 0.0, freeze({}), NO_SELECTOR), 100)
+    core.apply(DeleteService(third), 101)
+    held, gone = core.replace_all([state(9, 900, 90, 91), state(1, 10, key=ServiceKey("public", "g@@new"))])
+    assert sorted(s.key for s in held) == sorted([SVC, ServiceKey("public", "g@@new")])
+    assert gone == [OTHER]
+    assert ports(core) == [90, 91] and core.service(OTHER) is None
+    assert core.tombstones == {}
+    assert_counts_match(core)
+    assert (core.service_count, core.instance_count) == (2, 2)
+
+
+# -- replicas converge whatever the delivery order ----------------------------------------------
+
+KEYS = [SVC, OTHER]
+ADDRESSES = [("127.0.0.1", 80), ("127.0.0.2", 80), ("127.0.0.1", 81)]
+
+commands = st.one_of(
+    st.builds(
+        RegisterInstance,
+        st.sampled_from(KEYS),
+        st.builds(
+            lambda address, weight, metadata: Instance(address[0], address[1], weight=weight, metadata=metadata),
+            st.sampled_from(ADDRESSES),
+            st.sampled_from([1.0, 2.0]),
+            st.sampled_from([freeze({}), freeze({"v": "2"})]),
+        ),
+    ),
+    st.builds(
+        DeregisterInstance,
+        st.sampled_from(KEYS),
+        st.sampled_from(ADDRESSES).map(lambda a: InstanceKey(a[0], a[1], "DEFAULT", True)),
+    ),
+    st.builds(
+        CreateService,
+        st.sampled_from(KEYS),
+        st.just(0.0),
+        st.sampled_from([freeze({}), freeze({"m": "1"})]),
+        st.just(NO_SELECTOR),
+    ),
+    st.builds(
+        UpdateService, st.sampled_from(KEYS), st.just(0.5), st.sampled_from([None, freeze({"m": "2"})]), st.none()
+    ),
+    st.builds(DeleteService, st.sampled_from(KEYS)),
+    st.sampled_from(KEYS).map(lambda key: RemoveEmptyService(key, -1)),  # the revision is filled in at apply time
+)
+
+
+def comparable_service(service: Service) -> tuple:
+    return (dict(service.instances), service.revision, service.modified_ms, dict(service.metadata), service.explicit)
+
+
+def comparable(core: RegistryCore) -> dict:
+    return {s.key: comparable_service(s) for s in core.all_services()}
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(commands, st.integers(0, 5)), max_size=30), st.randoms(use_true_random=False))
+def test_a_replica_converges_whatever_the_order_and_duplicates(steps, rng):
+    origin, replica = RegistryCore(), RegistryCore()
+    sent: list[Service | Tombstone] = []
+    changed: set[ServiceKey] = set()
+    now = 1_000
+    for command, step in steps:
+        now += step
+        if isinstance(command, RemoveEmptyService):
+            current = origin.service(command.service)
+            command = RemoveEmptyService(command.service, current.revision if current else 0)
+        try:
+            applied = origin.apply(command, now)
+        except Rejected:
+            continue
+        key = applied.deleted or (applied.changed.key if applied.changed is not None else None)
+        if key is not None:
+            changed.add(key)
+            sent.append(origin.state_of(key))
+    # Every intermediate state, shuffled, some twice; then the latest state of each key.
+    deliveries = list(enumerate(sent)) + rng.sample(list(enumerate(sent)), len(sent) // 2)
+    rng.shuffle(deliveries)
+    newest: dict[ServiceKey, int] = {}
+    for position, delivered in deliveries:
+        replica.apply_replicated(delivered, False)
+        assert_counts_match(replica)
+        # The replica holds the newest state it was sent, never one a later delivery made older.
+        newest[delivered.key] = max(position, newest.get(delivered.key, -1))
+        expected = sent[newest[delivered.key]]
+        held = replica.service(delivered.key)
+        if isinstance(expected, Tombstone):
+            assert held is None
+        else:
+            assert held is not None and comparable_service(held) == comparable_service(expected)
+    for key in changed:
+        replica.apply_replicated(origin.state_of(key), False)
+    assert comparable(replica) == comparable(origin)
+    assert replica.tombstones == origin.tombstones  # so both order the next states alike
+    assert_counts_match(replica)
