@@ -38,10 +38,16 @@ class BatchReply:
         self._futures = futures
 
     def resolve(self, outcomes: Sequence[Any]) -> None:
-        self._loop.call_soon_threadsafe(self._complete, outcomes)
+        self._call(outcomes)
 
     def fail(self, error: BaseException) -> None:
-        self._loop.call_soon_threadsafe(self._complete, [error] * len(self._futures))
+        self._call([error] * len(self._futures))
+
+    def _call(self, outcomes: Sequence[Any]) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._complete, outcomes)
+        except RuntimeError:  # the loop closed (the node stopped): nobody waits any more
+            pass
 
     def _complete(self, outcomes: Sequence[Any]) -> None:
         for future, outcome in zip(self._futures, outcomes, strict=True):

@@ -41,6 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     flag("--push-ack-timeout-ms", dest="push_ack_timeout_ms", help="first resend after this without an ack (default 1000)")
     flag("--push-max-sends", dest="push_max_sends", help="sends of one packet before it counts as failed (default 3)")
     flag("--push-trust-client-ip", dest="push_trust_client_ip", help="true/false: push to clientIP, not the source (default false)")
+    flag("--cluster-secret", dest="cluster_secret", help="shared secret peers must present (default none: member addresses only)")
+    flag("--member-report-interval-ms", dest="member_report_interval_ms", help="ms between status reports to each peer (default 500)")
+    flag("--member-fail-threshold", dest="member_fail_threshold", help="failed reports in a row beyond which a peer is DOWN (default 3)")
+    flag("--distro-sync-window-ms", dest="distro_sync_window_ms", help="at most one sync batch per peer per window (default 20)")
+    flag("--distro-retry-delay-ms", dest="distro_retry_delay_ms", help="retry a failed sync batch after this (default 500)")
+    flag("--distro-verify-interval-ms", dest="distro_verify_interval_ms", help="ms between verify digests to each peer (default 3000)")
     return parser
 
 

@@ -37,6 +37,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from nacos_actors.core.members import STATES, MemberBoard
 from nacos_actors.core.push import PushBoard
 from nacos_actors.messages import Command
 
@@ -249,6 +250,109 @@ class PushMetrics:
         self.datagrams_malformed = datagrams.labels("malformed")
 
 
+SYNC_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+SYNC_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000)
+FORWARD_OUTCOMES = ("ok", "failed")
+
+
+class MemberStateCollector(Collector):
+    """`nacos_actors_member_state{member,state}`: 1 for each member's current state, 0 for the
+    others, read at scrape time from the member actor's published view (empty when standalone)."""
+
+    def __init__(self) -> None:
+        self.board: MemberBoard | None = None
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(
+            "nacos_actors_member_state",
+            "Each cluster member's state as this node sees it (1 = current): STARTING, UP, SUSPICIOUS, DOWN",
+            labels=["member", "state"],
+        )
+        board = self.board
+        if board is not None:
+            for address, status in board.view.members.items():
+                for state in STATES:
+                    family.add_metric([address, state], 1.0 if status.state == state else 0.0)
+        yield family
+
+
+class ClusterMetrics:
+    """Distro and member figures, labelled by peer (children made on first use).
+
+    Threads: `batch_*`, `sync_lag`, `verify_repairs` on the distro actor; `forwarded` on the loop;
+    `member_changes` on the member actor.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.states = MemberStateCollector()
+        registry.register(self.states)
+        self._batches = Counter(
+            "nacos_actors_distro_batches",
+            "Distro sync requests to each peer by outcome (ok = applied by the peer, failed = retried later)",
+            ["peer", "outcome"],
+            registry=registry,
+        )
+        self._batch_services = Histogram(
+            "nacos_actors_distro_batch_services",
+            "Services per Distro sync request, by peer",
+            ["peer"],
+            registry=registry,
+            buckets=SYNC_SIZE_BUCKETS,
+        )
+        self._sync_lag = Histogram(
+            "nacos_actors_distro_sync_lag_seconds",
+            "From a service's first unsent change to the peer's acknowledgement of a batch holding it, by peer",
+            ["peer"],
+            registry=registry,
+            buckets=SYNC_BUCKETS,
+        )
+        self._verify_repairs = Counter(
+            "nacos_actors_distro_verify_repairs",
+            "Services a peer asked for again after comparing our verify digests (drift repaired), by peer",
+            ["peer"],
+            registry=registry,
+        )
+        forwarded = Counter(
+            "nacos_actors_distro_forwarded_requests",
+            "Client writes and beats forwarded to the responsible member, by outcome",
+            ["outcome"],
+            registry=registry,
+        )
+        self.forwarded = {outcome: forwarded.labels(outcome) for outcome in FORWARD_OUTCOMES}
+        self.replicated_services = Counter(
+            "nacos_actors_distro_replicated_services",
+            "Service states received from peers that changed this node's registry",
+            registry=registry,
+        )
+        self._member_changes = Counter(
+            "nacos_actors_member_state_changes",
+            "Changes of a member's state as this node sees it, by member and new state",
+            ["member", "state"],
+            registry=registry,
+        )
+
+    def start_peers(self, peers: Iterable[str]) -> None:
+        """Make every per-peer series now, so a dashboard shows a zero rather than a hole."""
+        for peer in peers:
+            for outcome in ("ok", "failed"):
+                self._batches.labels(peer, outcome)
+            self._batch_services.labels(peer)
+            self._sync_lag.labels(peer)
+            self._verify_repairs.labels(peer)
+
+    def batch(self, peer: str, ok: bool, services: int, lag_seconds: float) -> None:
+        self._batches.labels(peer, "ok" if ok else "failed").inc()
+        if ok:
+            self._batch_services.labels(peer).observe(services)
+            self._sync_lag.labels(peer).observe(lag_seconds)
+
+    def verify_repairs(self, peer: str, services: int) -> None:
+        self._verify_repairs.labels(peer).inc(services)
+
+    def member_changed(self, member: str, state: str) -> None:
+        self._member_changes.labels(member, state).inc()
+
+
 class NodeMetrics:
     """Every metric of one node, registered on the `registry` it is given.
 
@@ -330,6 +434,8 @@ class NodeMetrics:
         )
         self.health_transitions = {name: transitions.labels(name) for name in HEALTH_TRANSITIONS}
         self.push = PushMetrics(registry)
+        self.cluster = ClusterMetrics(registry)
+        self.replicated_services = self.cluster.replicated_services
 
         self._message_seconds = Histogram(
             "nacos_actors_actor_message_duration_seconds",

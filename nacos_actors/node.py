@@ -23,26 +23,36 @@ import uvloop
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from nacos_actors.actors.alarm import wall_clock_ms
+from nacos_actors.actors.distro import DistroActor
 from nacos_actors.actors.health import HealthCheckActor
+from nacos_actors.actors.members import MemberActor
 from nacos_actors.actors.push import PushActor, open_push_socket
 from nacos_actors.actors.registry import RegistryActor
 from nacos_actors.beats import BeatLog
+from nacos_actors.bridge import ActorUnavailable, async_ask
 from nacos_actors.core.codec import CodecError, decode_services, encode_services
+from nacos_actors.core.distro import DistroConfig, DistroCore
 from nacos_actors.core.health import HealthConfig, HealthCore
+from nacos_actors.core.members import MemberBoard, MemberConfig, MemberCore, standalone_view
 from nacos_actors.core.push import PushBoard, PushConfig, PushCore
 from nacos_actors.core.registry import RegistryCore
 from nacos_actors.http import render
 from nacos_actors.http.app import build_app
+from nacos_actors.http.cluster import ClusterFront, async_join
 from nacos_actors.http.front import Front
-from nacos_actors.messages import Ping, Watch
+from nacos_actors.messages import Drain, Leave, Ping, Watch
 from nacos_actors.metrics import NodeMetrics
 from nacos_actors.model import Service, ServiceKey
-from nacos_actors.actors.alarm import wall_clock_ms
+from nacos_actors.peers import PeerLink
 from nacos_actors.settings import Settings
 
 log = logging.getLogger(__name__)
 SNAPSHOT_FILE = "registry.msgpack"
 ACTOR_STOP_TIMEOUT_S = 10.0
+DRAIN_TIMEOUT_S = 3.0
+LEAVE_TIMEOUT_S = 2.0
+PEER_TIMEOUT_S = 2.0
 
 
 class Shutdown:
@@ -127,15 +137,43 @@ async def serve(settings: Settings, front: Front, shutdown: Shutdown) -> None:
         build_app(front), handle_signals=False, access_log=logging.getLogger("nacos_actors.access") if settings.access_log else None
     )
     await runner.setup()
+    joining: asyncio.Task[None] | None = None
     try:
         await web.TCPSite(runner, settings.host, settings.port).start()
         front.ready = True
-        log.info("nacos-actors serving on http://%s%s", settings.self_address, settings.context_path)
+        if front.cluster is not None:
+            log.info("nacos-actors on http://%s%s joins its cluster", settings.self_address, settings.context_path)
+            joining = loop.create_task(async_join(front))
+        else:
+            log.info("nacos-actors serving on http://%s%s", settings.self_address, settings.context_path)
         await stop.wait()
         log.info("stopping")
+        if front.cluster is not None:
+            await async_leave(front, joining)
     finally:
         front.ready = False
         await runner.cleanup()
+        if front.cluster is not None:
+            await front.cluster.link.async_close()
+
+
+async def async_leave(front: Front, joining: asyncio.Task[None] | None) -> None:
+    """A clean stop of a cluster member: send the changes peers have not got yet, then tell them
+    this member is DOWN, so they take over its services at once (no failure detection wait)."""
+    cluster, distro = front.cluster, front.distro
+    assert cluster is not None and distro is not None
+    if joining is not None and not joining.done():
+        joining.cancel()
+    try:
+        left = await async_ask(distro, Drain, DRAIN_TIMEOUT_S)
+        if left:
+            log.warning("stopping with %d service changes not yet sent to peers", left)
+    except ActorUnavailable as error:
+        log.warning("distro drain did not finish: %s", error)
+    try:
+        await async_ask(cluster.member_actor, Leave, LEAVE_TIMEOUT_S)
+    except ActorUnavailable as error:
+        log.warning("leaving the cluster did not finish: %s", error)
 
 
 def health_core(settings: Settings) -> HealthCore:
@@ -177,12 +215,50 @@ def push_core(settings: Settings) -> PushCore:
     return PushCore(config, render_list, first_sequence=time.monotonic_ns())
 
 
+def start_cluster(
+    settings: Settings,
+    loop: asyncio.AbstractEventLoop,
+    core: RegistryCore,
+    registry: pykka.ActorRef,
+    health: pykka.ActorRef,
+    metrics: NodeMetrics,
+    shutdown: Shutdown,
+    started: list[pykka.ActorRef],
+) -> tuple[ClusterFront, pykka.ActorRef]:
+    """Start the Distro and member actors of a cluster member (appended to `started`)."""
+    me, now = settings.self_address, wall_clock_ms()
+    peers = tuple(a for a in settings.members if a != me)
+    metrics.cluster.start_peers(peers)
+    link = PeerLink(loop, me, settings.context_path, settings.cluster_secret, PEER_TIMEOUT_S)
+    distro_config = DistroConfig(
+        sync_window_ms=settings.distro_sync_window_ms,
+        retry_delay_ms=settings.distro_retry_delay_ms,
+        verify_interval_ms=settings.distro_verify_interval_ms,
+    )
+    distro = DistroActor.start(DistroCore(me, peers, distro_config, now), core, link, metrics, shutdown.on_fatal)
+    started.append(distro)
+    registry.tell(Watch(distro))
+    member_config = MemberConfig(settings.member_report_interval_ms, settings.member_fail_threshold)
+    board = MemberBoard(standalone_view(me))
+    members = MemberActor.start(
+        MemberCore(me, settings.members, member_config, now), board, link, [distro, health], metrics, shutdown.on_fatal
+    )
+    started.append(members)
+    return ClusterFront(me, board, link, members, settings.cluster_secret, peers=peers), distro
+
+
 def run_node(settings: Settings) -> int:
     """Run one node until it is told to stop; returns the process exit code.
 
     The node's metrics live on one CollectorRegistry created here and passed, wrapped in a
-    NodeMetrics, to every actor and to the front (which serves it).
+    NodeMetrics, to every actor and to the front (which serves it). A cluster member also runs
+    the Distro and member actors, which reach their peers through a PeerLink on the loop.
     """
+    if not settings.standalone and settings.self_address not in settings.members:
+        raise SystemExit(
+            f"this node ({settings.self_address}) is not in the member list {', '.join(settings.members)}: "
+            "set --host and --port to its own entry"
+        )
     shutdown = Shutdown()
     core = RegistryCore()
     if settings.data_dir is not None:
@@ -195,22 +271,38 @@ def run_node(settings: Settings) -> int:
     beats = BeatLog()
     started: list[pykka.ActorRef] = []
     try:
-        registry = RegistryActor.start(core, shutdown.on_fatal, metrics)
-        started.append(registry)
-        health = HealthCheckActor.start(health_core(settings), registry, beats, metrics, shutdown.on_fatal)
-        started.append(health)
-        registry.tell(Watch(health))
-        push = None
-        if settings.push_enabled:
-            push = PushActor.start(push_core(settings), open_push_socket(settings.host), board, metrics, shutdown.on_fatal)
-            started.append(push)
-            registry.tell(Watch(push))
-        for actor in started:
-            actor.ask(Ping(), timeout=5)
-        front = Front(
-            settings=settings, registry=registry, view=core, metrics=metrics, beats=beats, push=push, push_board=board
-        )
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            registry = RegistryActor.start(core, shutdown.on_fatal, metrics)
+            started.append(registry)
+            checker = health_core(settings)
+            if not settings.standalone:
+                checker.set_owner(lambda key: False, wall_clock_ms())  # nothing, until the member is UP
+            health = HealthCheckActor.start(checker, registry, beats, metrics, shutdown.on_fatal)
+            started.append(health)
+            registry.tell(Watch(health))
+            push = None
+            if settings.push_enabled:
+                push = PushActor.start(push_core(settings), open_push_socket(settings.host), board, metrics, shutdown.on_fatal)
+                started.append(push)
+                registry.tell(Watch(push))
+            cluster, distro = None, None
+            if settings.standalone:
+                metrics.cluster.states.board = MemberBoard(standalone_view(settings.self_address))
+            else:
+                cluster, distro = start_cluster(settings, runner.get_loop(), core, registry, health, metrics, shutdown, started)
+            for actor in started:
+                actor.ask(Ping(), timeout=5)
+            front = Front(
+                settings=settings,
+                registry=registry,
+                view=core,
+                metrics=metrics,
+                beats=beats,
+                push=push,
+                push_board=board,
+                cluster=cluster,
+                distro=distro,
+            )
             runner.run(serve(settings, front, shutdown))
     except OSError as error:
         log.error("cannot serve on %s: %s", settings.self_address, error)

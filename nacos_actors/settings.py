@@ -49,6 +49,12 @@ class Settings:
     push_ack_timeout_ms: int = 1_000
     push_max_sends: int = 3
     push_trust_client_ip: bool = False
+    cluster_secret: str | None = None
+    member_report_interval_ms: int = 500
+    member_fail_threshold: int = 3
+    distro_sync_window_ms: int = 20
+    distro_retry_delay_ms: int = 500
+    distro_verify_interval_ms: int = 3_000
 
     @property
     def self_address(self) -> str:
@@ -194,6 +200,15 @@ def _log_format(value: Any, setting: str) -> str:
     return text
 
 
+def _secret(value: Any, setting: str) -> str | None:
+    text = str(value).strip()
+    if not text:
+        return None
+    if len(text) < 8 or not text.isprintable():
+        raise SettingsError(f"{setting}: a cluster secret is at least 8 printable characters")
+    return text
+
+
 _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "host": _host,
     "port": _port,
@@ -214,6 +229,12 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "push_ack_timeout_ms": _int_between(10, 60_000),
     "push_max_sends": _int_between(1, 10),
     "push_trust_client_ip": _bool,
+    "cluster_secret": _secret,
+    "member_report_interval_ms": _int_between(50, 60_000),
+    "member_fail_threshold": _int_between(0, 100),
+    "distro_sync_window_ms": _int_between(0, 10_000),
+    "distro_retry_delay_ms": _int_between(10, 60_000),
+    "distro_verify_interval_ms": _int_between(100, 600_000),
 }
 SETTING_NAMES = tuple(f.name for f in fields(Settings))
 

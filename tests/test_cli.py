@@ -35,6 +35,12 @@ def test_serve_flags_parse_to_setting_names():
             "--push-ack-timeout-ms", "500",
             "--push-max-sends", "2",
             "--push-trust-client-ip", "true",
+            "--cluster-secret", "s3cret-s3cret",
+            "--member-report-interval-ms", "250",
+            "--member-fail-threshold", "2",
+            "--distro-sync-window-ms", "10",
+            "--distro-retry-delay-ms", "100",
+            "--distro-verify-interval-ms", "1000",
         ]
     )
     assert vars(args) == {
@@ -61,6 +67,12 @@ def test_serve_flags_parse_to_setting_names():
         "push_ack_timeout_ms": "500",
         "push_max_sends": "2",
         "push_trust_client_ip": "true",
+        "cluster_secret": "s3cret-s3cret",
+        "member_report_interval_ms": "250",
+        "member_fail_threshold": "2",
+        "distro_sync_window_ms": "10",
+        "distro_retry_delay_ms": "100",
+        "distro_verify_interval_ms": "1000",
     }
 
 

@@ -216,6 +216,14 @@ def test_our_metric_names_carry_the_prefix_and_a_unit_and_have_help(metrics):
         "nacos_actors_push_sends",
         "nacos_actors_push_send_errors",
         "nacos_actors_push_datagrams_received",
+        "nacos_actors_member_state",
+        "nacos_actors_member_state_changes",
+        "nacos_actors_distro_batches",
+        "nacos_actors_distro_batch_services",
+        "nacos_actors_distro_sync_lag_seconds",
+        "nacos_actors_distro_verify_repairs",
+        "nacos_actors_distro_forwarded_requests",
+        "nacos_actors_distro_replicated_services",
     }
     for family in ours:
         assert family.documentation.strip(), family.name

@@ -8,25 +8,30 @@ from typing import Any, Callable, assert_never
 
 import pykka
 
-from nacos_actors.actors.alarm import Alarm, wall_clock_ms
+from nacos_actors.actors.alarm import wall_clock_ms
+from nacos_actors.actors.base import NodeActor
 from nacos_actors.beats import BeatLog
+from nacos_actors.core.distro import judges_health, responsible_member
 from nacos_actors.core.health import HealthCore
-from nacos_actors.messages import NO_REPLY, HealthMessage, Ping, ServicesChanged, Tick, WriteBatch
+from nacos_actors.messages import NO_REPLY, HealthMessage, MembersChanged, Ping, ServicesChanged, Tick, WriteBatch
 from nacos_actors.metrics import NodeMetrics
+from nacos_actors.model import ServiceKey
 
 log = logging.getLogger(__name__)
-ACTOR_NAME = "health"
 
 
-class HealthCheckActor(pykka.ThreadingActor):
+class HealthCheckActor(NodeActor):
     """Keeps the HealthCore fed with snapshots (it watches the registry) and wakes at its next
     deadline (an Alarm), then tells the registry the verdicts (MarkUnhealthy, ExpireInstance,
     RemoveEmptyService) as one WriteBatch nobody waits for. The registry applies them like any
     write, so they reach snapshots, subscribers and peers by the same path as a register.
 
-    Runs on its own pykka thread; reads last beats from the BeatLog, starts the clock of
+    In a cluster the member actor tells it MembersChanged, and it judges only the services this
+    node is responsible for, and only while it sees at least half the members (judges_health). Runs on its own pykka thread; reads last beats from the BeatLog, starts the clock of
     instances that appear without one, and forgets those that left.
     """
+
+    NAME = "health"
 
     def __init__(
         self,
@@ -37,30 +42,12 @@ class HealthCheckActor(pykka.ThreadingActor):
         on_fatal: Callable[[BaseException], None],
         clock: Callable[[], int] = wall_clock_ms,
     ) -> None:
-        super().__init__()
-        self._on_fatal = on_fatal
+        super().__init__(metrics, on_fatal, clock)
         self.core = core
         self._registry = registry
         self._beats = beats
-        self._metrics = metrics
-        self._clock = clock
-        self._alarm = Alarm(self.actor_ref, ACTOR_NAME, clock)
-        self._changed_seconds = metrics.message_seconds(ACTOR_NAME, ServicesChanged)
-        self._tick_seconds = metrics.message_seconds(ACTOR_NAME, Tick)
-
-    def on_start(self) -> None:
-        self._alarm.start()
-        self._metrics.mailboxes.watch(ACTOR_NAME, self.actor_ref)
-
-    def on_stop(self) -> None:
-        self._alarm.stop()
-        self._metrics.mailboxes.forget(ACTOR_NAME)
-
-    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
-        self._alarm.stop()
-        self._metrics.exceptions_actor.inc()
-        log.error("health actor failed; stopping the node", exc_info=exception_value)
-        self._on_fatal(exception_value)
+        self._changed_seconds = metrics.message_seconds(self.NAME, ServicesChanged)
+        self._tick_seconds = metrics.message_seconds(self.NAME, Tick)
 
     def on_receive(self, message: Any) -> Any:
         received: HealthMessage = message
@@ -78,6 +65,16 @@ class HealthCheckActor(pykka.ThreadingActor):
                         beats.forget_if_before(change.key, key, left_at)
                 self._alarm.set(self.core.next_deadline())
                 self._changed_seconds.observe(perf_counter() - started)
+                return None
+            case MembersChanged(view):
+                healthy, me = view.healthy, view.self_address
+                judging = judges_health(healthy, len(view.members))
+
+                def owns(key: ServiceKey) -> bool:
+                    return judging and responsible_member(key.name, healthy) == me
+
+                self.core.set_owner(owns, self._clock())
+                self._alarm.set(self.core.next_deadline())
                 return None
             case Tick():
                 started = perf_counter()

@@ -10,7 +10,8 @@ from typing import Any, Callable, assert_never
 
 import pykka
 
-from nacos_actors.actors.alarm import Alarm, wall_clock_ms
+from nacos_actors.actors.alarm import wall_clock_ms
+from nacos_actors.actors.base import NodeActor
 from nacos_actors.core.push import Effects, PushBoard, PushCore
 from nacos_actors.logs import event
 from nacos_actors.messages import (
@@ -26,7 +27,6 @@ from nacos_actors.metrics import NodeMetrics
 from nacos_actors.settings import join_host_port
 
 log = logging.getLogger(__name__)
-ACTOR_NAME = "push"
 RECEIVE_POLL_S = 0.2  # how often the receiver thread looks whether the actor is stopping
 
 
@@ -43,7 +43,7 @@ def open_push_socket(host: str) -> socket.socket:
     return sock
 
 
-class PushActor(pykka.ThreadingActor):
+class PushActor(NodeActor):
     """Owns the push socket and the PushCore. Runs on its own pykka thread.
 
     Learns subscribers from Subscribe messages (list queries with udpPort), changes from the
@@ -52,6 +52,8 @@ class PushActor(pykka.ThreadingActor):
     the packet left to its resend schedule, so one bad subscriber never holds up another.
     Publishes its counters on `board` after every message.
     """
+
+    NAME = "push"
 
     def __init__(
         self,
@@ -62,19 +64,15 @@ class PushActor(pykka.ThreadingActor):
         on_fatal: Callable[[BaseException], None],
         clock: Callable[[], int] = wall_clock_ms,
     ) -> None:
-        super().__init__()
+        super().__init__(metrics, on_fatal, clock)
         self.core = core
         self._socket = sock
         self._board = board
-        self._metrics = metrics
         self._push = metrics.push
-        self._on_fatal = on_fatal
-        self._clock = clock
-        self._alarm = Alarm(self.actor_ref, ACTOR_NAME, clock)
         self._receiver = threading.Thread(target=self._receive_loop, name="push-receiver", daemon=True)
         self._stopping = threading.Event()
         self._seconds = {
-            kind: metrics.message_seconds(ACTOR_NAME, kind)
+            kind: metrics.message_seconds(self.NAME, kind)
             for kind in (ServicesChanged, Subscribe, DatagramReceived, Tick, QuerySubscribers)
         }
 
@@ -83,23 +81,12 @@ class PushActor(pykka.ThreadingActor):
         return self._socket.getsockname()[:2]
 
     def on_start(self) -> None:
-        self._alarm.start()
+        super().on_start()
         self._receiver.start()
-        self._metrics.mailboxes.watch(ACTOR_NAME, self.actor_ref)
         log.info("push socket on udp %s", join_host_port(*self.address))
 
-    def on_stop(self) -> None:
-        self._shut()
-
-    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
-        self._shut()
-        self._metrics.exceptions_actor.inc()
-        log.error("push actor failed; stopping the node", exc_info=exception_value)
-        self._on_fatal(exception_value)
-
-    def _shut(self) -> None:
-        self._metrics.mailboxes.forget(ACTOR_NAME)
-        self._alarm.stop()
+    def _release(self) -> None:
+        super()._release()
         self._stopping.set()
         if self._receiver.is_alive():
             self._receiver.join()

@@ -9,12 +9,15 @@ from typing import Any, Callable, assert_never
 
 import pykka
 
+from nacos_actors.actors.base import NodeActor
 from nacos_actors.core.registry import RegistryCore, Rejected
 from nacos_actors.logs import event
 from nacos_actors.messages import (
+    ApplyReplicated,
     Command,
     DeregisterInstance,
     ExpireInstance,
+    LoadSnapshot,
     MarkUnhealthy,
     Ping,
     RegisterInstance,
@@ -32,7 +35,6 @@ from nacos_actors.model import InstanceKey, Service, ServiceKey
 from nacos_actors.settings import join_host_port
 
 log = logging.getLogger(__name__)
-ACTOR_NAME = "registry"  # the `actor` label of this actor's metrics
 
 
 def wall_clock_ms() -> int:
@@ -40,7 +42,7 @@ def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class RegistryActor(pykka.ThreadingActor):
+class RegistryActor(NodeActor):
     """Applies each WriteBatch to the RegistryCore on this actor's thread and answers its reply.
 
     A refused command (Rejected) is answered as that command's outcome and the batch goes on;
@@ -56,6 +58,8 @@ class RegistryActor(pykka.ThreadingActor):
     line per register, deregister, expiry and empty-service removal that changed the registry.
     """
 
+    NAME = "registry"
+
     def __init__(
         self,
         core: RegistryCore,
@@ -63,22 +67,15 @@ class RegistryActor(pykka.ThreadingActor):
         metrics: NodeMetrics,
         clock: Callable[[], int] = wall_clock_ms,
     ) -> None:
-        super().__init__()
+        super().__init__(metrics, on_fatal, clock, timed=False)
         self.core = core
-        self._on_fatal = on_fatal
-        self._clock = clock
-        self._metrics = metrics
         self._writes = metrics.write_counters()
         self._batch_size = metrics.write_batch_size
-        self._batch_seconds = metrics.message_seconds(ACTOR_NAME, WriteBatch)
+        self._batch_seconds = metrics.message_seconds(self.NAME, WriteBatch)
         self._health = metrics.health_transitions
+        self._replicated = metrics.replicated_services
+        self._replicated_seconds = metrics.message_seconds(self.NAME, ApplyReplicated)
         self._watchers: list[pykka.ActorRef[Any]] = []
-
-    def on_start(self) -> None:
-        self._metrics.mailboxes.watch(ACTOR_NAME, self.actor_ref)
-
-    def on_stop(self) -> None:
-        self._metrics.mailboxes.forget(ACTOR_NAME)
 
     def on_receive(self, message: Any) -> Any:
         received: RegistryMessage = message  # what may arrive here; mypy checks the match covers it
@@ -122,10 +119,44 @@ class RegistryActor(pykka.ThreadingActor):
                 self._batch_size.observe(len(commands))
                 self._batch_seconds.observe(perf_counter() - started)
                 return None
+            case ApplyReplicated(states, force, reply):
+                started = perf_counter()
+                changed: dict[ServiceKey, Service | None] = {}
+                for state in states:
+                    try:
+                        applied = self.core.apply_replicated(state, force)
+                    except BaseException as error:
+                        reply.fail(error)
+                        raise
+                    if applied.changed is not None:
+                        changed[applied.changed.key] = applied.changed
+                    elif applied.deleted is not None:
+                        changed[applied.deleted] = None
+                reply.resolve((len(changed),))
+                self._replicated.inc(len(changed))
+                if changed and self._watchers:
+                    replicated = tuple(ServiceChange(k, v) for k, v in changed.items())
+                    self._tell_watchers(ServicesChanged(replicated, monotonic_ns(), replicated=True))
+                self._replicated_seconds.observe(perf_counter() - started)
+                return None
+            case LoadSnapshot(services, reply):
+                held, gone = self.core.replace_all(services)
+                reply.resolve((len(held),))
+                loaded = (*(ServiceChange(s.key, s) for s in held), *(ServiceChange(k, None) for k in gone))
+                if loaded and self._watchers:
+                    self._tell_watchers(ServicesChanged(loaded, monotonic_ns(), replicated=True))
+                log.info(
+                    "loaded %d services, %d instances from a peer",
+                    self.core.service_count,
+                    self.core.instance_count,
+                    extra=event("load_snapshot", services=self.core.service_count, instances=self.core.instance_count),
+                )
+                return None
             case Watch(watcher):
                 self._watchers.append(watcher)
                 current = tuple(ServiceChange(s.key, s) for s in self.core.all_services())
-                watcher.tell(ServicesChanged(current, monotonic_ns()))
+                # Not a local change: Distro must not send the whole registry to every peer.
+                watcher.tell(ServicesChanged(current, monotonic_ns(), replicated=True))
                 return None
             case Ping():
                 return "pong"
@@ -146,10 +177,6 @@ class RegistryActor(pykka.ThreadingActor):
             self._health[HEALTH_REMOVED].inc()
         _log_change(command, touched)
 
-    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
-        self._metrics.exceptions_actor.inc()
-        log.error("registry actor failed; stopping the node", exc_info=exception_value)
-        self._on_fatal(exception_value)
 
 
 def _log_change(command: Command, touched: tuple[InstanceKey, ...]) -> None:

@@ -19,7 +19,7 @@ from aiohttp.typedefs import Middleware
 
 from nacos_actors.bridge import ActorUnavailable
 from nacos_actors.core.registry import Rejected
-from nacos_actors.http import health_api, metrics, naming_v1, operator
+from nacos_actors.http import cluster, health_api, metrics, naming_v1, operator
 from nacos_actors.http.front import FRONT_KEY, Front
 from nacos_actors.http.metrics import RequestTimer
 from nacos_actors.http.params import ParamError
@@ -81,12 +81,16 @@ def openapi_document() -> bytes:
 
 def build_app(front: Front) -> web.Application:
     """An application serving the node's API under its context path."""
-    app = web.Application(middlewares=[error_contract(front)], client_max_size=front.settings.max_body_bytes)
+    middlewares = [error_contract(front)]
+    if front.cluster is not None:
+        middlewares.append(cluster.starting_gate(front))
+    app = web.Application(middlewares=middlewares, client_max_size=front.settings.max_body_bytes)
     app[FRONT_KEY] = front
     prefix = front.settings.context_path
     naming_v1.add_routes(app, prefix)
     health_api.add_routes(app, prefix)
     operator.add_routes(app, prefix)
+    cluster.add_routes(app, prefix, with_peers=front.cluster is not None)
     metrics.add_routes(app, prefix)
     document = openapi_document()
 

@@ -37,7 +37,8 @@ class Front:
     """The node as the HTTP handlers see it. `ready` turns true once the node serves.
 
     `metrics` is the node's NodeMetrics (the same one its actors record into). `push` is the
-    PushActor, None when push is off; `push_board` holds its latest counters.
+    PushActor, None when push is off; `push_board` holds its latest counters. `cluster` is the
+    nacos_actors.http.cluster.ClusterFront of a cluster member, None when standalone.
     """
 
     settings: Settings
@@ -49,6 +50,8 @@ class Front:
     push_board: PushBoard = field(default_factory=PushBoard)
     clock: Callable[[], int] = wall_clock_ms
     ready: bool = False
+    cluster: Any = None
+    distro: pykka.ActorRef | None = None
     writes: WriteBatcher = field(init=False)
 
     def __post_init__(self) -> None:
@@ -91,11 +94,21 @@ def front_of(request: web.Request) -> Front:
     return request.app[FRONT_KEY]
 
 
+PARAMS_KEY = web.RequestKey("params", Params)
+
+
 async def request_params(request: web.Request) -> Params:
-    """Query parameters, then form-body parameters, for any verb (as Nacos's getParameter)."""
+    """Query parameters, then form-body parameters, for any verb (as Nacos's getParameter).
+    Parsed once per request (forwarding reads them before the handler does)."""
+    cached = request.get(PARAMS_KEY)
+    if cached is not None:
+        return cached
     if request.content_type == FORM_CONTENT_TYPE and request.can_read_body:
-        return Params(request.query, await _form(request))
-    return Params(request.query)
+        params = Params(request.query, await _form(request))
+    else:
+        params = Params(request.query)
+    request[PARAMS_KEY] = params
+    return params
 
 
 async def _form(request: web.Request) -> dict[str, str]:

@@ -11,11 +11,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from nacos_actors.http import params as p
+from nacos_actors.http.cluster import distro_write
 from nacos_actors.http.front import front_of, ok, request_params
 from nacos_actors.messages import SetInstanceHealth, UpdateCluster
 from nacos_actors.model import ClusterConfig, freeze
 
 
+@distro_write
 async def update_cluster(request: web.Request) -> web.Response:
     """PUT /v1/ns/cluster: set a cluster's checker, check port, port choice and metadata.
 
@@ -42,6 +44,7 @@ async def update_cluster(request: web.Request) -> web.Response:
     return ok()
 
 
+@distro_write
 async def set_instance_health(request: web.Request) -> web.Response:
     """PUT /v1/ns/health/instance (and /v1/ns/health): set an instance's health by hand.
 

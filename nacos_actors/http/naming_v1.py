@@ -11,6 +11,7 @@ from aiohttp import web
 from nacos_actors.core.push import SubscriberKey, Subscription
 from nacos_actors.http import params as p
 from nacos_actors.http import render
+from nacos_actors.http.cluster import distro_write
 from nacos_actors.http.front import front_of, json_response, ok, request_params
 from nacos_actors.messages import (
     BeatInstance,
@@ -46,6 +47,7 @@ ALL_GROUPS = "*"
 # -- instances ---------------------------------------------------------------------------
 
 
+@distro_write
 async def register_instance(request: web.Request) -> web.Response:
     """POST /v1/ns/instance: add or replace an instance; answers once applied."""
     front = front_of(request)
@@ -59,6 +61,7 @@ async def register_instance(request: web.Request) -> web.Response:
     return ok()
 
 
+@distro_write
 async def deregister_instance(request: web.Request) -> web.Response:
     """DELETE /v1/ns/instance: remove an instance; unknown ones are fine, as in Nacos."""
     front = front_of(request)
@@ -70,6 +73,7 @@ async def deregister_instance(request: web.Request) -> web.Response:
     return ok()
 
 
+@distro_write
 async def update_instance(request: web.Request) -> web.Response:
     """PUT /v1/ns/instance: rebuild from the request; Java clients >= 1.0 need it to exist."""
     front = front_of(request)
@@ -80,6 +84,7 @@ async def update_instance(request: web.Request) -> web.Response:
     return ok()
 
 
+@distro_write
 async def patch_instance(request: web.Request) -> web.Response:
     """PATCH /v1/ns/instance: change only the fields given."""
     front = front_of(request)
@@ -155,6 +160,7 @@ async def instance_list(request: web.Request) -> web.Response:
     return json_response(body)
 
 
+@distro_write
 async def beat(request: web.Request) -> web.Response:
     """PUT /v1/ns/instance/beat: a full beat (`beat` JSON) or a light one (ip/port/cluster).
 
@@ -194,6 +200,7 @@ async def beat(request: web.Request) -> web.Response:
     )
 
 
+@distro_write
 async def update_metadata_batch(request: web.Request) -> web.Response:
     """PUT (merge) or DELETE (remove keys) /v1/ns/instance/metadata/batch."""
     front = front_of(request)
@@ -218,6 +225,7 @@ async def update_metadata_batch(request: web.Request) -> web.Response:
 # -- services ----------------------------------------------------------------------------
 
 
+@distro_write
 async def create_service(request: web.Request) -> web.Response:
     """POST /v1/ns/service: an empty service with threshold, metadata and selector."""
     front = front_of(request)
@@ -232,6 +240,7 @@ async def create_service(request: web.Request) -> web.Response:
     return ok()
 
 
+@distro_write
 async def update_service(request: web.Request) -> web.Response:
     """PUT /v1/ns/service: threshold (required), metadata and selector (replaced when given)."""
     front = front_of(request)
@@ -246,6 +255,7 @@ async def update_service(request: web.Request) -> web.Response:
     return ok()
 
 
+@distro_write
 async def delete_service(request: web.Request) -> web.Response:
     """DELETE /v1/ns/service: only a service with no instances (as Nacos 2.x)."""
     front = front_of(request)

@@ -10,12 +10,11 @@ import os
 from aiohttp import web
 
 from nacos_actors import __version__
-from nacos_actors.http import render
+from nacos_actors.http import cluster, render
 from nacos_actors.http import params as p
 from nacos_actors.http.front import front_of, json_response, request_params
 from nacos_actors.model import DEFAULT_NAMESPACE
 
-NACOS_VERSION = "1.4.8"
 SWITCH_DOMAIN = {
     "name": "00-00---000-NACOS_SWITCH_DOMAIN-000---00-00",
     "adWeightMap": {},
@@ -63,15 +62,16 @@ async def metrics(request: web.Request) -> web.Response:
     front = front_of(request)
     services = front.view.service_count
     instances = front.view.instance_count
+    responsible_services, responsible_instances = cluster.responsible_counts(front)
     return json_response(
         render.dumps(
             {
-                "status": "UP" if front.ready else "STARTING",
+                "status": "UP" if front.ready and (front.cluster is None or front.cluster.serving) else "STARTING",
                 "serviceCount": services,
                 "instanceCount": instances,
                 "raftNotifyTaskCount": 0,
-                "responsibleServiceCount": services,
-                "responsibleInstanceCount": instances,
+                "responsibleServiceCount": responsible_services,
+                "responsibleInstanceCount": responsible_instances,
                 "cpu": 0.0,
                 "load": _load(),
                 "mem": 0.0,
@@ -81,11 +81,12 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def servers(request: web.Request) -> web.Response:
-    """GET /v1/ns/operator/servers: the members (this node alone when standalone)."""
+    """GET /v1/ns/operator/servers[?healthy=true]: the members with their states (this node
+    alone when standalone); `healthy=true` keeps those UP."""
     front = front_of(request)
-    addresses = front.settings.members or (front.settings.self_address,)
-    now = front.clock()
-    return json_response(render.dumps({"servers": [render.member(a, now, NACOS_VERSION) for a in addresses]}))
+    params = await request_params(request)
+    healthy_only = p.boolean(params, False, "healthy")
+    return json_response(render.dumps({"servers": cluster.member_rows(front, healthy_only)}))
 
 
 async def switches(request: web.Request) -> web.Response:
@@ -125,7 +126,8 @@ async def namespaces(request: web.Request) -> web.Response:
 
 async def readiness(request: web.Request) -> web.Response:
     """GET /v1/console/health/readiness: 200 once the node serves, 503 before."""
-    if front_of(request).ready:
+    front = front_of(request)
+    if front.ready and (front.cluster is None or front.cluster.serving):
         return web.Response(text="OK")
     return web.Response(status=503, text="not ready")
 

@@ -10,7 +10,6 @@ from typing import Any, Iterable
 import orjson
 
 from nacos_actors.core.push import PushStats, Subscription
-from nacos_actors.settings import join_host_port
 from nacos_actors.model import (
     DEFAULT_GROUP,
     INSTANCE_ID_GENERATOR_KEY,
@@ -19,6 +18,7 @@ from nacos_actors.model import (
     ServiceKey,
     split_grouped_name,
 )
+from nacos_actors.settings import join_host_port
 
 DEFAULT_CACHE_MILLIS = 3000
 # Query shapes memoized per snapshot; beyond this (odd `clusters` spellings) answers are rendered.
@@ -335,7 +335,10 @@ def catalog_with_instances(service: Service) -> dict[str, Any]:
     }
 
 
-def member(address: str, now_ms: int, version: str) -> dict[str, Any]:
+NACOS_VERSION = "1.4.8"  # the version a member shows in its extendInfo (the v1 API's Nacos)
+
+
+def member(address: str, now_ms: int, version: str = NACOS_VERSION) -> dict[str, Any]:
     """A Nacos Member JSON for one node address (`host:port`)."""
     host, _, port_text = address.rpartition(":")
     port = int(port_text)

@@ -4,10 +4,16 @@
 waits for readiness and returns a NodeProcess; at the end of the test every node still running
 gets SIGTERM and must exit with code 0 within a few seconds (else it is killed and the test
 fails). Each node's stderr goes to a file that is shown in the report when the test fails.
+
+`start_cluster(size=3, *args)` starts `size` members on free ports listing each other with
+`--members` and returns a Cluster once every member serves and sees all the others UP; a member
+may be killed and started again on its port. `launch_cluster` does the same with any
+NodeLauncher (e.g. one a module-scoped fixture owns).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -122,18 +128,16 @@ class NodeProcess:
             self.process.wait(STOP_TIMEOUT_S)
 
 
-@pytest.fixture
-def start_node(request, tmp_path_factory) -> Iterator:
-    """A factory: `start_node("--data-dir", d, port=..., wait=True, command=None)` -> NodeProcess.
+class NodeLauncher:
+    """Starts node processes (logs in `logs`) and remembers them, so `stop_all` can stop every
+    one still running with SIGTERM and report those that did not exit with 0."""
 
-    `command` replaces `python -m nacos_actors serve --port N` (the port is still chosen and
-    reported). Every node still running at teardown must stop cleanly on SIGTERM.
-    """
-    nodes: list[NodeProcess] = []
-    request.node.stash[NODES_KEY] = nodes
-    logs = tmp_path_factory.mktemp("node-logs")
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.nodes: list[NodeProcess] = []
 
     def start(
+        self,
         *args: str,
         port: int | None = None,
         wait: bool = True,
@@ -143,7 +147,7 @@ def start_node(request, tmp_path_factory) -> Iterator:
         port = free_port() if port is None else port
         argv = [sys.executable, "-m", "nacos_actors", "serve", "--port", str(port)]
         argv = list(command) if command is not None else argv
-        stderr_path = logs / f"node-{len(nodes)}-{port}.stderr"
+        stderr_path = self.logs / f"node-{len(self.nodes)}-{port}.stderr"
         stderr_file = open(stderr_path, "wb")
         process = subprocess.Popen(
             [*argv, *args],
@@ -154,16 +158,15 @@ def start_node(request, tmp_path_factory) -> Iterator:
             stderr=stderr_file,
         )
         node = NodeProcess(process, port, stderr_path, stderr_file=stderr_file)
-        nodes.append(node)
+        self.nodes.append(node)
         if wait:
             node.wait_ready()
         return node
 
-    try:
-        yield start
-    finally:
+    def stop_all(self) -> list[str]:
+        """SIGTERM every node still running; the problems (a non-zero exit, a hang) as text."""
         problems = []
-        for node in nodes:
+        for node in self.nodes:
             try:
                 running = node.process.poll() is None
                 code = node.stop(signal.SIGTERM)
@@ -174,6 +177,23 @@ def start_node(request, tmp_path_factory) -> Iterator:
                 problems.append(str(error))
             finally:
                 node.stderr_file.close()  # type: ignore[attr-defined]
+        return problems
+
+
+@pytest.fixture
+def start_node(request, tmp_path_factory) -> Iterator:
+    """A factory: `start_node("--data-dir", d, port=..., wait=True, command=None)` -> NodeProcess.
+
+    `command` replaces `python -m nacos_actors serve --port N` (the port is still chosen and
+    reported). Every node still running at teardown must stop cleanly on SIGTERM (a node that
+    already exited, e.g. killed by the test, is not checked).
+    """
+    launcher = NodeLauncher(tmp_path_factory.mktemp("node-logs"))
+    request.node.stash[NODES_KEY] = launcher.nodes
+    try:
+        yield launcher.start
+    finally:
+        problems = launcher.stop_all()
         if problems:
             pytest.fail("\n\n".join(problems))
 
@@ -182,6 +202,119 @@ def start_node(request, tmp_path_factory) -> Iterator:
 def node(start_node) -> NodeProcess:
     """One standalone node on a free loopback port, ready; stopped with SIGTERM (exit 0) after."""
     return start_node()
+
+
+# -- clusters: N member processes on loopback listing each other with --members ---------------
+
+MEMBERS_PATH = "/nacos/v1/core/cluster/nodes"
+NAMING_METRICS_PATH = "/nacos/v1/ns/operator/metrics"
+CLUSTER_UP_TIMEOUT_S = 20.0
+
+
+def member_states(node: NodeProcess) -> dict[str, str]:
+    """address -> state of every member, as `node` sees them ({} when it does not answer)."""
+    try:
+        status, body = node.get(MEMBERS_PATH)
+    except OSError:
+        return {}
+    return {m["address"]: m["state"] for m in json.loads(body)["data"]} if status == 200 else {}
+
+
+def naming_status(node: NodeProcess) -> str | None:
+    """The `status` of /v1/ns/operator/metrics (UP once the member serves), None without an answer."""
+    try:
+        status, body = node.get(NAMING_METRICS_PATH)
+    except OSError:
+        return None
+    return json.loads(body)["status"] if status == 200 else None
+
+
+@dataclass
+class Cluster:
+    """Member processes on fixed loopback ports that list each other (`--members`); member
+    `index` may be stopped and started again on its port with the same arguments."""
+
+    launcher: NodeLauncher
+    ports: list[int]
+    args: tuple[str, ...]
+    nodes: list[NodeProcess] = field(default_factory=list)
+
+    @property
+    def addresses(self) -> list[str]:
+        return [f"{HOST}:{port}" for port in self.ports]
+
+    @property
+    def members(self) -> str:
+        return ",".join(self.addresses)
+
+    @property
+    def running(self) -> list[NodeProcess]:
+        return [n for n in self.nodes if n.process.poll() is None]
+
+    def node_at(self, address: str) -> NodeProcess:
+        return self.nodes[self.addresses.index(address)]
+
+    def start_member(self, index: int, wait: bool = True) -> NodeProcess:
+        """Start member `index` on its port (again, if it ran before); it replaces the old process."""
+        node = self.launcher.start("--members", self.members, *self.args, port=self.ports[index], wait=wait)
+        if index < len(self.nodes):
+            self.nodes[index] = node
+        else:
+            self.nodes.append(node)
+        return node
+
+    def settled(self) -> bool:
+        """Every running member serves (status UP) and sees every running member UP and every
+        stopped one DOWN."""
+        expected = {n.address: "UP" if n.process.poll() is None else "DOWN" for n in self.nodes}
+        return all(naming_status(n) == "UP" and member_states(n) == expected for n in self.running)
+
+    def wait_settled(self, timeout: float = CLUSTER_UP_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.settled():
+            for node in self.nodes:
+                if node.process.poll() not in (None, 0, -signal.SIGKILL):
+                    pytest.fail(f"member {node.address} exited with {node.process.poll()}:\n{node.stderr()}")
+            if time.monotonic() > deadline:
+                views = {n.address: (naming_status(n), member_states(n)) for n in self.running}
+                pytest.fail(f"cluster not settled after {timeout} s: {views}")
+            time.sleep(0.05)
+
+
+def launch_cluster(launcher: NodeLauncher, size: int, *args: str) -> Cluster:
+    """`size` members on free ports, started together; returns once every one is ready, UP, and
+    sees all the others UP."""
+    ports: list[int] = []
+    while len(ports) < size:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    cluster = Cluster(launcher, ports, args)
+    for index in range(size):
+        cluster.start_member(index, wait=False)
+    for node in cluster.nodes:
+        node.wait_ready()
+    cluster.wait_settled()
+    return cluster
+
+
+@pytest.fixture
+def start_cluster(request, tmp_path_factory) -> Iterator[Callable[..., Cluster]]:
+    """A factory: `start_cluster(size=3, *args)` -> a settled Cluster of `size` members (extra
+    `serve` arguments `args` for each). Teardown as `start_node`: every member still running must
+    stop cleanly on SIGTERM; members the test killed are not checked."""
+    launcher = NodeLauncher(tmp_path_factory.mktemp("cluster-logs"))
+    request.node.stash[NODES_KEY] = launcher.nodes
+
+    def start(size: int = 3, *args: str) -> Cluster:
+        return launch_cluster(launcher, size, *args)
+
+    try:
+        yield start
+    finally:
+        problems = launcher.stop_all()
+        if problems:
+            pytest.fail("\n\n".join(problems))
 
 
 @pytest.hookimpl(wrapper=True)

@@ -68,17 +68,63 @@ def exercise(node) -> tuple[int, int]:
     return 3, 5  # orders (8080, 8082, 8083), payments, dev/stock
 
 
+# Series a standalone node never has: it has no peers and no member ever changes state.
+CLUSTER_ONLY = ("nacos_actors_distro_", "nacos_actors_member_state_changes")
+
+
+def assert_dashboard_queries_exported(samples, include_distro: bool) -> None:
+    """Every metric a dashboard panel queries is in the scrape, with the label values the query
+    selects. A standalone node has no Distro, so its cluster-only panels are skipped there."""
+    exported = {name for name, _, _ in samples}
+    for query in queries(load_dashboard()):
+        names = metric_names(query.expr)
+        if not include_distro and any(n.startswith(CLUSTER_ONLY) for n in names):
+            continue
+        missing = names - exported
+        assert not missing, (query.panel, missing)
+        for metric, labels in equality_matchers(query.expr):
+            assert any(n == metric and labels.items() <= got.items() for n, got, _ in samples), (query.panel, labels)
+
+
+def test_a_scraped_cluster_member_exports_the_cluster_panels_metrics(start_cluster):
+    """Writes on every member of a 3-node cluster (so some are forwarded and all replicate): each
+    member's scrape holds every dashboard metric, member states for all three, and Distro figures
+    per peer that agree with what was done."""
+    cluster = start_cluster(3)
+    for index, node in enumerate(cluster.running):
+        for port in (8080, 8081):
+            status, _ = send(node, "POST", f"{NS}/instance", serviceName=f"metrics-{index}", ip="127.0.0.1", port=port)
+            assert status == 200
+    for node in cluster.running:
+        samples = scrape(node, "/nacos/actuator/prometheus")
+        assert_dashboard_queries_exported(samples, include_distro=True)
+        states = {labels["member"] for n, labels, v in samples if n == "nacos_actors_member_state" and v == 1.0}
+        assert states == set(cluster.addresses)
+        peers = {labels["peer"] for n, labels, _ in samples if n == "nacos_actors_distro_batches_total"}
+        assert peers == set(cluster.addresses) - {node.address}
+    forwarded = sum(
+        v
+        for node in cluster.running
+        for n, labels, v in scrape(node, "/nacos/actuator/prometheus")
+        if n == "nacos_actors_distro_forwarded_requests_total" and labels["outcome"] == "ok"
+    )
+    owners = {json.loads(node.get(f"{NS}/operator/distro/server?serviceName=metrics-{i}")[1])["responsibleServer"]
+              for i, node in enumerate(cluster.running)}
+    assert owners <= set(cluster.addresses)
+    expected = sum(2 for i, node in enumerate(cluster.running)
+                   if json.loads(node.get(f"{NS}/operator/distro/server?serviceName=metrics-{i}")[1])["responsibleServer"]
+                   != node.address)
+    assert forwarded == expected
+
+
 def test_a_scraped_node_exports_every_metric_the_dashboard_queries(start_node):
     node = start_node("--log-format", "json")
     services, instances = exercise(node)
     samples = scrape(node, "/nacos/actuator/prometheus")
     exported = {name for name, _, _ in samples}
 
-    for query in queries(load_dashboard()):
-        missing = metric_names(query.expr) - exported
-        assert not missing, (query.panel, missing)
-        for metric, labels in equality_matchers(query.expr):
-            assert any(n == metric and labels.items() <= got.items() for n, got, _ in samples), (query.panel, labels)
+    assert_dashboard_queries_exported(samples, include_distro=False)
+    assert ("nacos_actors_member_state", {"member": node.address, "state": "UP"}, 1.0) in samples
 
     operator = get_json(node, f"{NS}/operator/metrics")
     assert monitor(samples, "serviceCount") == operator["serviceCount"] == services

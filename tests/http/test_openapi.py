@@ -17,8 +17,8 @@ from typing import Any, Iterator
 import pytest
 import requests
 import schemathesis
-from prometheus_client import CollectorRegistry
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Err
 from schemathesis.specs.openapi.checks import (

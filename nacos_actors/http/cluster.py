@@ -1,0 +1,409 @@
+"""The cluster as the HTTP front sees it: forwarding, peer endpoints, member views, joining.
+
+- Client writes and beats (`distro_write` handlers) that reach a member not responsible for
+  their service are forwarded, as they came, to the one that is; the client never knows.
+- Peer endpoints (msgpack bodies): member reports, Distro batches and verify digests, and the
+  full snapshot a starting member loads. Only members may call them (the member list, and the
+  cluster secret when one is set); a body that does not decode is a 400 and changes nothing.
+- Nacos's JSON views: `/v1/core/cluster/*` and `/v1/ns/operator/servers` and `distro/*`.
+- `async_join`: a starting member loads a snapshot from a peer before it serves clients.
+
+Runs on the event loop thread. A standalone node has no ClusterFront (`front.cluster` is None).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+import pykka
+from aiohttp import web
+
+from nacos_actors.bridge import ActorUnavailable, async_ask
+from nacos_actors.core.codec import (
+    CodecError,
+    decode_batch,
+    decode_digests,
+    decode_report,
+    decode_services,
+    encode_keys,
+    encode_report,
+    encode_services,
+)
+from nacos_actors.core.distro import responsible_member, verdict
+from nacos_actors.core.members import HEALTHY_STATES, REPORTED_STATES, UP, MemberBoard
+from nacos_actors.core.registry import Dropped
+from nacos_actors.http import params as p
+from nacos_actors.http import render
+from nacos_actors.http.front import Front, front_of, json_response, ok, request_params
+from nacos_actors.http.params import ParamError
+from nacos_actors.logs import event
+from nacos_actors.messages import ApplyReplicated, LoadSnapshot, MarkReady, PeerFailed, ReportReceived
+from nacos_actors.model import ServiceKey
+from nacos_actors.peers import FORWARDED_HEADER, MEMBER_HEADER, MSGPACK, SECRET_HEADER, PeerError, PeerLink
+
+log = logging.getLogger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+SNAPSHOT_PATH = "/v1/ns/distro/datums"
+FORWARD_ATTEMPTS = 3
+FORWARD_BACKOFF_S = 0.05
+JOIN_RETRY_S = 0.5
+SNAPSHOT_TIMEOUT_S = 60.0
+# Bodies larger than this are decoded off the loop.
+LARGE_BODY = 256 * 1024
+
+
+@dataclass
+class ClusterFront:
+    """This member's link to the others, for the handlers. `serving` turns true once the node
+    holds its data (loaded from a peer, or first up); until then client endpoints answer 503."""
+
+    self_address: str
+    members: MemberBoard
+    link: PeerLink
+    member_actor: pykka.ActorRef[Any]
+    secret: str | None = None
+    serving: bool = False
+    peers: tuple[str, ...] = field(default=())
+
+    def owner_of(self, key: ServiceKey) -> str | None:
+        """The member to forward a write of `key` to; None to handle it here."""
+        owner = responsible_member(key.name, self.members.view.healthy)
+        return None if owner is None or owner == self.self_address else owner
+
+    def owns(self, key: ServiceKey) -> bool:
+        return responsible_member(key.name, self.members.view.healthy) == self.self_address
+
+    def peer_failed(self, peer: str, refused: bool) -> None:
+        try:
+            self.member_actor.tell(PeerFailed(peer, refused))
+        except pykka.ActorDeadError:
+            pass
+
+    def check_peer(self, request: web.Request) -> str:
+        """The calling member's address; 403 for anyone else."""
+        claimed = request.headers.get(MEMBER_HEADER, "")
+        if claimed == self.self_address or claimed not in self.peers:
+            raise ParamError(f"Header '{MEMBER_HEADER}': {claimed[:64]!r} is not a member of this cluster", status=403)
+        host = claimed.rpartition(":")[0].strip("[]")
+        try:
+            expected = ipaddress.ip_address(host)
+        except ValueError:
+            expected = None  # a host name: trust the secret, not the address
+        if expected is not None and request.remote is not None:
+            try:
+                if ipaddress.ip_address(request.remote) != expected:
+                    raise ParamError(f"Header '{MEMBER_HEADER}': {claimed} does not match the caller", status=403)
+            except ValueError:
+                raise ParamError(f"Header '{MEMBER_HEADER}': the caller has no IP address", status=403) from None
+        if self.secret is not None:
+            given = request.headers.get(SECRET_HEADER, "")
+            if not hmac.compare_digest(given.encode(), self.secret.encode()):
+                raise ParamError(f"Header '{SECRET_HEADER}' is missing or wrong", status=403)
+        return claimed
+
+
+def distro_write(handler: Handler) -> Handler:
+    """Mark a client write: on a member not responsible for its service it is forwarded, as it
+    came, to the one that is. A forwarded request is always handled where it lands, so views
+    that disagree for a moment cannot bounce it around."""
+
+    async def forwarding(request: web.Request) -> web.StreamResponse:
+        front = front_of(request)
+        cluster = front.cluster
+        if cluster is None or FORWARDED_HEADER in request.headers:
+            return await handler(request)
+        key = p.service_key(await request_params(request))
+        for attempt in range(FORWARD_ATTEMPTS):
+            owner = cluster.owner_of(key)
+            if owner is None:
+                return await handler(request)
+            try:
+                status, body, content_type = await cluster.link.async_forward(
+                    owner, request.method, request.path_qs, request.headers, await request.read()
+                )
+            except PeerError as error:
+                front.metrics.cluster.forwarded["failed"].inc()
+                cluster.peer_failed(owner, error.refused)
+                log.warning("forwarding %s %s to %s failed: %s", request.method, request.path, owner, error)
+                await asyncio.sleep(FORWARD_BACKOFF_S * (attempt + 1))
+                continue
+            front.metrics.cluster.forwarded["ok"].inc()
+            return web.Response(status=status, body=body, headers={"Content-Type": content_type})
+        raise ActorUnavailable(f"the member responsible for {key.name} did not answer")
+
+    forwarding.__name__ = handler.__name__
+    forwarding.__doc__ = handler.__doc__
+    return forwarding
+
+
+def cluster_of(request: web.Request) -> ClusterFront:
+    cluster = front_of(request).cluster
+    if cluster is None:
+        raise web.HTTPNotFound(text="this node runs standalone: it has no peers")
+    return cluster
+
+
+async def _body(request: web.Request) -> bytes:
+    body = await request.read()
+    if not body:
+        raise ParamError("The request body is empty.")
+    return body
+
+
+async def _decode(body: bytes, decode: Callable[[bytes], Any]) -> Any:
+    try:
+        if len(body) > LARGE_BODY:
+            return await asyncio.get_running_loop().run_in_executor(None, decode, body)
+        return decode(body)
+    except CodecError as error:
+        raise ParamError(f"The request body is not valid: {error}") from None
+
+
+def _msgpack(body: bytes) -> web.Response:
+    return web.Response(body=body, content_type=MSGPACK)
+
+
+# -- peer endpoints -----------------------------------------------------------------------
+
+
+async def receive_report(request: web.Request) -> web.Response:
+    """POST /v1/core/cluster/report: a peer's state; answered with ours."""
+    cluster = cluster_of(request)
+    peer = cluster.check_peer(request)
+    report = await _decode(await _body(request), lambda b: decode_report(b, REPORTED_STATES))
+    if report.address != peer:
+        raise ParamError(f"Field 'address': {report.address[:64]!r} is not the caller {peer}")
+    try:
+        cluster.member_actor.tell(ReportReceived(peer, report.state))
+    except pykka.ActorDeadError:
+        pass
+    return _msgpack(encode_report(cluster.self_address, cluster.members.view.self_state))
+
+
+async def receive_batch(request: web.Request) -> web.Response:
+    """PUT /v1/ns/distro/datum: a Distro batch; answered once applied."""
+    front = front_of(request)
+    cluster = cluster_of(request)
+    peer = cluster.check_peer(request)
+    batch = await _decode(await _body(request), decode_batch)
+    if batch.sender != peer:
+        raise ParamError(f"Field 'sender': {batch.sender[:64]!r} is not the caller {peer}")
+    await async_ask(
+        front.registry, lambda reply: ApplyReplicated(batch.states, batch.force, reply), front.settings.request_timeout
+    )
+    return ok()
+
+
+async def receive_digests(request: web.Request) -> web.Response:
+    """PUT /v1/ns/distro/checksum: a peer's verify digests; answered with the services we want
+    sent again. Services the sender owns and no longer has are dropped here."""
+    front = front_of(request)
+    cluster = cluster_of(request)
+    peer = cluster.check_peer(request)
+    digests = await _decode(await _body(request), decode_digests)
+    if digests.sender != peer:
+        raise ParamError(f"Field 'sender': {digests.sender[:64]!r} is not the caller {peer}")
+    if not cluster.serving:
+        return _msgpack(encode_keys(()))
+    local = list(front.view.all_services())
+    found = verdict(peer, digests.healthy, digests.stamps, cluster.members.view.healthy, local)
+    if found.dropped:
+        by_key = {s.key: s for s in local}
+        drops = tuple(Dropped(k, (by_key[k].revision, by_key[k].modified_ms)) for k in found.dropped)
+        log.info(
+            "dropping %d services %s no longer has",
+            len(drops),
+            peer,
+            extra=event("verify_drop", peer=peer, services=len(drops)),
+        )
+        await async_ask(front.registry, lambda reply: ApplyReplicated(drops, True, reply), front.settings.request_timeout)
+    return _msgpack(encode_keys(found.wanted))
+
+
+async def serve_snapshot(request: web.Request) -> web.Response:
+    """GET /v1/ns/distro/datums: every service, for a member that starts (503 until we serve)."""
+    front = front_of(request)
+    cluster = cluster_of(request)
+    cluster.check_peer(request)
+    if not cluster.serving:
+        return web.Response(status=503, text="this member is starting")
+    view = front.view
+    body = await asyncio.get_running_loop().run_in_executor(None, lambda: encode_services(view.all_services()))
+    return _msgpack(body)
+
+
+# -- Nacos's JSON views -------------------------------------------------------------------
+
+
+def _member_json(front: Front, address: str) -> dict[str, Any]:
+    document = render.member(address, front.clock())
+    cluster = front.cluster
+    if cluster is not None:
+        status = cluster.members.view.members.get(address)
+        if status is not None:
+            document["state"] = status.state
+            document["failAccessCnt"] = status.fail_count
+            document["extendInfo"]["lastRefreshTime"] = status.last_refresh_ms
+    return document
+
+
+def member_addresses(front: Front) -> list[str]:
+    """Every member's address, sorted (this node alone when standalone)."""
+    if front.cluster is None:
+        return [front.settings.self_address]
+    return sorted(front.cluster.members.view.members)
+
+
+def member_rows(front: Front, healthy_only: bool = False) -> list[dict[str, Any]]:
+    rows = [_member_json(front, a) for a in member_addresses(front)]
+    return [r for r in rows if r["state"] == UP] if healthy_only else rows
+
+
+def _rest(data: Any) -> web.Response:
+    return json_response(render.dumps({"code": 200, "message": None, "data": data}))
+
+
+async def cluster_self(request: web.Request) -> web.Response:
+    """GET /v1/core/cluster/self: this member."""
+    front = front_of(request)
+    return _rest(_member_json(front, front.settings.self_address))
+
+
+async def cluster_nodes(request: web.Request) -> web.Response:
+    """GET /v1/core/cluster/nodes[?keyword=]: every member with its state."""
+    front = front_of(request)
+    params = await request_params(request)
+    keyword = params.get("keyword") or ""
+    return _rest([row for row in member_rows(front) if keyword in row["address"]])
+
+
+async def cluster_simple_nodes(request: web.Request) -> web.Response:
+    """GET /v1/core/cluster/simple/nodes: the member addresses."""
+    return _rest(member_addresses(front_of(request)))
+
+
+async def cluster_health(request: web.Request) -> web.Response:
+    """GET /v1/core/cluster/health: this member's state."""
+    front = front_of(request)
+    state = front.cluster.members.view.self_state if front.cluster is not None else UP
+    return _rest(state)
+
+
+async def distro_server(request: web.Request) -> web.Response:
+    """GET /v1/ns/operator/distro/server?serviceName=: the member responsible for a service."""
+    front = front_of(request)
+    key = p.service_key(await request_params(request))
+    if front.cluster is None:
+        owner = front.settings.self_address
+    else:
+        owner = responsible_member(key.name, front.cluster.members.view.healthy) or ""
+    return json_response(render.dumps({"responsibleServer": owner}))
+
+
+async def distro_status(request: web.Request) -> web.Response:
+    """GET /v1/ns/operator/distro/status: the healthy members Distro hashes over."""
+    front = front_of(request)
+    healthy = list(front.cluster.members.view.healthy) if front.cluster is not None else [front.settings.self_address]
+    return json_response(render.dumps({"status": healthy}))
+
+
+def responsible_counts(front: Front) -> tuple[int, int]:
+    """(services, instances) this member is responsible for (everything when standalone)."""
+    if front.cluster is None:
+        return front.view.service_count, front.view.instance_count
+    owned = [s for s in front.view.all_services() if front.cluster.owns(s.key)]
+    return len(owned), sum(len(s.instances) for s in owned)
+
+
+# -- joining ------------------------------------------------------------------------------
+
+
+async def async_join(front: Front) -> None:
+    """Load a snapshot from a serving peer, then serve. When every peer is down or starting too
+    this member is among the first up, and serves what it has. Retries while some peer answers
+    but cannot give a snapshot yet."""
+    cluster = front.cluster
+    assert cluster is not None
+    while True:
+        waiting = False
+        for peer in cluster.peers:
+            try:
+                status, body = await cluster.link.async_call("GET", peer, SNAPSHOT_PATH, timeout_s=SNAPSHOT_TIMEOUT_S)
+            except PeerError as error:
+                waiting = waiting or not error.refused
+                continue
+            if status == 503:
+                continue
+            if status != 200:
+                waiting = True
+                log.warning("snapshot from %s: status %d", peer, status)
+                continue
+            try:
+                services = await asyncio.get_running_loop().run_in_executor(None, decode_services, body)
+            except CodecError as error:
+                waiting = True
+                log.warning("snapshot from %s does not decode: %s", peer, error)
+                continue
+            loaded = tuple(services)
+            await async_ask(front.registry, lambda reply: LoadSnapshot(loaded, reply), SNAPSHOT_TIMEOUT_S)  # noqa: B023
+            log.info("joined the cluster with a snapshot from %s", peer, extra=event("joined", peer=peer))
+            break
+        else:
+            if waiting:
+                await asyncio.sleep(JOIN_RETRY_S)
+                continue
+            log.info("no peer serves yet: starting with this member's own data", extra=event("joined", peer=None))
+        break
+    cluster.serving = True
+    cluster.member_actor.tell(MarkReady())
+
+
+def starting_gate(front: Front) -> Any:
+    """Middleware: client endpoints answer 503 until this member serves (peers, probes, metrics
+    and the member views answer at once)."""
+    prefix = front.settings.context_path
+    open_paths = (
+        f"{prefix}/v1/core/",
+        f"{prefix}/v1/ns/distro/",
+        f"{prefix}/v1/ns/operator/",
+        f"{prefix}/v1/ns/ops/",
+        f"{prefix}/v1/console/health/",
+        f"{prefix}/actuator/",
+        f"{prefix}/openapi.json",
+        "/metrics",
+    )
+
+    @web.middleware
+    async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        cluster = front.cluster
+        if cluster is not None and not cluster.serving and not request.path.startswith(open_paths):
+            return web.Response(status=503, text="this member is starting: it loads its data from a peer")
+        return await handler(request)
+
+    return gate
+
+
+def add_routes(app: web.Application, prefix: str, with_peers: bool) -> None:
+    """The member views (always), and the peer endpoints when this node is a cluster member."""
+    core = f"{prefix}/v1/core/cluster"
+    app.router.add_route("GET", f"{core}/self", cluster_self)
+    app.router.add_route("GET", f"{core}/nodes", cluster_nodes)
+    app.router.add_route("GET", f"{core}/simple/nodes", cluster_simple_nodes)
+    app.router.add_route("GET", f"{core}/health", cluster_health)
+    if with_peers:
+        app.router.add_route("POST", f"{core}/report", receive_report)
+        distro = f"{prefix}/v1/ns/distro"
+        app.router.add_route("PUT", f"{distro}/datum", receive_batch)
+        app.router.add_route("PUT", f"{distro}/checksum", receive_digests)
+        app.router.add_route("GET", f"{distro}/datums", serve_snapshot)
+    for base in (f"{prefix}/v1/ns/operator", f"{prefix}/v1/ns/ops"):
+        app.router.add_route("GET", f"{base}/distro/server", distro_server)
+        app.router.add_route("GET", f"{base}/distro/status", distro_status)
+
+
+__all__ = ["ClusterFront", "HEALTHY_STATES", "async_join", "distro_write", "starting_gate", "add_routes"]
