@@ -39,6 +39,11 @@ from nacos_actors.model import (
     split_grouped_name,
 )
 
+GZIP_JSON_HEADERS = {
+    "Content-Type": "application/json",
+    "Content-Encoding": "gzip",
+    "Vary": "Accept-Encoding",
+}
 BEAT_OK = 10200
 BEAT_NOT_FOUND = 20404
 ALL_GROUPS = "*"
@@ -147,7 +152,7 @@ async def instance_list(request: web.Request) -> web.Response:
             subscriber = SubscriberKey(key, clusters_text, address, udp_port)
             front.subscribe(Subscription(subscriber, clusters, agent[:256], (params.get("app") or "")[:128], java_client))
             cache_millis = front.settings.push_cache_ms
-    body = render.instance_list(
+    body, compressed = render.instance_list(
         front.service(key),
         key,
         clusters_text,
@@ -156,7 +161,10 @@ async def instance_list(request: web.Request) -> web.Response:
         java_client,
         cache_millis,
         front.clock(),
+        p.accepts_gzip(request.headers),
     )
+    if compressed:
+        return web.Response(body=body, headers=GZIP_JSON_HEADERS)
     return json_response(body)
 
 

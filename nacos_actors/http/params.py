@@ -542,6 +542,25 @@ def user_agent(headers: Mapping[str, str]) -> str:
     return headers.get("User-Agent") or headers.get("Client-Version") or ""
 
 
+def accepts_gzip(headers: Mapping[str, str]) -> bool:
+    """Whether `Accept-Encoding` lists gzip (or `*`) with a non-zero quality."""
+    header = headers.get("Accept-Encoding")
+    if not header:
+        return False
+    for item in header.split(","):
+        coding, _, parameters = item.partition(";")
+        if coding.strip().lower() not in ("gzip", "x-gzip", "*"):
+            continue
+        quality = parameters.strip().lower()
+        if quality.startswith("q="):
+            try:
+                return float(quality[2:]) > 0
+            except ValueError:
+                return False
+        return True
+    return False
+
+
 def is_java_client(headers: Mapping[str, str]) -> bool:
     """A Java client (or one posing as one, like Node's) of version 1.0.0 or later.
 

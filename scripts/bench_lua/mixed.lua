@@ -2,7 +2,7 @@
 -- service, 3 light-beat a population instance and 1 registers a new instance (number base+k)
 -- into a population service, so lists see their services change. Non-200 answers and beats
 -- answered 20404 count as bad.
--- args: context=/nacos prefix= services=N population=N base=N threads=N
+-- args: context=/nacos prefix= services=N population=N base=N threads=N [accept_encoding=...]
 
 function init(args)
   parse_args(args)
@@ -15,6 +15,10 @@ function init(args)
   population = arg_num("population", 10000)
   base = arg_num("base", population)
   stride = arg_num("threads", 1)
+  local encoding = arg_str("accept_encoding", nil)
+  if encoding ~= nil then
+    wrk.headers["Accept-Encoding"] = encoding
+  end
   k = tid
 end
 
