@@ -28,14 +28,17 @@ class BatchReply:
     """A Reply that completes one asyncio future per batched request. Any thread, once.
 
     `resolve` takes one outcome per request: a value, or an exception to raise in that request.
-    `fail` raises the same error in every request of the batch.
+    `fail` raises the same error in every request of the batch. One timer per batch (not one
+    per request: `wait_for` cost microseconds a request) fails whatever is still unanswered
+    with ActorUnavailable after `timeout` seconds.
     """
 
-    __slots__ = ("_loop", "_futures")
+    __slots__ = ("_futures", "_loop", "_timer")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, futures: Sequence[asyncio.Future]) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, futures: Sequence[asyncio.Future], timeout: float) -> None:
         self._loop = loop
         self._futures = futures
+        self._timer = loop.call_later(timeout, self._expire, timeout)
 
     def resolve(self, outcomes: Sequence[Any]) -> None:
         self._call(outcomes)
@@ -50,6 +53,7 @@ class BatchReply:
             pass
 
     def _complete(self, outcomes: Sequence[Any]) -> None:
+        self._timer.cancel()
         for future, outcome in zip(self._futures, outcomes, strict=True):
             # A request may have timed out and gone away already.
             if future.done():
@@ -58,6 +62,11 @@ class BatchReply:
                 future.set_exception(outcome)
             else:
                 future.set_result(outcome)
+
+    def _expire(self, timeout: float) -> None:
+        for future in self._futures:
+            if not future.done():
+                future.set_exception(ActorUnavailable(f"no answer within {timeout} s"))
 
 
 class WriteBatcher:
@@ -86,7 +95,7 @@ class WriteBatcher:
         self._pending.append((command, future))
         if len(self._pending) >= MAX_BATCH:
             self._async_flush(loop)
-        return await _async_answer(future, self._timeout)
+        return await future
 
     def _async_flush(self, loop: asyncio.AbstractEventLoop) -> None:
         if not self._pending:
@@ -94,7 +103,7 @@ class WriteBatcher:
         batch, self._pending = self._pending, []
         futures = [future for _, future in batch]
         try:
-            self._actor.tell(self._make_message(tuple(c for c, _ in batch), BatchReply(loop, futures)))
+            self._actor.tell(self._make_message(tuple(c for c, _ in batch), BatchReply(loop, futures, self._timeout)))
         except pykka.ActorDeadError:
             for future in futures:
                 if not future.done():
@@ -107,15 +116,7 @@ async def async_ask(actor: pykka.ActorRef, make_message: Callable[[Reply], Any],
     loop = asyncio.get_running_loop()
     future = loop.create_future()
     try:
-        actor.tell(make_message(BatchReply(loop, [future])))
+        actor.tell(make_message(BatchReply(loop, [future], timeout)))
     except pykka.ActorDeadError as error:
         raise ActorUnavailable("the actor is not running") from error
-    return await _async_answer(future, timeout)
-
-
-async def _async_answer(future: asyncio.Future, timeout: float) -> Any:
-    """The future's outcome within `timeout` seconds, else ActorUnavailable. Loop thread."""
-    try:
-        return await asyncio.wait_for(future, timeout)
-    except asyncio.TimeoutError as error:
-        raise ActorUnavailable(f"no answer within {timeout} s") from error
+    return await future

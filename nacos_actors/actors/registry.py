@@ -86,26 +86,30 @@ class RegistryActor(NodeActor):
                 outcomes: list[Any] = []
                 changes: dict[ServiceKey, Service | None] = {}
                 touched: dict[ServiceKey, set[InstanceKey]] = {}
-                for command in commands:
-                    applied_count, rejected_count = self._writes[type(command)]
-                    try:
-                        applied = self.core.apply(command, now_ms)
-                    except Rejected as refusal:
-                        rejected_count.inc()
-                        outcomes.append(refusal)
-                        continue
-                    except BaseException as error:
-                        reply.fail(error)
-                        raise
-                    applied_count.inc()
-                    outcomes.append(applied.value)
-                    if applied.changed is not None:
-                        changes[applied.changed.key] = applied.changed
-                        touched.setdefault(applied.changed.key, set()).update(applied.touched)
-                        self._note_change(command, applied.touched)
-                    elif applied.deleted is not None:
-                        changes[applied.deleted] = None
-                        self._note_change(command, ())
+                self.core.begin_batch()
+                try:
+                    for command in commands:
+                        applied_count, rejected_count = self._writes[type(command)]
+                        try:
+                            applied = self.core.apply(command, now_ms)
+                        except Rejected as refusal:
+                            rejected_count.inc()
+                            outcomes.append(refusal)
+                            continue
+                        except BaseException as error:
+                            reply.fail(error)
+                            raise
+                        applied_count.inc()
+                        outcomes.append(applied.value)
+                        if applied.changed is not None:
+                            changes[applied.changed.key] = applied.changed
+                            touched.setdefault(applied.changed.key, set()).update(applied.touched)
+                            self._note_change(command, applied.touched)
+                        elif applied.deleted is not None:
+                            changes[applied.deleted] = None
+                            self._note_change(command, ())
+                finally:
+                    self.core.end_batch()
                 reply.resolve(tuple(outcomes))
                 if changes and self._watchers:
                     told = ServicesChanged(

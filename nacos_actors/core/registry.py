@@ -113,11 +113,36 @@ class RegistryCore:
         # The revision each deleted service's deletion had, so a service made again carries on
         # from there and replicas can order a deletion against states sent before it.
         self.tombstones: dict[ServiceKey, int] = {}
+        # While a batch is open: its services' unpublished states, and the instance dicts behind
+        # them, which later writes in the same batch may change in place (nobody else has them).
+        self._batch: dict[ServiceKey, Service] | None = None
+        self._drafts: dict[ServiceKey, dict[InstanceKey, Instance]] = {}
 
     def service(self, key: ServiceKey) -> Service | None:
-        """The current snapshot of a service, or None."""
+        """The published snapshot of a service, or None. Any thread."""
         services = self.namespaces.get(key.namespace)
         return services.get(key.name) if services is not None else None
+
+    def begin_batch(self) -> None:
+        """From now until `end_batch`, changes are kept back and published together: a service
+        written several times in the batch is copied once, and readers see only whole batches'
+        states of it. Registry actor's thread."""
+        self._batch = {}
+        self._drafts = {}
+
+    def end_batch(self) -> None:
+        """Publish every service the batch changed, in its latest state."""
+        batch, self._batch, self._drafts = self._batch, None, {}
+        for snapshot in (batch or {}).values():
+            self._store(snapshot)
+
+    def _current(self, key: ServiceKey) -> Service | None:
+        """The latest state of a service as the writer sees it (the open batch's, if any)."""
+        if self._batch is not None:
+            pending = self._batch.get(key)
+            if pending is not None:
+                return pending
+        return self.service(key)
 
     def apply(self, command: Command, now_ms: int) -> Applied:
         """Apply one command at wall-clock time `now_ms`; raise Rejected for a refused one."""
@@ -147,7 +172,7 @@ class RegistryCore:
                 removed = self._remove_instance(service, key, now_ms)
                 return Applied(value=True, changed=removed.changed, touched=removed.touched)
             case CreateService(service, threshold, metadata, selector):
-                if self.service(service) is not None:
+                if self._current(service) is not None:
                     raise Rejected(400, f"specified service already exists, serviceName : {service.name}")
                 created = Service(
                     key=service,
@@ -180,7 +205,7 @@ class RegistryCore:
                     )
                 return self._delete_service(service)
             case RemoveEmptyService(service, revision):
-                empty = self.service(service)
+                empty = self._current(service)
                 if empty is None or empty.instances or empty.revision != revision:
                     return Applied(value=False)
                 return replace(self._delete_service(service), value=True)
@@ -196,21 +221,21 @@ class RegistryCore:
     # -- instances -------------------------------------------------------------------------
 
     def _put_instance(self, service_key: ServiceKey, instance: Instance, now_ms: int) -> Applied:
-        current = self.service(service_key) or Service(key=service_key, revision=self._first_revision(service_key))
+        current = self._current(service_key) or Service(key=service_key, revision=self._first_revision(service_key))
         previous = current.instances.get(instance.key)
         instance = replace(instance, instance_id=self._instance_id(current, instance, previous))
         if previous == instance:
             return Applied(value=previous)
-        instances = _thawed(current.instances)
+        instances = self._writable(current)
         instances[instance.key] = instance
         published = self._publish(self._with_instances(current, instances, now_ms))
         return Applied(instance, published.changed, touched=(instance.key,))
 
     def _remove_instance(self, service_key: ServiceKey, key: InstanceKey, now_ms: int) -> Applied:
-        current = self.service(service_key)
+        current = self._current(service_key)
         if current is None or key not in current.instances:
             return Applied()
-        instances = _thawed(current.instances)
+        instances = self._writable(current)
         del instances[key]
         return replace(self._publish(self._with_instances(current, instances, now_ms)), touched=(key,))
 
@@ -236,7 +261,7 @@ class RegistryCore:
     def _beat(
         self, service_key: ServiceKey, key: InstanceKey, reregister: Instance | None, now_ms: int
     ) -> Applied:
-        current = self.service(service_key)
+        current = self._current(service_key)
         found = current.instances.get(key) if current is not None else None
         if found is None:
             return Applied(value=None) if reregister is None else self._put_instance(service_key, reregister, now_ms)
@@ -245,7 +270,7 @@ class RegistryCore:
         return self._put_instance(service_key, replace(found, healthy=True), now_ms)
 
     def _update_metadata_batch(self, command: UpdateMetadataBatch, now_ms: int) -> Applied:
-        current = self.service(command.service)
+        current = self._current(command.service)
         if current is None:
             return Applied(value=())
         if command.kind is not None:
@@ -255,7 +280,7 @@ class RegistryCore:
             chosen = [current.instances[k] for k in command.targets if k in current.instances]
         if not chosen:
             return Applied(value=())
-        instances = _thawed(current.instances)
+        instances = self._writable(current)
         updated = []
         for instance in chosen:
             metadata = dict(instance.metadata)
@@ -285,7 +310,7 @@ class RegistryCore:
         """Nacos's HealthController rule: only a cluster whose checker is NONE takes a manual
         health; the first instance at ip:port there (persistent, then ephemeral) gets it."""
         service_key, cluster = command.service, command.cluster
-        current = self.service(service_key)
+        current = self._current(service_key)
         if current is None:
             raise Rejected(404, f"service {service_key.name} is not found!")
         if not current.has_cluster(cluster):
@@ -301,15 +326,33 @@ class RegistryCore:
     # -- helpers ---------------------------------------------------------------------------
 
     def _instance_or_none(self, service_key: ServiceKey, key: InstanceKey) -> Instance | None:
-        current = self.service(service_key)
+        current = self._current(service_key)
         return current.instances.get(key) if current is not None else None
 
+    def _writable(self, current: Service) -> dict[InstanceKey, Instance]:
+        """An instance dict to build the next state of `current` in: a copy, or, in a batch that
+        already wrote this service, the unpublished draft itself."""
+        key = current.key
+        if self._batch is not None:
+            draft = self._drafts.get(key)
+            if draft is not None and self._batch.get(key) is current:
+                return draft
+            draft = self._drafts[key] = _thawed(current.instances)
+            return draft
+        return _thawed(current.instances)
+
     def _delete_service(self, key: ServiceKey, revision: int | None = None) -> Applied:
-        gone = self.namespaces[key.namespace].pop(key.name)
-        if not self.namespaces[key.namespace]:
-            del self.namespaces[key.namespace]
-        self.service_count -= 1
-        self.instance_count -= len(gone.instances)
+        pending = self._batch.pop(key, None) if self._batch is not None else None
+        self._drafts.pop(key, None)
+        published = self.service(key)
+        if published is not None:
+            del self.namespaces[key.namespace][key.name]
+            if not self.namespaces[key.namespace]:
+                del self.namespaces[key.namespace]
+            self.service_count -= 1
+            self.instance_count -= len(published.instances)
+        gone = pending or published
+        assert gone is not None
         self._remember_deletion(key, gone.revision + 1 if revision is None else revision)
         return Applied(deleted=key)
 
@@ -324,7 +367,7 @@ class RegistryCore:
         return self.tombstones.pop(key, 0)
 
     def _existing_service(self, key: ServiceKey, message: str) -> Service:
-        found = self.service(key)
+        found = self._current(key)
         if found is None:
             raise Rejected(400, message)
         return found
@@ -366,6 +409,14 @@ class RegistryCore:
         )
 
     def _publish(self, snapshot: Service) -> Applied:
+        """Make a snapshot the service's state: at once, or at the end of the open batch."""
+        if self._batch is not None:
+            self._batch[snapshot.key] = snapshot
+        else:
+            self._store(snapshot)
+        return Applied(changed=snapshot)
+
+    def _store(self, snapshot: Service) -> None:
         """Swap a snapshot into the map (the only place the map changes, bar service deletion)."""
         services = self.namespaces.get(snapshot.key.namespace)
         if services is None:
@@ -377,7 +428,6 @@ class RegistryCore:
         else:
             self.instance_count += len(snapshot.instances) - len(previous.instances)
         services[snapshot.key.name] = snapshot
-        return Applied(changed=snapshot)
 
     # -- replication -----------------------------------------------------------------------
 
@@ -386,7 +436,7 @@ class RegistryCore:
         one is ignored; with `force` (a verify repair from the owner) it replaces ours whatever
         its version. A Tombstone deletes; a Dropped deletes only at its stamp. `value` answers
         whether anything changed; `touched` is left empty (any instance may differ)."""
-        current = self.service(state.key)
+        current = self._current(state.key)
         if isinstance(state, Dropped):
             if current is None or (current.revision, current.modified_ms) != state.stamp:
                 return Applied(value=False)

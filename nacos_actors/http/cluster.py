@@ -39,7 +39,7 @@ from nacos_actors.core.members import HEALTHY_STATES, REPORTED_STATES, UP, Membe
 from nacos_actors.core.registry import Dropped
 from nacos_actors.http import params as p
 from nacos_actors.http import render
-from nacos_actors.http.front import Front, front_of, json_response, ok, request_params
+from nacos_actors.http.front import FRONT_KEY, Front, front_of, json_response, ok, request_params
 from nacos_actors.http.params import ParamError
 from nacos_actors.logs import event
 from nacos_actors.messages import ApplyReplicated, LoadSnapshot, MarkReady, PeerFailed, ReportReceived
@@ -107,12 +107,29 @@ class ClusterFront:
         return claimed
 
 
-def distro_write(handler: Handler) -> Handler:
-    """Mark a client write: on a member not responsible for its service it is forwarded, as it
-    came, to the one that is. A forwarded request is always handled where it lands, so views
-    that disagree for a moment cannot bounce it around."""
+DISTRO_WRITE = "_nacos_actors_distro_write"
 
-    async def forwarding(request: web.Request) -> web.StreamResponse:
+
+def distro_write(handler: Handler) -> Handler:
+    """Mark a client write of one service: `add_route` makes it forward on a cluster member."""
+    setattr(handler, DISTRO_WRITE, True)
+    return handler
+
+
+def add_route(app: web.Application, method: str, path: str, handler: Handler) -> None:
+    """Add a route; on a cluster member a `distro_write` handler is wrapped by `forwarding`
+    (a standalone node pays nothing for it)."""
+    if getattr(handler, DISTRO_WRITE, False) and app[FRONT_KEY].cluster is not None:
+        handler = forwarding(handler)
+    app.router.add_route(method, path, handler)
+
+
+def forwarding(handler: Handler) -> Handler:
+    """`handler` on a member that may not own the request's service: such a request is
+    forwarded, as it came, to the one that does. A forwarded request is always handled where it
+    lands, so views that disagree for a moment cannot bounce it around."""
+
+    async def forward_or_handle(request: web.Request) -> web.StreamResponse:
         front = front_of(request)
         cluster = front.cluster
         if cluster is None or FORWARDED_HEADER in request.headers:
@@ -136,9 +153,9 @@ def distro_write(handler: Handler) -> Handler:
             return web.Response(status=status, body=body, headers={"Content-Type": content_type})
         raise ActorUnavailable(f"the member responsible for {key.name} did not answer")
 
-    forwarding.__name__ = handler.__name__
-    forwarding.__doc__ = handler.__doc__
-    return forwarding
+    forward_or_handle.__name__ = handler.__name__
+    forward_or_handle.__doc__ = handler.__doc__
+    return forward_or_handle
 
 
 def cluster_of(request: web.Request) -> ClusterFront:

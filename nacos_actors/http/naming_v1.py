@@ -6,12 +6,14 @@ snapshot or sends one command to the registry actor. Runs on the event loop thre
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from aiohttp import web
 
 from nacos_actors.core.push import SubscriberKey, Subscription
 from nacos_actors.http import params as p
 from nacos_actors.http import render
-from nacos_actors.http.cluster import distro_write
+from nacos_actors.http.cluster import add_route, distro_write
 from nacos_actors.http.front import front_of, json_response, ok, request_params
 from nacos_actors.messages import (
     BeatInstance,
@@ -46,6 +48,13 @@ GZIP_JSON_HEADERS = {
 }
 BEAT_OK = 10200
 BEAT_NOT_FOUND = 20404
+BEAT_NOT_FOUND_ANSWER = render.dumps({"clientBeatInterval": DEFAULT_HEART_BEAT_INTERVAL_MS, "code": BEAT_NOT_FOUND})
+
+
+@lru_cache(maxsize=256)
+def beat_answer(interval_ms: int) -> bytes:
+    """The answer to a beat on a known instance (the same bytes for every beat of an interval)."""
+    return render.dumps({"clientBeatInterval": interval_ms, "code": BEAT_OK, "lightBeatEnabled": True})
 ALL_GROUPS = "*"
 
 
@@ -200,12 +209,8 @@ async def beat(request: web.Request) -> web.Response:
                 front.metrics.health_transitions[HEALTH_REVIVED].inc()
     front.metrics.beats[outcome].inc()
     if found is None:
-        return json_response(
-            render.dumps({"clientBeatInterval": DEFAULT_HEART_BEAT_INTERVAL_MS, "code": BEAT_NOT_FOUND})
-        )
-    return json_response(
-        render.dumps({"clientBeatInterval": found.beat_interval_ms, "code": BEAT_OK, "lightBeatEnabled": True})
-    )
+        return json_response(BEAT_NOT_FOUND_ANSWER)
+    return json_response(beat_answer(found.beat_interval_ms))
 
 
 @distro_write
@@ -373,20 +378,20 @@ async def catalog_instances(request: web.Request) -> web.Response:
 def add_routes(app: web.Application, prefix: str) -> None:
     """Mount the naming API under `<context path>/v1/ns`."""
     ns = f"{prefix}/v1/ns"
-    app.router.add_route("POST", f"{ns}/instance", register_instance)
-    app.router.add_route("DELETE", f"{ns}/instance", deregister_instance)
-    app.router.add_route("PUT", f"{ns}/instance", update_instance)
-    app.router.add_route("PATCH", f"{ns}/instance", patch_instance)
-    app.router.add_route("GET", f"{ns}/instance", instance_detail)
-    app.router.add_route("GET", f"{ns}/instance/list", instance_list)
-    app.router.add_route("PUT", f"{ns}/instance/beat", beat)
-    app.router.add_route("PUT", f"{ns}/instance/metadata/batch", update_metadata_batch)
-    app.router.add_route("DELETE", f"{ns}/instance/metadata/batch", update_metadata_batch)
-    app.router.add_route("POST", f"{ns}/service", create_service)
-    app.router.add_route("PUT", f"{ns}/service", update_service)
-    app.router.add_route("DELETE", f"{ns}/service", delete_service)
-    app.router.add_route("GET", f"{ns}/service", service_detail)
-    app.router.add_route("GET", f"{ns}/service/list", service_list)
-    app.router.add_route("GET", f"{ns}/service/subscribers", service_subscribers)
-    app.router.add_route("GET", f"{ns}/catalog/services", catalog_services)
-    app.router.add_route("GET", f"{ns}/catalog/instances", catalog_instances)
+    add_route(app, "POST", f"{ns}/instance", register_instance)
+    add_route(app, "DELETE", f"{ns}/instance", deregister_instance)
+    add_route(app, "PUT", f"{ns}/instance", update_instance)
+    add_route(app, "PATCH", f"{ns}/instance", patch_instance)
+    add_route(app, "GET", f"{ns}/instance", instance_detail)
+    add_route(app, "GET", f"{ns}/instance/list", instance_list)
+    add_route(app, "PUT", f"{ns}/instance/beat", beat)
+    add_route(app, "PUT", f"{ns}/instance/metadata/batch", update_metadata_batch)
+    add_route(app, "DELETE", f"{ns}/instance/metadata/batch", update_metadata_batch)
+    add_route(app, "POST", f"{ns}/service", create_service)
+    add_route(app, "PUT", f"{ns}/service", update_service)
+    add_route(app, "DELETE", f"{ns}/service", delete_service)
+    add_route(app, "GET", f"{ns}/service", service_detail)
+    add_route(app, "GET", f"{ns}/service/list", service_list)
+    add_route(app, "GET", f"{ns}/service/subscribers", service_subscribers)
+    add_route(app, "GET", f"{ns}/catalog/services", catalog_services)
+    add_route(app, "GET", f"{ns}/catalog/instances", catalog_instances)

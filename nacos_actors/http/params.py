@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+from functools import lru_cache
 from typing import Any, Mapping
 
 import orjson
@@ -44,6 +45,7 @@ MAX_INT32 = 2**31 - 1
 
 # `\Z`, not `$`: `$` also matches before a trailing newline.
 _NAME = re.compile(r"^[0-9A-Za-z.:_-]+\Z")
+_INTEGER = re.compile(r"[+-]?[0-9]{1,19}")
 _NAMESPACE = re.compile(r"^[0-9A-Za-z_-]+\Z")
 _CLUSTER = re.compile(r"^[0-9A-Za-z-]+\Z")
 _HOSTNAME = re.compile(r"^(?=.{1,253}\Z)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62}))*\.?\Z")
@@ -139,7 +141,7 @@ def parse_integer(raw: Any, name: str, low: int, high: int) -> int:
         number = int(raw)
     else:
         text = str(raw).strip()
-        if not re.fullmatch(r"[+-]?[0-9]{1,19}", text):
+        if not (text.isascii() and text.isdigit() and len(text) <= 19) and not _INTEGER.fullmatch(text):
             raise ParamError(f"Param '{name}' must be a whole number, got '{clip(text)}'.")
         number = int(text)
     if not low <= number <= high:
@@ -277,7 +279,13 @@ def parse_ip(raw: Any, name: str) -> str:
     """An IPv4 or IPv6 address, or a host name (Nacos allows names; digits-and-dots must be IPv4)."""
     if not isinstance(raw, str) or not raw:
         raise ParamError(f"Param '{name}' must be an IP address or host name.")
-    text = raw.strip()
+    return _parse_address(raw.strip(), name)
+
+
+# Every beat and register names an address; the same few thousand come again and again, and
+# `ipaddress` costs microseconds. Only valid addresses are kept (a refusal raises, uncached).
+@lru_cache(maxsize=1 << 16)
+def _parse_address(text: str, name: str) -> str:
     try:
         return str(ipaddress.ip_address(text)) if ":" in text else _ipv4_or_name(text, name)
     except ValueError:

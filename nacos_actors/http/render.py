@@ -55,8 +55,55 @@ def _checksum(service: Service) -> str:
     cached = service.memo.get("checksum")
     if cached is not None:
         return cached
-    parts = sorted(f"{i.ip}:{i.port}_{i.weight}_{str(i.healthy).lower()}_{i.cluster}," for i in service.instances.values())
+    parts = sorted(_RENDERED.of(i).checksum_part for i in service.instances.values())
     return hashlib.md5("".join(parts).encode()).hexdigest()
+
+
+class _Rendered:
+    """What one Instance renders to, kept while the instance lives on in snapshots: its checksum
+    part, and its list host JSON per (reported health, service name)."""
+
+    __slots__ = ("checksum_part", "hosts", "instance")
+
+    def __init__(self, instance: Instance) -> None:
+        self.instance = instance
+        self.checksum_part = (
+            f"{instance.ip}:{instance.port}_{instance.weight}_{str(instance.healthy).lower()}_{instance.cluster},"
+        )
+        self.hosts: dict[tuple[bool, str], orjson.Fragment] = {}
+
+
+class _RenderedInstances:
+    """Rendered parts of instances, by identity: a write copies a service but keeps the Instance
+    objects it did not change, so re-rendering a 100-instance list after one register renders
+    one host, not a hundred. Any thread (the push actor renders too): entries are only ever
+    added whole, and a lost race renders the same bytes twice. Cleared when it grows past
+    `limit` entries (about 0.5 KB each, so at most ~70 MB; a registry with more instances than
+    that in use renders some hosts afresh, as it did without this cache)."""
+
+    def __init__(self, limit: int = 1 << 17) -> None:
+        self._limit = limit
+        self._by_id: dict[int, _Rendered] = {}
+
+    def of(self, instance: Instance) -> _Rendered:
+        found = self._by_id.get(id(instance))
+        if found is not None and found.instance is instance:
+            return found
+        if len(self._by_id) >= self._limit:
+            self._by_id = {}
+        made = self._by_id[id(instance)] = _Rendered(instance)
+        return made
+
+    def host(self, instance: Instance, healthy: bool, service_name: str) -> orjson.Fragment:
+        rendered = self.of(instance)
+        shape = (healthy, service_name)
+        fragment = rendered.hosts.get(shape)
+        if fragment is None:
+            fragment = rendered.hosts[shape] = orjson.Fragment(dumps(list_host(instance, healthy, service_name)))
+        return fragment
+
+
+_RENDERED = _RenderedInstances()
 
 
 def list_host(instance: Instance, healthy: bool, service_name: str) -> dict[str, Any]:
@@ -144,7 +191,7 @@ def list_body(
         return dumps(_list_document(key, clusters_text, cache_millis, now_ms, "", {}, [], False, java_client))
     host_name = key.name if java_client else split_grouped_name(key.name)[1]
     selected, protected = select_hosts(service, clusters, healthy_only)
-    hosts = [list_host(instance, healthy, host_name) for instance, healthy in selected]
+    hosts = [_RENDERED.host(instance, healthy, host_name) for instance, healthy in selected]
     document = _list_document(
         key,
         clusters_text,
@@ -166,7 +213,7 @@ def _list_document(
     last_ref_time: int,
     checksum: str,
     metadata: dict[str, str],
-    hosts: list[dict[str, Any]],
+    hosts: list[Any],
     protected: bool,
     java_client: bool,
 ) -> dict[str, Any]:
