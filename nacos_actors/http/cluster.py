@@ -1,12 +1,14 @@
 """The cluster as the HTTP front sees it: forwarding, peer endpoints, member views, joining.
 
-- Client writes and beats (`distro_write` handlers) that reach a member not responsible for
-  their service are forwarded, as they came, to the one that is; the client never knows.
+- Client writes and beats (`distro_write` handlers, wrapped by `forwarding` on a member) that
+  reach a member not responsible for their service are forwarded, as they came, to the one
+  that is; the client never knows.
 - Peer endpoints (msgpack bodies): member reports, Distro batches and verify digests, and the
   full snapshot a starting member loads. Only members may call them (the member list, and the
   cluster secret when one is set); a body that does not decode is a 400 and changes nothing.
 - Nacos's JSON views: `/v1/core/cluster/*` and `/v1/ns/operator/servers` and `distro/*`.
-- `async_join`: a starting member loads a snapshot from a peer before it serves clients.
+- `async_join`: a starting member loads a snapshot from a peer before it serves clients (until
+  then nacos_actors.http.routing answers clients 503).
 
 Runs on the event loop thread. A standalone node has no ClusterFront (`front.cluster` is None).
 """
@@ -18,7 +20,7 @@ import hmac
 import ipaddress
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 import pykka
 from aiohttp import web
@@ -35,19 +37,19 @@ from nacos_actors.core.codec import (
     encode_services,
 )
 from nacos_actors.core.distro import responsible_member, verdict
-from nacos_actors.core.members import HEALTHY_STATES, REPORTED_STATES, UP, MemberBoard
+from nacos_actors.core.members import REPORTED_STATES, UP, MemberBoard
 from nacos_actors.core.registry import Dropped
 from nacos_actors.http import params as p
 from nacos_actors.http import render
-from nacos_actors.http.front import FRONT_KEY, Front, front_of, json_response, ok, request_params
+from nacos_actors.http.front import Front, front_of, json_response, ok, request_params
 from nacos_actors.http.params import ParamError
+from nacos_actors.http.routing import AddRoute, Handler
 from nacos_actors.logs import event
 from nacos_actors.messages import ApplyReplicated, LoadSnapshot, MarkReady, PeerFailed, ReportReceived
 from nacos_actors.model import ServiceKey
 from nacos_actors.peers import FORWARDED_HEADER, MEMBER_HEADER, MSGPACK, SECRET_HEADER, PeerError, PeerLink
 
 log = logging.getLogger(__name__)
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SNAPSHOT_PATH = "/v1/ns/distro/datums"
 FORWARD_ATTEMPTS = 3
 FORWARD_BACKOFF_S = 0.05
@@ -105,23 +107,6 @@ class ClusterFront:
             if not hmac.compare_digest(given.encode(), self.secret.encode()):
                 raise ParamError(f"Header '{SECRET_HEADER}' is missing or wrong", status=403)
         return claimed
-
-
-DISTRO_WRITE = "_nacos_actors_distro_write"
-
-
-def distro_write(handler: Handler) -> Handler:
-    """Mark a client write of one service: `add_route` makes it forward on a cluster member."""
-    setattr(handler, DISTRO_WRITE, True)
-    return handler
-
-
-def add_route(app: web.Application, method: str, path: str, handler: Handler) -> None:
-    """Add a route; on a cluster member a `distro_write` handler is wrapped by `forwarding`
-    (a standalone node pays nothing for it)."""
-    if getattr(handler, DISTRO_WRITE, False) and app[FRONT_KEY].cluster is not None:
-        handler = forwarding(handler)
-    app.router.add_route(method, path, handler)
 
 
 def forwarding(handler: Handler) -> Handler:
@@ -380,47 +365,21 @@ async def async_join(front: Front) -> None:
     cluster.member_actor.tell(MarkReady())
 
 
-def starting_gate(front: Front) -> Any:
-    """Middleware: client endpoints answer 503 until this member serves (peers, probes, metrics
-    and the member views answer at once)."""
-    prefix = front.settings.context_path
-    open_paths = (
-        f"{prefix}/v1/core/",
-        f"{prefix}/v1/ns/distro/",
-        f"{prefix}/v1/ns/operator/",
-        f"{prefix}/v1/ns/ops/",
-        f"{prefix}/v1/console/health/",
-        f"{prefix}/actuator/",
-        f"{prefix}/openapi.json",
-        "/metrics",
-    )
-
-    @web.middleware
-    async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
-        cluster = front.cluster
-        if cluster is not None and not cluster.serving and not request.path.startswith(open_paths):
-            return web.Response(status=503, text="this member is starting: it loads its data from a peer")
-        return await handler(request)
-
-    return gate
-
-
-def add_routes(app: web.Application, prefix: str, with_peers: bool) -> None:
+def add_routes(add: AddRoute, prefix: str, with_peers: bool) -> None:
     """The member views (always), and the peer endpoints when this node is a cluster member."""
     core = f"{prefix}/v1/core/cluster"
-    app.router.add_route("GET", f"{core}/self", cluster_self)
-    app.router.add_route("GET", f"{core}/nodes", cluster_nodes)
-    app.router.add_route("GET", f"{core}/simple/nodes", cluster_simple_nodes)
-    app.router.add_route("GET", f"{core}/health", cluster_health)
+    add("GET", f"{core}/self", cluster_self)
+    add("GET", f"{core}/nodes", cluster_nodes)
+    add("GET", f"{core}/simple/nodes", cluster_simple_nodes)
+    add("GET", f"{core}/health", cluster_health)
     if with_peers:
-        app.router.add_route("POST", f"{core}/report", receive_report)
+        add("POST", f"{core}/report", receive_report)
         distro = f"{prefix}/v1/ns/distro"
-        app.router.add_route("PUT", f"{distro}/datum", receive_batch)
-        app.router.add_route("PUT", f"{distro}/checksum", receive_digests)
-        app.router.add_route("GET", f"{distro}/datums", serve_snapshot)
+        add("PUT", f"{distro}/datum", receive_batch)
+        add("PUT", f"{distro}/checksum", receive_digests)
+        add("GET", f"{distro}/datums", serve_snapshot)
     for base in (f"{prefix}/v1/ns/operator", f"{prefix}/v1/ns/ops"):
-        app.router.add_route("GET", f"{base}/distro/server", distro_server)
-        app.router.add_route("GET", f"{base}/distro/status", distro_status)
+        add("GET", f"{base}/distro/server", distro_server)
+        add("GET", f"{base}/distro/status", distro_status)
 
 
-__all__ = ["ClusterFront", "HEALTHY_STATES", "async_join", "distro_write", "starting_gate", "add_routes"]

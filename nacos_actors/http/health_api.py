@@ -11,8 +11,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from nacos_actors.http import params as p
-from nacos_actors.http.cluster import add_route, distro_write
 from nacos_actors.http.front import front_of, ok, request_params
+from nacos_actors.http.routing import AddRoute, distro_write
 from nacos_actors.messages import SetInstanceHealth, UpdateCluster
 from nacos_actors.model import ClusterConfig, freeze
 
@@ -63,9 +63,9 @@ async def set_instance_health(request: web.Request) -> web.Response:
     return ok()
 
 
-def add_routes(app: web.Application, prefix: str) -> None:
+def add_routes(add: AddRoute, prefix: str) -> None:
     """Mount the cluster and health-write routes under `<context path>/v1/ns`."""
     ns = f"{prefix}/v1/ns"
-    add_route(app, "PUT", f"{ns}/cluster", update_cluster)
-    add_route(app, "PUT", f"{ns}/health/instance", set_instance_health)
-    add_route(app, "PUT", f"{ns}/health", set_instance_health)
+    add("PUT", f"{ns}/cluster", update_cluster)
+    add("PUT", f"{ns}/health/instance", set_instance_health)
+    add("PUT", f"{ns}/health", set_instance_health)

@@ -13,64 +13,16 @@ reads /proc), everything else on the loop.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Iterable
+from typing import Iterable
 
 from aiohttp import web
 
 from nacos_actors.http import params as p
 from nacos_actors.http import render
 from nacos_actors.http.front import front_of, json_response
-from nacos_actors.metrics import CONTENT_TYPE, UNMATCHED_ROUTE, NodeMetrics, method_label
+from nacos_actors.http.routing import AddRoute
+from nacos_actors.metrics import CONTENT_TYPE
 from nacos_actors.model import Service, ServiceKey
-
-
-class _ByStatus(dict[int, Any]):
-    """One route's histogram children by status, with the labels to make a missing one."""
-
-    __slots__ = ("route", "method")
-
-    def __init__(self, route: str, method: str) -> None:
-        super().__init__()
-        self.route = route
-        self.method = method
-
-
-class RequestTimer:
-    """Records each request's duration under its route's canonical path, method and status.
-
-    Event loop thread only. Label children are looked up in plain dicts keyed by the matched
-    route object, then the status, so a request costs two dict lookups and one histogram
-    observe. Requests no route matched share the route label `unmatched`; methods outside the
-    usual verbs are `other`: the label values stay bounded whatever clients send.
-    """
-
-    __slots__ = ("_metrics", "_by_route", "_unmatched")
-
-    def __init__(self, metrics: NodeMetrics) -> None:
-        self._metrics = metrics
-        self._by_route: dict[object, _ByStatus] = {}
-        self._unmatched: dict[str, _ByStatus] = {}
-
-    def async_observe(self, request: web.Request, status: int, seconds: float) -> None:
-        route = request.match_info.route
-        children = self._by_route.get(route)
-        if children is None:
-            children = self._children_of(route, request.method)
-        child = children.get(status)
-        if child is None:
-            child = children[status] = self._metrics.request_seconds_child(children.route, children.method, status)
-        child.observe(seconds)
-
-    def _children_of(self, route: web.AbstractRoute, method: str) -> _ByStatus:
-        resource = route.resource
-        if resource is None:  # no route matched: a fresh SystemRoute per request, never a key
-            label = method_label(method)
-            children = self._unmatched.get(label)
-            if children is None:
-                children = self._unmatched[label] = _ByStatus(UNMATCHED_ROUTE, label)
-            return children
-        children = self._by_route[route] = _ByStatus(resource.canonical, method_label(route.method))
-        return children
 
 
 async def prometheus(request: web.Request) -> web.Response:
@@ -109,12 +61,12 @@ async def service_discovery_service(request: web.Request) -> web.Response:
     return _targets(s for s in front_of(request).services_in(namespace) if s.bare_name == name)
 
 
-def add_routes(app: web.Application, prefix: str) -> None:
+def add_routes(add: AddRoute, prefix: str) -> None:
     """Mount the metrics endpoints (and /metrics outside the context path) and the SD endpoints."""
-    app.router.add_route("GET", f"{prefix}/actuator/prometheus", prometheus)
-    app.router.add_route("GET", "/metrics", prometheus)
-    app.router.add_route("GET", f"{prefix}/prometheus", service_discovery)
-    app.router.add_route("GET", f"{prefix}/prometheus/namespaceId/{{namespaceId}}", service_discovery_namespace)
-    app.router.add_route(
+    add("GET", f"{prefix}/actuator/prometheus", prometheus)
+    add("GET", "/metrics", prometheus)
+    add("GET", f"{prefix}/prometheus", service_discovery)
+    add("GET", f"{prefix}/prometheus/namespaceId/{{namespaceId}}", service_discovery_namespace)
+    add(
         "GET", f"{prefix}/prometheus/namespaceId/{{namespaceId}}/service/{{service}}", service_discovery_service
     )

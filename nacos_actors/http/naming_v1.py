@@ -13,8 +13,8 @@ from aiohttp import web
 from nacos_actors.core.push import SubscriberKey, Subscription
 from nacos_actors.http import params as p
 from nacos_actors.http import render
-from nacos_actors.http.cluster import add_route, distro_write
 from nacos_actors.http.front import front_of, json_response, ok, request_params
+from nacos_actors.http.routing import AddRoute, distro_write
 from nacos_actors.messages import (
     BeatInstance,
     CreateService,
@@ -375,23 +375,23 @@ async def catalog_instances(request: web.Request) -> web.Response:
     return json_response(render.dumps({"list": rows, "count": len(instances)}))
 
 
-def add_routes(app: web.Application, prefix: str) -> None:
+def add_routes(add: AddRoute, prefix: str) -> None:
     """Mount the naming API under `<context path>/v1/ns`."""
     ns = f"{prefix}/v1/ns"
-    add_route(app, "POST", f"{ns}/instance", register_instance)
-    add_route(app, "DELETE", f"{ns}/instance", deregister_instance)
-    add_route(app, "PUT", f"{ns}/instance", update_instance)
-    add_route(app, "PATCH", f"{ns}/instance", patch_instance)
-    add_route(app, "GET", f"{ns}/instance", instance_detail)
-    add_route(app, "GET", f"{ns}/instance/list", instance_list)
-    add_route(app, "PUT", f"{ns}/instance/beat", beat)
-    add_route(app, "PUT", f"{ns}/instance/metadata/batch", update_metadata_batch)
-    add_route(app, "DELETE", f"{ns}/instance/metadata/batch", update_metadata_batch)
-    add_route(app, "POST", f"{ns}/service", create_service)
-    add_route(app, "PUT", f"{ns}/service", update_service)
-    add_route(app, "DELETE", f"{ns}/service", delete_service)
-    add_route(app, "GET", f"{ns}/service", service_detail)
-    add_route(app, "GET", f"{ns}/service/list", service_list)
-    add_route(app, "GET", f"{ns}/service/subscribers", service_subscribers)
-    add_route(app, "GET", f"{ns}/catalog/services", catalog_services)
-    add_route(app, "GET", f"{ns}/catalog/instances", catalog_instances)
+    add("POST", f"{ns}/instance", register_instance)
+    add("DELETE", f"{ns}/instance", deregister_instance)
+    add("PUT", f"{ns}/instance", update_instance)
+    add("PATCH", f"{ns}/instance", patch_instance)
+    add("GET", f"{ns}/instance", instance_detail)
+    add("GET", f"{ns}/instance/list", instance_list)
+    add("PUT", f"{ns}/instance/beat", beat)
+    add("PUT", f"{ns}/instance/metadata/batch", update_metadata_batch)
+    add("DELETE", f"{ns}/instance/metadata/batch", update_metadata_batch)
+    add("POST", f"{ns}/service", create_service)
+    add("PUT", f"{ns}/service", update_service)
+    add("DELETE", f"{ns}/service", delete_service)
+    add("GET", f"{ns}/service", service_detail)
+    add("GET", f"{ns}/service/list", service_list)
+    add("GET", f"{ns}/service/subscribers", service_subscribers)
+    add("GET", f"{ns}/catalog/services", catalog_services)
+    add("GET", f"{ns}/catalog/instances", catalog_instances)

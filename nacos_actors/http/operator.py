@@ -13,6 +13,7 @@ from nacos_actors import __version__
 from nacos_actors.http import cluster, render
 from nacos_actors.http import params as p
 from nacos_actors.http.front import front_of, json_response, request_params
+from nacos_actors.http.routing import AddRoute
 from nacos_actors.model import DEFAULT_NAMESPACE
 
 SWITCH_DOMAIN = {
@@ -147,13 +148,13 @@ async def server_health(request: web.Request) -> web.Response:
     return json_response(render.dumps({"msg": message, "version": __version__}))
 
 
-def add_routes(app: web.Application, prefix: str) -> None:
+def add_routes(add: AddRoute, prefix: str) -> None:
     for base in (f"{prefix}/v1/ns/operator", f"{prefix}/v1/ns/ops"):
-        app.router.add_route("GET", f"{base}/metrics", metrics)
-        app.router.add_route("GET", f"{base}/servers", servers)
-        app.router.add_route("GET", f"{base}/switches", switches)
-        app.router.add_route("GET", f"{base}/push/state", push_state)
-    app.router.add_route("GET", f"{prefix}/v1/ns/health/server", server_health)
-    app.router.add_route("GET", f"{prefix}/v1/console/namespaces", namespaces)
-    app.router.add_route("GET", f"{prefix}/v1/console/health/readiness", readiness)
-    app.router.add_route("GET", f"{prefix}/v1/console/health/liveness", liveness)
+        add("GET", f"{base}/metrics", metrics)
+        add("GET", f"{base}/servers", servers)
+        add("GET", f"{base}/switches", switches)
+        add("GET", f"{base}/push/state", push_state)
+    add("GET", f"{prefix}/v1/ns/health/server", server_health)
+    add("GET", f"{prefix}/v1/console/namespaces", namespaces)
+    add("GET", f"{prefix}/v1/console/health/readiness", readiness)
+    add("GET", f"{prefix}/v1/console/health/liveness", liveness)

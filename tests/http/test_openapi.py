@@ -96,7 +96,8 @@ def test_every_reference_resolves():
 def test_every_registered_route_is_documented_and_vice_versa(front):
     app = build_app(front)
     registered = {(route.method, route.resource.canonical) for route in app.router.routes()}
-    assert registered == documented_routes()
+    # The catch-all that answers 404/405 for everything else is no endpoint.
+    assert registered - {("*", "/{path}")} == documented_routes()
 
 
 def test_every_operation_documents_its_error_statuses():
