@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+from bisect import bisect_left
 from typing import Any, Iterable, Protocol, get_args
 
 import pykka
@@ -34,8 +35,9 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from nacos_actors.core.members import STATES, MemberBoard
 from nacos_actors.core.push import PushBoard
@@ -88,6 +90,57 @@ PUSH_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1
 REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 MESSAGE_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)  # bridge.MAX_BATCH is the largest batch
+
+
+class _LoopHistogramChild:
+    """One label set of a LoopHistogram: plain counts per bucket and a sum."""
+
+    __slots__ = ("_bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self._bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
+        self.total = 0.0
+
+    def observe(self, amount: float) -> None:
+        self.counts[bisect_left(self._bounds, amount)] += 1
+        self.total += amount
+
+
+class LoopHistogram(Collector):
+    """A histogram whose observations all come from one thread (the event loop), kept in plain
+    lists without prometheus_client's per-value locks: observing costs a bisect and two adds
+    instead of about 2 us, on every request. Exported like a Histogram (`_bucket`, `_count`,
+    `_sum`); a scrape on another thread copies each list in one step, so a sample's buckets and
+    count always agree (its sum may miss an observation made meanwhile)."""
+
+    def __init__(
+        self, name: str, documentation: str, labelnames: tuple[str, ...], buckets: tuple[float, ...], registry: Any
+    ) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._labelnames = labelnames
+        self._bounds = tuple(sorted(buckets))
+        self._children: dict[tuple[str, ...], _LoopHistogramChild] = {}
+        registry.register(self)
+
+    def labels(self, *values: str) -> _LoopHistogramChild:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = _LoopHistogramChild(self._bounds)
+        return child
+
+    def collect(self) -> Iterable[Metric]:
+        family = HistogramMetricFamily(self._name, self._documentation, labels=list(self._labelnames))
+        edges = [*(floatToGoString(b) for b in self._bounds), "+Inf"]
+        for values, child in list(self._children.items()):
+            counts, total = list(child.counts), child.total
+            cumulative, running = [], 0
+            for edge, count in zip(edges, counts, strict=True):
+                running += count
+                cumulative.append((edge, running))
+            family.add_metric(list(values), cumulative, total)
+        yield family
 
 
 class RegistryCounts(Protocol):
@@ -386,13 +439,13 @@ class NodeMetrics:
         self.exceptions_request = exceptions.labels(NACOS_MODULE, EXCEPTION_REQUEST)
         self.exceptions_actor = exceptions.labels(NACOS_MODULE, EXCEPTION_ACTOR)
 
-        self.request_seconds = Histogram(
+        self.request_seconds = LoopHistogram(
             "nacos_actors_http_request_duration_seconds",
             "Time from routing a request to its answer, by route (the matched path pattern, "
             f"'{UNMATCHED_ROUTE}' when none matched), method and status",
-            ["route", "method", "status"],
-            registry=registry,
-            buckets=REQUEST_BUCKETS,
+            ("route", "method", "status"),
+            REQUEST_BUCKETS,
+            registry,
         )
 
         beats = Counter(
@@ -454,7 +507,7 @@ class NodeMetrics:
         return self._message_seconds.labels(actor, message.__name__)
 
     def request_seconds_child(self, route: str, method: str, status: int) -> Any:
-        """The request-duration histogram of one (route, method, status). Any thread."""
+        """The request-duration histogram of one (route, method, status). Event loop thread."""
         return self.request_seconds.labels(route, method, str(status))
 
     def exposition(self) -> bytes:

@@ -9,7 +9,9 @@ from io import StringIO
 from types import SimpleNamespace
 
 import pytest
-from prometheus_client import CollectorRegistry
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
 from nacos_actors.logs import JsonFormatter, configure_logging, event
@@ -34,6 +36,8 @@ from nacos_actors.metrics import (
     BEAT_OUTCOMES,
     COMMAND_TYPES,
     CONTENT_TYPE,
+    REQUEST_BUCKETS,
+    LoopHistogram,
     NodeMetrics,
     command_label,
     method_label,
@@ -303,3 +307,25 @@ def test_configure_logging_in_text(monkeypatch):
     logging.getLogger("nacos_actors.x").info("hidden")
     (line,) = stream.getvalue().splitlines()
     assert line.endswith(" WARNING nacos_actors.x careful")
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(min_value=0, max_value=30, allow_nan=False), max_size=40))
+def test_the_loop_histogram_exports_what_a_prometheus_histogram_would(values):
+    """LoopHistogram (lock-free, one writer) keeps prometheus_client's Histogram semantics."""
+    ours_registry, theirs_registry = CollectorRegistry(), CollectorRegistry()
+    ours = LoopHistogram("h_seconds", "h", ("route",), REQUEST_BUCKETS, ours_registry)
+    theirs = Histogram("h_seconds", "h", ["route"], registry=theirs_registry, buckets=REQUEST_BUCKETS)
+    for value in values:
+        ours.labels("/r").observe(value)
+        theirs.labels("/r").observe(value)
+
+    def samples(registry):
+        return sorted(
+            (s.name, tuple(sorted(s.labels.items())), round(s.value, 9))
+            for family in registry.collect()
+            for s in family.samples
+            if not s.name.endswith("_created")
+        )
+
+    assert samples(ours_registry) == samples(theirs_registry)
