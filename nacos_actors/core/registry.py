@@ -186,13 +186,14 @@ class RegistryCore:
                 return self._publish(created)
             case UpdateService(service, threshold, metadata, selector):
                 current = self._existing_service(service, f"service {service.name} not found!")
-                updated = replace(
+                updated = self._next(
                     current,
+                    now_ms,
                     protect_threshold=threshold,
                     metadata=current.metadata if metadata is None else freeze(metadata),
                     selector=current.selector if selector is None else selector,
                 )
-                return self._publish(self._next(current, updated, now_ms))
+                return self._publish(updated)
             case DeleteService(service):
                 current = self._existing_service(
                     service, f"specified service not exist, serviceName : {service.name}"
@@ -223,7 +224,9 @@ class RegistryCore:
     def _put_instance(self, service_key: ServiceKey, instance: Instance, now_ms: int) -> Applied:
         current = self._current(service_key) or Service(key=service_key, revision=self._first_revision(service_key))
         previous = current.instances.get(instance.key)
-        instance = replace(instance, instance_id=self._instance_id(current, instance, previous))
+        instance_id = self._instance_id(current, instance, previous)
+        if instance.instance_id != instance_id:
+            instance = replace(instance, instance_id=instance_id)
         if previous == instance:
             return Applied(value=previous)
         instances = self._writable(current)
@@ -303,8 +306,8 @@ class RegistryCore:
             return Applied(value=config)
         clusters = dict(current.clusters)
         clusters[cluster] = config
-        updated = replace(current, clusters=MappingProxyType(clusters))
-        return Applied(config, self._publish(self._next(current, updated, now_ms)).changed)
+        updated = self._next(current, now_ms, clusters=MappingProxyType(clusters))
+        return Applied(config, self._publish(updated).changed)
 
     def _set_instance_health(self, command: SetInstanceHealth, now_ms: int) -> Applied:
         """Nacos's HealthController rule: only a cluster whose checker is NONE takes a manual
@@ -396,16 +399,18 @@ class RegistryCore:
 
     @staticmethod
     def _with_instances(current: Service, instances: dict[InstanceKey, Instance], now_ms: int) -> Service:
-        return RegistryCore._next(current, replace(current, instances=MappingProxyType(instances)), now_ms)
+        return RegistryCore._next(current, now_ms, instances=MappingProxyType(instances))
 
     @staticmethod
-    def _next(current: Service, updated: Service, now_ms: int) -> Service:
-        """Stamp a new snapshot with the next revision, a fresh memo and a monotone modified time."""
+    def _next(current: Service, now_ms: int, **changes: Any) -> Service:
+        """`current` with `changes`, stamped with the next revision, a fresh memo and a monotone
+        modified time (one copy per write: the actor makes one per command)."""
         return replace(
-            updated,
+            current,
             revision=current.revision + 1,
             modified_ms=max(now_ms, current.modified_ms + 1),
             memo={},
+            **changes,
         )
 
     def _publish(self, snapshot: Service) -> Applied:

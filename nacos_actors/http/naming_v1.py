@@ -67,7 +67,7 @@ async def register_instance(request: web.Request) -> web.Response:
     front = front_of(request)
     params = await request_params(request)
     service = p.service_key(params)
-    instance = p.instance(params)
+    instance = p.instance(params, service)
     # The beat clock starts before the write: the health actor may see the change before this
     # request resumes, and must not judge the instance by an older beat.
     front.beats.record(service, instance.key, front.clock())
@@ -93,7 +93,7 @@ async def update_instance(request: web.Request) -> web.Response:
     front = front_of(request)
     params = await request_params(request)
     service = p.service_key(params)
-    instance = p.instance(params)
+    instance = p.instance(params, service)
     await front.write(UpdateInstance(service, instance, must_exist=p.is_java_client(request.headers)))
     return ok()
 

@@ -31,6 +31,7 @@ from nacos_actors.model import (
     InstanceKey,
     Selector,
     ServiceKey,
+    default_instance_id,
     freeze,
     grouped_name,
 )
@@ -456,18 +457,24 @@ def page_number(params: Params, name: str, default: int | None = None) -> int:
 # -- instances ---------------------------------------------------------------------------
 
 
-def instance(params: Params) -> Instance:
-    """The instance a register/update request describes, with Nacos's defaults."""
+def instance(params: Params, service: ServiceKey | None = None) -> Instance:
+    """The instance a register/update request describes, with Nacos's defaults. Given its
+    service, it carries the simple instance id the registry would give a new one (saving the
+    registry actor a copy of it); the registry still decides the id."""
+    address, number, cluster_name = ip(params), port(params), cluster(params)
     return Instance(
-        ip=ip(params),
-        port=port(params),
-        cluster=cluster(params),
+        ip=address,
+        port=number,
+        cluster=cluster_name,
         weight=weight(params),
         healthy=boolean(params, True, "healthy"),
         enabled=boolean(params, True, "enabled", "enable"),
         ephemeral=boolean(params, True, "ephemeral"),
         metadata=metadata(params) or freeze({}),
         app=app(params),
+        instance_id=""
+        if service is None
+        else default_instance_id(InstanceKey(address, number, cluster_name, True), service.name),
     )
 
 
