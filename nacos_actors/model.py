@@ -197,3 +197,11 @@ class Service:
     def cluster_config(self, name: str) -> ClusterConfig:
         """The cluster's configuration; the TCP default when it was never configured."""
         return self.clusters.get(name, DEFAULT_CLUSTER_CONFIG)
+
+
+Stamp = tuple[int, int]
+"""A service state's version as replication compares it: (revision, modified_ms)."""
+
+
+def stamp_of(service: Service) -> Stamp:
+    return (service.revision, service.modified_ms)

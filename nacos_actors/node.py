@@ -23,7 +23,6 @@ import uvloop
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from nacos_actors.actors.alarm import wall_clock_ms
 from nacos_actors.actors.distro import DistroActor
 from nacos_actors.actors.health import HealthCheckActor
 from nacos_actors.actors.members import MemberActor
@@ -31,6 +30,7 @@ from nacos_actors.actors.push import PushActor, open_push_socket
 from nacos_actors.actors.registry import RegistryActor
 from nacos_actors.beats import BeatLog
 from nacos_actors.bridge import ActorUnavailable, async_ask
+from nacos_actors.clock import wall_clock_ms
 from nacos_actors.core.codec import CodecError, decode_services, encode_services
 from nacos_actors.core.distro import DistroConfig, DistroCore
 from nacos_actors.core.health import HealthConfig, HealthCore
@@ -239,10 +239,9 @@ def start_cluster(
     started.append(distro)
     registry.tell(Watch(distro))
     member_config = MemberConfig(settings.member_report_interval_ms, settings.member_fail_threshold)
-    board = MemberBoard(standalone_view(me))
-    members = MemberActor.start(
-        MemberCore(me, settings.members, member_config, now), board, link, [distro, health], metrics, shutdown.on_fatal
-    )
+    member_core = MemberCore(me, settings.members, member_config, now)
+    board = metrics.cluster.states.board = MemberBoard(member_core.view)
+    members = MemberActor.start(member_core, board, link, [distro, health], metrics, shutdown.on_fatal)
     started.append(members)
     return ClusterFront(me, board, link, members, settings.cluster_secret, peers=peers), distro
 

@@ -22,6 +22,11 @@ MEMBER_HEADER = "Nacos-Actors-Member"
 SECRET_HEADER = "Nacos-Actors-Secret"
 FORWARDED_HEADER = "Nacos-Actors-Forwarded"
 MSGPACK = "application/msgpack"
+# The peer endpoints, under the context path (served by nacos_actors.http.cluster).
+REPORT_PATH = "/v1/core/cluster/report"
+DATUM_PATH = "/v1/ns/distro/datum"
+CHECKSUM_PATH = "/v1/ns/distro/checksum"
+SNAPSHOT_PATH = "/v1/ns/distro/datums"
 # Not copied when a client request is forwarded: aiohttp sets these itself.
 HOP_HEADERS = frozenset(
     h.lower()

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any, Callable
 
 import pykka
 
+from nacos_actors.clock import wall_clock_ms
 from nacos_actors.messages import Tick
-
-
-def wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class Alarm:

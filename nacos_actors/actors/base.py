@@ -7,7 +7,8 @@ from typing import Any, Callable, ClassVar
 
 import pykka
 
-from nacos_actors.actors.alarm import Alarm, wall_clock_ms
+from nacos_actors.actors.alarm import Alarm
+from nacos_actors.clock import wall_clock_ms
 from nacos_actors.metrics import NodeMetrics
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,13 @@ class NodeActor(pykka.ThreadingActor):
         self._metrics.exceptions_actor.inc()
         log.error("%s actor failed; stopping the node", self.NAME, exc_info=exception_value)
         self._on_fatal(exception_value)
+
+    def _tell_me(self, message: Any) -> None:
+        """Tell this actor `message` (from any thread; dropped once it has stopped)."""
+        try:
+            self.actor_ref.tell(message)
+        except pykka.ActorDeadError:
+            pass
 
     def _release(self) -> None:
         """Stop the alarm and the mailbox gauge (on stop and on failure)."""

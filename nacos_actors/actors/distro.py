@@ -6,12 +6,10 @@ import logging
 from time import perf_counter
 from typing import Any, Callable, assert_never
 
-import pykka
-
-from nacos_actors.actors.alarm import wall_clock_ms
 from nacos_actors.actors.base import NodeActor
+from nacos_actors.clock import wall_clock_ms
 from nacos_actors.core.codec import CodecError, decode_keys, encode_batch, encode_digests
-from nacos_actors.core.distro import DistroCore, SendBatch, SendDigests, stamp_of
+from nacos_actors.core.distro import DistroCore, SendBatch, stamp_of
 from nacos_actors.core.members import HEALTHY_STATES
 from nacos_actors.core.registry import RegistryCore
 from nacos_actors.logs import event
@@ -26,11 +24,9 @@ from nacos_actors.messages import (
     Tick,
 )
 from nacos_actors.metrics import NodeMetrics
-from nacos_actors.peers import PeerError, PeerLink
+from nacos_actors.peers import CHECKSUM_PATH, DATUM_PATH, PeerError, PeerLink
 
 log = logging.getLogger(__name__)
-DATUM_PATH = "/v1/ns/distro/datum"
-CHECKSUM_PATH = "/v1/ns/distro/checksum"
 
 
 class DistroActor(NodeActor):
@@ -100,11 +96,13 @@ class DistroActor(NodeActor):
                 return "pong"
             case _:
                 assert_never(received)
+        digests: bytes | None = None
         for effect in self.core.due(now):
             if isinstance(effect, SendBatch):
                 self._send_batch(effect)
             else:
-                self._send_digests(effect)
+                digests = digests or self._digests()  # one body for every peer of this round
+                self._send_digests(effect.peer, digests)
         if self._drains and self.core.pending() == 0:
             for reply in self._drains:
                 reply.resolve((0,))
@@ -112,12 +110,6 @@ class DistroActor(NodeActor):
         self._alarm.set(self.core.next_deadline())
         self._seconds[type(received)].observe(perf_counter() - started)
         return None
-
-    def _tell_me(self, message: Any) -> None:
-        try:
-            self.actor_ref.tell(message)
-        except pykka.ActorDeadError:
-            pass
 
     def _send_batch(self, batch: SendBatch) -> None:
         states = [self._view.state_of(key) for key in batch.keys]
@@ -135,10 +127,13 @@ class DistroActor(NodeActor):
         if not link.submit(send):
             self.core.batch_done(batch, False, self._clock())
 
-    def _send_digests(self, effect: SendDigests) -> None:
+    def _digests(self) -> bytes:
+        """The stamps of every service this member owns, with its healthy view, encoded."""
         owned = [(s.key, stamp_of(s)) for s in self._view.all_services() if self.core.owns(s.key)]
-        body = encode_digests(self._link.self_address, self.core.healthy, owned)
-        link, tell, peer = self._link, self._tell_me, effect.peer
+        return encode_digests(self._link.self_address, self.core.healthy, owned)
+
+    def _send_digests(self, peer: str, body: bytes) -> None:
+        link, tell = self._link, self._tell_me
 
         async def send() -> None:
             try:

@@ -8,9 +8,9 @@ from typing import Any, Callable, assert_never
 
 import pykka
 
-from nacos_actors.actors.alarm import wall_clock_ms
 from nacos_actors.actors.base import NodeActor
 from nacos_actors.beats import BeatLog
+from nacos_actors.clock import wall_clock_ms
 from nacos_actors.core.distro import judges_health, responsible_member
 from nacos_actors.core.health import HealthCore
 from nacos_actors.messages import NO_REPLY, HealthMessage, MembersChanged, Ping, ServicesChanged, Tick, WriteBatch

@@ -8,8 +8,8 @@ from typing import Any, Callable, assert_never
 
 import pykka
 
-from nacos_actors.actors.alarm import wall_clock_ms
 from nacos_actors.actors.base import NodeActor
+from nacos_actors.clock import wall_clock_ms
 from nacos_actors.core.codec import CodecError, decode_report, encode_report
 from nacos_actors.core.members import REPORTED_STATES, MemberBoard, MemberCore, MemberView
 from nacos_actors.logs import event
@@ -25,10 +25,9 @@ from nacos_actors.messages import (
     Tick,
 )
 from nacos_actors.metrics import NodeMetrics
-from nacos_actors.peers import PeerError, PeerLink
+from nacos_actors.peers import REPORT_PATH, PeerError, PeerLink
 
 log = logging.getLogger(__name__)
-REPORT_PATH = "/v1/core/cluster/report"
 LEAVE_TIMEOUT_S = 1.0
 
 
@@ -59,8 +58,6 @@ class MemberActor(NodeActor):
         self._link = link
         self._listeners = list(listeners)
         self._cluster = metrics.cluster
-        board.view = core.view
-        metrics.cluster.states.board = board
 
     def on_start(self) -> None:
         super().on_start()
@@ -72,8 +69,11 @@ class MemberActor(NodeActor):
         before = self.core.view
         match received:
             case Tick():
-                for peer in self.core.due(now):
-                    self._report(peer, self.core.view.self_state)
+                due = self.core.due(now)
+                if due:
+                    body = encode_report(self._link.self_address, self.core.view.self_state)
+                    for peer in due:
+                        self._report(peer, body)
             case ReportAnswered(peer, state):
                 self.core.report_answered(peer, state, now)
             case ReportReceived(peer, state):
@@ -100,11 +100,10 @@ class MemberActor(NodeActor):
         view = self.core.view
         if view is before:
             return
+        self._board.view = view
         changed = [a for a, s in view.members.items() if before.members[a].state != s.state]
         if not changed:
-            self._board.view = view
             return
-        self._board.view = view
         for address in changed:
             old, new = before.members[address].state, view.members[address].state
             self._cluster.member_changed(address, new)
@@ -122,8 +121,8 @@ class MemberActor(NodeActor):
             except pykka.ActorDeadError:
                 self._listeners.remove(listener)
 
-    def _report(self, peer: str, state: str) -> None:
-        link, me, body = self._link, self.actor_ref, encode_report(self._link.self_address, state)
+    def _report(self, peer: str, body: bytes) -> None:
+        link, tell = self._link, self._tell_me
 
         async def report() -> None:
             try:
@@ -134,10 +133,7 @@ class MemberActor(NodeActor):
             except (PeerError, CodecError) as error:
                 log.debug("report to %s failed: %s", peer, error)
                 told = PeerFailed(peer, isinstance(error, PeerError) and error.refused, report=True)
-            try:
-                me.tell(told)
-            except pykka.ActorDeadError:
-                pass
+            tell(told)
 
         if not link.submit(report):
             self.core.report_failed(peer, False, self._clock())

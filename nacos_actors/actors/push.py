@@ -10,8 +10,8 @@ from typing import Any, Callable, assert_never
 
 import pykka
 
-from nacos_actors.actors.alarm import wall_clock_ms
 from nacos_actors.actors.base import NodeActor
+from nacos_actors.clock import wall_clock_ms
 from nacos_actors.core.push import Effects, PushBoard, PushCore
 from nacos_actors.logs import event
 from nacos_actors.messages import (

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import time
 from time import monotonic_ns, perf_counter
 from typing import Any, Callable, assert_never
 
 import pykka
 
 from nacos_actors.actors.base import NodeActor
+from nacos_actors.clock import wall_clock_ms
 from nacos_actors.core.registry import RegistryCore, Rejected
 from nacos_actors.logs import event
 from nacos_actors.messages import (
@@ -35,11 +35,6 @@ from nacos_actors.model import InstanceKey, Service, ServiceKey
 from nacos_actors.settings import join_host_port
 
 log = logging.getLogger(__name__)
-
-
-def wall_clock_ms() -> int:
-    """Milliseconds since the epoch (what Nacos serves as lastRefTime)."""
-    return time.time_ns() // 1_000_000
 
 
 class RegistryActor(NodeActor):

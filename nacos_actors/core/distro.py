@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Iterable, Mapping, Sequence
 
-from nacos_actors.model import Service, ServiceKey
+from nacos_actors.model import Service, ServiceKey, Stamp, stamp_of
 
 INT32_MAX = 2**31 - 1
 
@@ -58,14 +58,6 @@ def judges_health(healthy: Sequence[str], member_count: int) -> bool:
     otherwise mark every instance it owns in its own view unhealthy and expire it (Nacos does);
     on healing, those removals would replicate to the members that did hear the beats."""
     return 2 * len(healthy) >= member_count
-
-
-Stamp = tuple[int, int]
-"""A service state's version as verify compares it: (revision, modified_ms)."""
-
-
-def stamp_of(service: Service) -> Stamp:
-    return (service.revision, service.modified_ms)
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,8 +75,8 @@ def standalone_view(self_address: str) -> MemberView:
 class MemberCore:
     """The state of every member and when to report to each peer. Member actor's thread only.
 
-    Every method that may change a state answers whether the healthy view changed, so the
-    actor tells Distro and the health checker only then.
+    Every method that may change a state answers whether a member's state changed (the healthy
+    view is derived from the states, so it can change only then).
     """
 
     def __init__(self, self_address: str, members: Iterable[str], config: MemberConfig, now_ms: int) -> None:
@@ -157,9 +157,8 @@ class MemberCore:
     def _set(self, address: str, state: str, fail_count: int, refreshed_ms: int) -> bool:
         previous = self._status[address]
         self._status[address] = MemberStatus(address, state, fail_count, refreshed_ms)
-        before = self._view.healthy
         self._view = self._build_view()
-        return self._view.healthy != before or previous.state != state
+        return previous.state != state
 
     def _build_view(self) -> MemberView:
         healthy = tuple(sorted(a for a, s in self._status.items() if s.state in HEALTHY_STATES))

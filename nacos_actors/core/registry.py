@@ -39,6 +39,7 @@ from nacos_actors.model import (
     ServiceKey,
     default_instance_id,
     freeze,
+    stamp_of,
 )
 
 
@@ -443,7 +444,7 @@ class RegistryCore:
         whether anything changed; `touched` is left empty (any instance may differ)."""
         current = self._current(state.key)
         if isinstance(state, Dropped):
-            if current is None or (current.revision, current.modified_ms) != state.stamp:
+            if current is None or stamp_of(current) != state.stamp:
                 return Applied(value=False)
             return replace(self._delete_service(state.key), value=True)
         if isinstance(state, Tombstone):
@@ -458,7 +459,7 @@ class RegistryCore:
         floor = current.revision if current is not None else self.tombstones.get(state.key, 0) - 1
         if not force and state.revision <= floor:
             return Applied(value=False)
-        if current is not None and (current.revision, current.modified_ms) == (state.revision, state.modified_ms):
+        if current is not None and stamp_of(current) == stamp_of(state):
             return Applied(value=False)
         self.tombstones.pop(state.key, None)
         return replace(self._publish(replace(state, memo={})), value=True)

@@ -22,7 +22,7 @@ def build_app(front: Front) -> web.Application:
     app = web.Application(client_max_size=front.settings.max_body_bytes)
     app[FRONT_KEY] = front
     prefix = front.settings.context_path
-    routes = Routes(app, front)
+    routes = Routes(app, front, cluster.forwarding if front.cluster is not None else None)
     naming_v1.add_routes(routes.add, prefix)
     health_api.add_routes(routes.add, prefix)
     operator.add_routes(routes.add, prefix)

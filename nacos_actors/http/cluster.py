@@ -36,7 +36,7 @@ from nacos_actors.core.codec import (
     encode_report,
     encode_services,
 )
-from nacos_actors.core.distro import responsible_member, verdict
+from nacos_actors.core.distro import Verdict, responsible_member, verdict
 from nacos_actors.core.members import REPORTED_STATES, UP, MemberBoard
 from nacos_actors.core.registry import Dropped
 from nacos_actors.http import params as p
@@ -46,11 +46,21 @@ from nacos_actors.http.params import ParamError
 from nacos_actors.http.routing import AddRoute, Handler
 from nacos_actors.logs import event
 from nacos_actors.messages import ApplyReplicated, LoadSnapshot, MarkReady, PeerFailed, ReportReceived
-from nacos_actors.model import ServiceKey
-from nacos_actors.peers import FORWARDED_HEADER, MEMBER_HEADER, MSGPACK, SECRET_HEADER, PeerError, PeerLink
+from nacos_actors.model import Service, ServiceKey, stamp_of
+from nacos_actors.peers import (
+    CHECKSUM_PATH,
+    DATUM_PATH,
+    FORWARDED_HEADER,
+    MEMBER_HEADER,
+    MSGPACK,
+    REPORT_PATH,
+    SECRET_HEADER,
+    SNAPSHOT_PATH,
+    PeerError,
+    PeerLink,
+)
 
 log = logging.getLogger(__name__)
-SNAPSHOT_PATH = "/v1/ns/distro/datums"
 FORWARD_ATTEMPTS = 3
 FORWARD_BACKOFF_S = 0.05
 JOIN_RETRY_S = 0.5
@@ -116,8 +126,8 @@ def forwarding(handler: Handler) -> Handler:
 
     async def forward_or_handle(request: web.Request) -> web.StreamResponse:
         front = front_of(request)
-        cluster = front.cluster
-        if cluster is None or FORWARDED_HEADER in request.headers:
+        cluster = cluster_of(request)
+        if FORWARDED_HEADER in request.headers:
             return await handler(request)
         key = p.service_key(await request_params(request))
         for attempt in range(FORWARD_ATTEMPTS):
@@ -212,11 +222,17 @@ async def receive_digests(request: web.Request) -> web.Response:
         raise ParamError(f"Field 'sender': {digests.sender[:64]!r} is not the caller {peer}")
     if not cluster.serving:
         return _msgpack(encode_keys(()))
-    local = list(front.view.all_services())
-    found = verdict(peer, digests.healthy, digests.stamps, cluster.members.view.healthy, local)
+    healthy = cluster.members.view.healthy
+
+    def judge() -> tuple[list[Service], Verdict]:
+        local = list(front.view.all_services())
+        return local, verdict(peer, digests.healthy, digests.stamps, healthy, local)
+
+    # O(services) every verify interval for every peer: off the loop (snapshots are any-thread).
+    local, found = await asyncio.get_running_loop().run_in_executor(None, judge)
     if found.dropped:
         by_key = {s.key: s for s in local}
-        drops = tuple(Dropped(k, (by_key[k].revision, by_key[k].modified_ms)) for k in found.dropped)
+        drops = tuple(Dropped(k, stamp_of(by_key[k])) for k in found.dropped)
         log.info(
             "dropping %d services %s no longer has",
             len(drops),
@@ -373,11 +389,10 @@ def add_routes(add: AddRoute, prefix: str, with_peers: bool) -> None:
     add("GET", f"{core}/simple/nodes", cluster_simple_nodes)
     add("GET", f"{core}/health", cluster_health)
     if with_peers:
-        add("POST", f"{core}/report", receive_report)
-        distro = f"{prefix}/v1/ns/distro"
-        add("PUT", f"{distro}/datum", receive_batch)
-        add("PUT", f"{distro}/checksum", receive_digests)
-        add("GET", f"{distro}/datums", serve_snapshot)
+        add("POST", f"{prefix}{REPORT_PATH}", receive_report)
+        add("PUT", f"{prefix}{DATUM_PATH}", receive_batch)
+        add("PUT", f"{prefix}{CHECKSUM_PATH}", receive_digests)
+        add("GET", f"{prefix}{SNAPSHOT_PATH}", serve_snapshot)
     for base in (f"{prefix}/v1/ns/operator", f"{prefix}/v1/ns/ops"):
         add("GET", f"{base}/distro/server", distro_server)
         add("GET", f"{base}/distro/status", distro_status)

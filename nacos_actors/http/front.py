@@ -7,9 +7,8 @@ to the RegistryActor through nacos_actors.bridge and answer once applied.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import parse_qsl
 
 import pykka
@@ -17,6 +16,7 @@ from aiohttp import web
 
 from nacos_actors.beats import BeatLog
 from nacos_actors.bridge import WriteBatcher, async_ask
+from nacos_actors.clock import wall_clock_ms
 from nacos_actors.core.push import PushBoard, Subscription
 from nacos_actors.core.registry import RegistryCore
 from nacos_actors.http.params import ParamError, Params, clip
@@ -25,11 +25,10 @@ from nacos_actors.metrics import NodeMetrics
 from nacos_actors.model import Service, ServiceKey
 from nacos_actors.settings import Settings
 
+if TYPE_CHECKING:
+    from nacos_actors.http.cluster import ClusterFront
+
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
-
-
-def wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @dataclass
@@ -50,12 +49,17 @@ class Front:
     push_board: PushBoard = field(default_factory=PushBoard)
     clock: Callable[[], int] = wall_clock_ms
     ready: bool = False
-    cluster: Any = None
+    cluster: ClusterFront | None = None
     distro: pykka.ActorRef | None = None
     writes: WriteBatcher = field(init=False)
 
     def __post_init__(self) -> None:
         self.writes = WriteBatcher(self.registry, WriteBatch, self.settings.request_timeout)
+
+    @property
+    def serving(self) -> bool:
+        """Whether the node answers clients: it listens, and a cluster member holds its data."""
+        return self.ready and (self.cluster is None or self.cluster.serving)
 
     async def write(self, command: Command) -> Any:
         """Apply `command` on the registry actor; return its value or raise its refusal."""

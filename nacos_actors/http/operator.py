@@ -67,7 +67,7 @@ async def metrics(request: web.Request) -> web.Response:
     return json_response(
         render.dumps(
             {
-                "status": "UP" if front.ready and (front.cluster is None or front.cluster.serving) else "STARTING",
+                "status": "UP" if front.serving else "STARTING",
                 "serviceCount": services,
                 "instanceCount": instances,
                 "raftNotifyTaskCount": 0,
@@ -128,7 +128,7 @@ async def namespaces(request: web.Request) -> web.Response:
 async def readiness(request: web.Request) -> web.Response:
     """GET /v1/console/health/readiness: 200 once the node serves, 503 before."""
     front = front_of(request)
-    if front.ready and (front.cluster is None or front.cluster.serving):
+    if front.serving:
         return web.Response(text="OK")
     return web.Response(status=503, text="not ready")
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from time import perf_counter
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from aiohttp import web
 
@@ -27,6 +27,9 @@ from nacos_actors.core.registry import Rejected
 from nacos_actors.http.front import Front
 from nacos_actors.http.params import ParamError
 from nacos_actors.metrics import UNMATCHED_ROUTE, NodeMetrics, method_label
+
+if TYPE_CHECKING:
+    from nacos_actors.http.cluster import ClusterFront
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -68,16 +71,31 @@ class RequestTimer:
         child.observe(seconds)
 
 
+def _gated(handler: Handler, cluster: ClusterFront) -> Handler:
+    """`handler` answering 503 until the cluster member holds its data."""
+
+    async def gated(request: web.Request) -> web.StreamResponse:
+        if not cluster.serving:
+            return _text(503, STARTING)
+        return await handler(request)
+
+    return gated
+
+
 def _text(status: int, message: str) -> web.Response:
     return web.Response(status=status, text=message)
 
 
 class Routes:
-    """Mounts handlers on `app` for `front`: `add(method, path, handler)`, then `finish()`."""
+    """Mounts handlers on `app` for `front`: `add(method, path, handler)`, then `finish()`.
 
-    def __init__(self, app: web.Application, front: Front) -> None:
+    `forward` wraps a `distro_write` handler so that it forwards; given on a cluster member.
+    """
+
+    def __init__(self, app: web.Application, front: Front, forward: Callable[[Handler], Handler] | None) -> None:
         self._app = app
         self._front = front
+        self._forward = forward
         self._timer = RequestTimer(front.metrics)
         self._limit = front.settings.max_body_bytes
         self._request_failed = front.metrics.exceptions_request
@@ -99,12 +117,10 @@ class Routes:
         endpoint answers 503 until the member serves."""
         cluster = self._front.cluster
         if cluster is not None:
-            from nacos_actors.http.cluster import forwarding
-
-            if getattr(handler, DISTRO_WRITE, False):
-                handler = forwarding(handler)
+            if self._forward is not None and getattr(handler, DISTRO_WRITE, False):
+                handler = self._forward(handler)
             if not path.startswith(self._open_while_starting):
-                handler = self._gated(handler)
+                handler = _gated(handler, cluster)
         resource = self._app.router.add_resource(path)
         resource.add_route(method, self._guarded(handler, resource.canonical, method))
 
@@ -124,16 +140,6 @@ class Routes:
             raise web.HTTPNotFound()
 
         router.add_route("*", "/{path:.*}", self._guarded(unmatched, UNMATCHED_ROUTE, None))
-
-    def _gated(self, handler: Handler) -> Handler:
-        cluster = self._front.cluster
-
-        async def gated(request: web.Request) -> web.StreamResponse:
-            if not cluster.serving:
-                return _text(503, STARTING)
-            return await handler(request)
-
-        return gated
 
     def _guarded(self, handler: Handler, route: str, method: str | None) -> Handler:
         """`handler` under the error contract, timed as `route` and `method` (the request's own

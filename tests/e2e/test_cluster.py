@@ -125,32 +125,22 @@ class Beating:
         return self.ip, self.port
 
 
-class Beater:
-    """Beats every instance every `every` s (the first round at once) to the member
-    `target(instance, round)` picks, on a thread; remembers every beat that failed."""
+class Repeating:
+    """Calls `step(n)` for n = 0, 1, 2... every `every` s on a thread, from `with` until its end."""
 
-    def __init__(
-        self, instances: list[Beating], target: Callable[[Beating, int], NodeProcess], every: float = BEAT_EVERY_S
-    ) -> None:
-        self.instances, self.target, self.every = instances, target, every
-        self.sent = 0
-        self.failures: list[str] = []
+    def __init__(self, every: float) -> None:
+        self.every = every
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def step(self, n: int) -> None:
+        raise NotImplementedError
+
     def _run(self) -> None:
-        round_ = 0
+        n = 0
         while not self._stop.is_set():
-            for instance in self.instances:
-                node = self.target(instance, round_)
-                try:
-                    code = full_beat(node, instance.service, instance.ip, instance.port, instance.metadata)
-                    if code != OK_BEAT:
-                        self.failures.append(f"{instance} via {node.address}: code {code}")
-                except (OSError, AssertionError) as error:
-                    self.failures.append(f"{instance} via {node.address}: {error}")
-                self.sent += 1
-            round_ += 1
+            self.step(n)
+            n += 1
             self._stop.wait(self.every)
 
     def __enter__(self) -> Self:
@@ -160,6 +150,30 @@ class Beater:
     def __exit__(self, *exc_info: object) -> None:
         self._stop.set()
         self._thread.join(10)
+
+
+class Beater(Repeating):
+    """Beats every instance every `every` s (the first round at once) to the member
+    `target(instance, round)` picks, on a thread; remembers every beat that failed."""
+
+    def __init__(
+        self, instances: list[Beating], target: Callable[[Beating, int], NodeProcess], every: float = BEAT_EVERY_S
+    ) -> None:
+        super().__init__(every)
+        self.instances, self.target = instances, target
+        self.sent = 0
+        self.failures: list[str] = []
+
+    def step(self, round_: int) -> None:
+        for instance in self.instances:
+            node = self.target(instance, round_)
+            try:
+                code = full_beat(node, instance.service, instance.ip, instance.port, instance.metadata)
+                if code != OK_BEAT:
+                    self.failures.append(f"{instance} via {node.address}: code {code}")
+            except (OSError, AssertionError) as error:
+                self.failures.append(f"{instance} via {node.address}: {error}")
+            self.sent += 1
 
 
 def register_all(node: NodeProcess, instances: list[Beating]) -> None:
@@ -420,40 +434,27 @@ def test_a_subscriber_on_one_member_hears_a_change_made_on_another(trio, udp):
 # -- peer lag ---------------------------------------------------------------------------------
 
 
-class WriteLoad:
+class WriteLoad(Repeating):
     """A light steady write load on other services: a register or deregister every `every` s,
     rotating over the members."""
 
     def __init__(self, nodes: list[NodeProcess], every: float = 0.01) -> None:
-        self.nodes, self.every = nodes, every
+        super().__init__(every)
+        self.nodes = nodes
         self.writes = 0
         self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self) -> None:
-        k = 0
-        while not self._stop.is_set():
-            node = self.nodes[k % len(self.nodes)]
-            service, port = f"load-{k % 16}", 9000 + (k // 16) % 8
-            try:
-                if (k // 128) % 2 == 0:
-                    register(node, service, "127.0.0.7", port, metadata=LONG)
-                else:
-                    deregister(node, service, "127.0.0.7", port)
-            except (OSError, AssertionError) as error:
-                self.errors.append(str(error))
-            self.writes += 1
-            k += 1
-            self._stop.wait(self.every)
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
+    def step(self, k: int) -> None:
+        node = self.nodes[k % len(self.nodes)]
+        service, port = f"load-{k % 16}", 9000 + (k // 16) % 8
+        try:
+            if (k // 128) % 2 == 0:
+                register(node, service, "127.0.0.7", port, metadata=LONG)
+            else:
+                deregister(node, service, "127.0.0.7", port)
+        except (OSError, AssertionError) as error:
+            self.errors.append(str(error))
+        self.writes += 1
 
 
 def test_peer_lag_from_a_register_on_one_member_to_another_seeing_it(trio, capsys, tmp_path_factory):
