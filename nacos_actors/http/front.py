@@ -8,7 +8,7 @@ to the RegistryActor through nacos_actors.bridge and answer once applied.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 from urllib.parse import parse_qsl
 
 import pykka
@@ -19,7 +19,7 @@ from nacos_actors.bridge import WriteBatcher, async_ask
 from nacos_actors.clock import wall_clock_ms
 from nacos_actors.core.push import PushBoard, Subscription
 from nacos_actors.core.registry import RegistryCore
-from nacos_actors.http.params import ParamError, Params, clip
+from nacos_actors.http.params import ParamError, Params, QueryMemo, clip
 from nacos_actors.messages import Command, QuerySubscribers, Subscribe, WriteBatch
 from nacos_actors.metrics import NodeMetrics
 from nacos_actors.model import Service, ServiceKey
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from nacos_actors.http.cluster import ClusterFront
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+T = TypeVar("T")
 
 
 @dataclass
@@ -113,6 +114,18 @@ async def request_params(request: web.Request) -> Params:
         params = Params(request.query)
     request[PARAMS_KEY] = params
     return params
+
+
+async def memoized_params(request: web.Request, memo: QueryMemo[T]) -> T:
+    """`memo.parse` of the request's parameters; remembered by query string when it has no body
+    (a form body may carry parameters too, so those requests are parsed afresh)."""
+    if request.body_exists:
+        return memo.parse(await request_params(request))
+    query = request.rel_url.raw_query_string
+    known = memo.known.get(query)
+    if known is None:
+        known = memo.remember(query, Params(request.query))
+    return known
 
 
 async def _form(request: web.Request) -> dict[str, str]:

@@ -13,7 +13,7 @@ from aiohttp import web
 from nacos_actors.core.push import SubscriberKey, Subscription
 from nacos_actors.http import params as p
 from nacos_actors.http import render
-from nacos_actors.http.front import front_of, json_response, ok, request_params
+from nacos_actors.http.front import front_of, json_response, memoized_params, ok, request_params
 from nacos_actors.http.routing import AddRoute, distro_write
 from nacos_actors.messages import (
     BeatInstance,
@@ -56,6 +56,9 @@ def beat_answer(interval_ms: int) -> bytes:
     """The answer to a beat on a known instance (the same bytes for every beat of an interval)."""
     return render.dumps({"clientBeatInterval": interval_ms, "code": BEAT_OK, "lightBeatEnabled": True})
 ALL_GROUPS = "*"
+# The two queries clients repeat: the same URL polled, the same instance beating.
+LIST_QUERIES = p.QueryMemo(p.list_query)
+BEAT_QUERIES = p.QueryMemo(p.beat_query)
 
 
 # -- instances ---------------------------------------------------------------------------
@@ -141,36 +144,32 @@ async def instance_detail(request: web.Request) -> web.Response:
 async def instance_list(request: web.Request) -> web.Response:
     """GET /v1/ns/instance/list: the query every client polls; served from the snapshot."""
     front = front_of(request)
-    params = await request_params(request)
-    key = p.service_key(params)
-    clusters_text, clusters = p.cluster_list(params)
-    healthy_only = p.boolean(params, False, "healthyOnly")
-    udp_port = p.integer(params, "udpPort", 0, 0, 65535)
-    client_ip = params.get("clientIP")
-    if client_ip is not None:
-        client_ip = p.parse_ip(client_ip, "clientIP")
-    java_client = p.is_java_client(request.headers)
+    query = await memoized_params(request, LIST_QUERIES)
+    key = query.service
+    headers = request.headers
+    agent = p.user_agent(headers)
+    java_client = p.is_java_agent(agent)
     cache_millis = render.DEFAULT_CACHE_MILLIS
-    agent = p.user_agent(request.headers)
-    if udp_port > 0 and front.push is not None and p.is_push_client(agent):
+    if query.udp_port > 0 and front.push is not None and p.is_push_client(agent):
         # Push goes to where the query came from; `clientIP` only when the operator trusts it
         # (clients behind a proxy), so nobody can aim the registry's UDP at a third party.
+        client_ip = query.client_ip
         trusted = front.settings.push_trust_client_ip and client_ip is not None and p.is_ip_literal(client_ip)
         address = client_ip if trusted else request.remote
         if address:
-            subscriber = SubscriberKey(key, clusters_text, address, udp_port)
-            front.subscribe(Subscription(subscriber, clusters, agent[:256], (params.get("app") or "")[:128], java_client))
+            subscriber = SubscriberKey(key, query.clusters_text, address, query.udp_port)
+            front.subscribe(Subscription(subscriber, query.clusters, agent[:256], query.app, java_client))
             cache_millis = front.settings.push_cache_ms
     body, compressed = render.instance_list(
         front.service(key),
         key,
-        clusters_text,
-        clusters,
-        healthy_only,
+        query.clusters_text,
+        query.clusters,
+        query.healthy_only,
         java_client,
         cache_millis,
         front.clock(),
-        p.accepts_gzip(request.headers),
+        p.accepts_gzip(headers),
     )
     if compressed:
         return web.Response(body=body, headers=GZIP_JSON_HEADERS)
@@ -186,9 +185,8 @@ async def beat(request: web.Request) -> web.Response:
     is counted by outcome (nacos_actors_beats_total).
     """
     front = front_of(request)
-    params = await request_params(request)
-    service = p.service_key(params)
-    key, from_beat = p.beat_target(params)
+    query = await memoized_params(request, BEAT_QUERIES)
+    service, key, from_beat = query.service, query.key, query.from_beat
     snapshot = front.service(service)
     found = snapshot.instances.get(key) if snapshot is not None else None
     if found is None and from_beat is None:

@@ -13,7 +13,7 @@ import ipaddress
 import math
 import re
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any, Callable, Generic, Mapping, NamedTuple, TypeVar
 
 import orjson
 
@@ -56,6 +56,11 @@ _TRUE = "true"
 _FALSE = "false"
 
 
+T = TypeVar("T")
+MEMO_QUERIES = 1 << 16
+MEMO_QUERY_LENGTH = 1024
+
+
 class ParamError(Exception):
     """A request parameter that cannot be used: answered as `status` with `message`."""
 
@@ -92,6 +97,33 @@ class Params:
             if value is not None:
                 return value
         return None
+
+
+class QueryMemo(Generic[T]):
+    """What `parse` makes of a request's parameters, remembered by the raw query string.
+
+    Only for requests whose parameters all come in the query (no body): `parse` is a pure
+    function of the parameters, so a client that polls or beats with the same URL pays for
+    validation once. A query that fails raises ParamError every time and is never remembered.
+    Holds at most `limit` queries of at most MEMO_QUERY_LENGTH characters; when full it starts
+    afresh (amortised O(1), no per-entry bookkeeping). Event loop thread only.
+    """
+
+    __slots__ = ("parse", "known", "_limit")
+
+    def __init__(self, parse: Callable[[Params], T], limit: int = MEMO_QUERIES) -> None:
+        self.parse = parse
+        self.known: dict[str, T] = {}
+        self._limit = limit
+
+    def remember(self, query: str, params: Params) -> T:
+        """`parse(params)`, kept under `query` (the raw query string those params came from)."""
+        value = self.parse(params)
+        if len(query) <= MEMO_QUERY_LENGTH:
+            if len(self.known) >= self._limit:
+                self.known.clear()
+            self.known[query] = value
+        return value
 
 
 def required(params: Params, name: str) -> str:
@@ -482,6 +514,43 @@ def instance_key(params: Params) -> InstanceKey:
     return InstanceKey(ip(params), port(params), cluster(params), boolean(params, True, "ephemeral"))
 
 
+class ListQuery(NamedTuple):
+    """The parameters of GET /v1/ns/instance/list, validated."""
+
+    service: ServiceKey
+    clusters_text: str
+    clusters: tuple[str, ...]
+    healthy_only: bool
+    udp_port: int
+    client_ip: str | None
+    app: str
+
+
+def list_query(params: Params) -> ListQuery:
+    """Validate an instance/list query (a push subscriber's `app` is kept to 128 characters)."""
+    service = service_key(params)
+    clusters_text, clusters = cluster_list(params)
+    healthy_only = boolean(params, False, "healthyOnly")
+    udp_port = integer(params, "udpPort", 0, 0, 65535)
+    client_ip = params.get("clientIP")
+    if client_ip is not None:
+        client_ip = parse_ip(client_ip, "clientIP")
+    return ListQuery(service, clusters_text, clusters, healthy_only, udp_port, client_ip, (params.get("app") or "")[:128])
+
+
+class BeatQuery(NamedTuple):
+    """The parameters of PUT /v1/ns/instance/beat, validated: see `beat_target`."""
+
+    service: ServiceKey
+    key: InstanceKey
+    from_beat: Instance | None
+
+
+def beat_query(params: Params) -> BeatQuery:
+    service = service_key(params)
+    return BeatQuery(service, *beat_target(params))
+
+
 def beat_target(params: Params) -> tuple[InstanceKey, Instance | None]:
     """The instance a beat names and, for a full beat, the instance to register if it is unknown.
 
@@ -560,8 +629,11 @@ def user_agent(headers: Mapping[str, str]) -> str:
 def accepts_gzip(headers: Mapping[str, str]) -> bool:
     """Whether `Accept-Encoding` lists gzip (or `*`) with a non-zero quality."""
     header = headers.get("Accept-Encoding")
-    if not header:
-        return False
+    return bool(header) and _gzip_accepted(header)
+
+
+@lru_cache(maxsize=256)
+def _gzip_accepted(header: str) -> bool:
     for item in header.split(","):
         coding, _, parameters = item.partition(";")
         if coding.strip().lower() not in ("gzip", "x-gzip", "*"):
@@ -581,7 +653,12 @@ def is_java_client(headers: Mapping[str, str]) -> bool:
 
     Nacos uses this to decide PUT semantics and the grouped `dom` in list answers.
     """
-    agent = user_agent(headers)
+    return is_java_agent(user_agent(headers))
+
+
+@lru_cache(maxsize=256)
+def is_java_agent(agent: str) -> bool:
+    """`is_java_client` for a User-Agent (or Client-Version) value."""
     prefix = "Nacos-Java-Client:v"
     if not agent.startswith(prefix):
         return False
@@ -600,6 +677,7 @@ PUSH_AGENTS = (
 )
 
 
+@lru_cache(maxsize=256)
 def is_push_client(agent: str) -> bool:
     """Whether Nacos would push to a client with this agent (`Name:v1.2.3`); Python's v1
     client (`Nacos-Python-Client`) and plain HTTP tools are not."""
