@@ -8,8 +8,11 @@ bytes that only the event loop thread writes (see nacos_actors.http.render).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import attrgetter
 from types import MappingProxyType
-from typing import Any, Mapping, NamedTuple, TypeVar
+from typing import Any, Iterable, Mapping, NamedTuple, TypeVar
+
+from immutables import Map
 
 DEFAULT_NAMESPACE = "public"
 DEFAULT_GROUP = "DEFAULT_GROUP"
@@ -26,6 +29,7 @@ DEFAULT_HEART_BEAT_TIMEOUT_MS = 15000
 DEFAULT_IP_DELETE_TIMEOUT_MS = 30000
 
 EMPTY_METADATA: Mapping[Any, Any] = MappingProxyType({})
+EMPTY_INSTANCES: Map[Any, Any] = Map()
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -33,6 +37,23 @@ V = TypeVar("V")
 def freeze(mapping: Mapping[K, V]) -> Mapping[K, V]:
     """A read-only copy of `mapping` (shares the empty singleton when there is nothing)."""
     return MappingProxyType(dict(mapping)) if mapping else EMPTY_METADATA
+
+
+def instance_map(instances: Iterable[Instance]) -> Map[InstanceKey, Instance]:
+    """The persistent map of a service's instances, by key."""
+    return Map((instance.key, instance) for instance in instances)
+
+
+_LISTING_ORDER = attrgetter("ip", "port", "cluster", "ephemeral")
+
+
+def in_order(instances: Iterable[Instance]) -> list[Instance]:
+    """Instances in the order every answer lists them: by ip, port, cluster, persistent first.
+
+    A service's instances are a hash-ordered map (see Service); this order is the same on every
+    node and in every process.
+    """
+    return sorted(instances, key=_LISTING_ORDER)
 
 
 def grouped_name(group: str, name: str) -> str:
@@ -156,7 +177,9 @@ DEFAULT_CLUSTER_CONFIG = ClusterConfig()
 class Service:
     """An immutable snapshot of one service; a write builds a new one and swaps it in.
 
-    `instances` maps each InstanceKey to its Instance, in registration order. `revision` grows by
+    `instances` is a persistent map (HAMT) of each InstanceKey to its Instance: a write makes
+    the next map in O(log n), sharing the rest, where copying a dict cost O(n) to build and again
+    to free. Its order is the keys' hash order, not registration order. `revision` grows by
     one per applied change; `modified_ms` is the wall-clock time of the last change (served as
     `lastRefTime`). `explicit` is true when the service was created by POST /v1/ns/service.
     `clusters` holds the clusters configured by PUT /v1/ns/cluster; any other cluster behaves as
@@ -164,7 +187,7 @@ class Service:
     """
 
     key: ServiceKey
-    instances: Mapping[InstanceKey, Instance] = field(default_factory=lambda: EMPTY_METADATA)
+    instances: Map[InstanceKey, Instance] = EMPTY_INSTANCES
     protect_threshold: float = 0.0
     metadata: Mapping[str, str] = field(default_factory=lambda: EMPTY_METADATA)
     selector: Selector = NO_SELECTOR

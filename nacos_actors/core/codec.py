@@ -15,7 +15,16 @@ from typing import Any, Iterable, Mapping
 import msgpack
 
 from nacos_actors.core.registry import Tombstone
-from nacos_actors.model import HEALTH_CHECKER_TYPES, ClusterConfig, Instance, Selector, Service, ServiceKey, freeze
+from nacos_actors.model import (
+    HEALTH_CHECKER_TYPES,
+    ClusterConfig,
+    Instance,
+    Selector,
+    Service,
+    ServiceKey,
+    freeze,
+    instance_map,
+)
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -133,7 +142,7 @@ def _decode_service(record: Any, version: int) -> Service:
     decoded = [_decode_instance(i) for i in _expect(instances, list, "service instances")]
     return Service(
         key=ServiceKey(_expect(namespace, str, "namespace"), _expect(name, str, "service name")),
-        instances=freeze({i.key: i for i in decoded}),
+        instances=instance_map(decoded),
         protect_threshold=float(_expect(threshold, (int, float), "protect threshold")),
         metadata=freeze(_strings(metadata, "service metadata")),
         selector=Selector(_expect(selector_fields[0], str, "selector type"), _expect(selector_fields[1], str, "selector expression")),

@@ -3,14 +3,15 @@
 Pure: no threads, clock or I/O. The registry actor's thread is the only caller of `apply`; it
 assigns whole `Service` snapshots into the per-namespace dicts, so a reader on another thread
 (the event loop) that looks up one key always sees a complete snapshot, old or new, and a
-snapshot it holds never changes.
+snapshot it holds never changes. A snapshot's instances are an `immutables.Map`, so the next
+snapshot shares everything but the changed path of the previous one.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping, assert_never
+from typing import Any, Iterable, assert_never
 
 from nacos_actors.messages import (
     BeatInstance,
@@ -39,17 +40,9 @@ from nacos_actors.model import (
     ServiceKey,
     default_instance_id,
     freeze,
+    in_order,
     stamp_of,
 )
-
-
-def _thawed(instances: Mapping[InstanceKey, Instance]) -> dict[InstanceKey, Instance]:
-    """A mutable copy of a snapshot's instances.
-
-    `.copy()` of the proxied dict keeps its hash table; `dict(...)` would hash every key again,
-    and tuple keys do not cache their hash, which made a write cost O(instances) hashing.
-    """
-    return instances.copy()  # type: ignore[attr-defined]
 
 
 class Rejected(Exception):
@@ -114,10 +107,8 @@ class RegistryCore:
         # The revision each deleted service's deletion had, so a service made again carries on
         # from there and replicas can order a deletion against states sent before it.
         self.tombstones: dict[ServiceKey, int] = {}
-        # While a batch is open: its services' unpublished states, and the instance dicts behind
-        # them, which later writes in the same batch may change in place (nobody else has them).
+        # While a batch is open: its services' unpublished states.
         self._batch: dict[ServiceKey, Service] | None = None
-        self._drafts: dict[ServiceKey, dict[InstanceKey, Instance]] = {}
 
     def service(self, key: ServiceKey) -> Service | None:
         """The published snapshot of a service, or None. Any thread."""
@@ -125,15 +116,13 @@ class RegistryCore:
         return services.get(key.name) if services is not None else None
 
     def begin_batch(self) -> None:
-        """From now until `end_batch`, changes are kept back and published together: a service
-        written several times in the batch is copied once, and readers see only whole batches'
-        states of it. Registry actor's thread."""
+        """From now until `end_batch`, changes are kept back and published together: readers see
+        only whole batches' states of a service. Registry actor's thread."""
         self._batch = {}
-        self._drafts = {}
 
     def end_batch(self) -> None:
         """Publish every service the batch changed, in its latest state."""
-        batch, self._batch, self._drafts = self._batch, None, {}
+        batch, self._batch = self._batch, None
         for snapshot in (batch or {}).values():
             self._store(snapshot)
 
@@ -230,18 +219,14 @@ class RegistryCore:
             instance = replace(instance, instance_id=instance_id)
         if previous == instance:
             return Applied(value=previous)
-        instances = self._writable(current)
-        instances[instance.key] = instance
-        published = self._publish(self._with_instances(current, instances, now_ms))
+        published = self._publish(self._next(current, now_ms, instances=current.instances.set(instance.key, instance)))
         return Applied(instance, published.changed, touched=(instance.key,))
 
     def _remove_instance(self, service_key: ServiceKey, key: InstanceKey, now_ms: int) -> Applied:
         current = self._current(service_key)
         if current is None or key not in current.instances:
             return Applied()
-        instances = self._writable(current)
-        del instances[key]
-        return replace(self._publish(self._with_instances(current, instances, now_ms)), touched=(key,))
+        return replace(self._publish(self._next(current, now_ms, instances=current.instances.delete(key))), touched=(key,))
 
     def _patch_instance(self, patch: PatchInstance, now_ms: int) -> Applied:
         current = self._existing_service(patch.service, "instance not found")
@@ -279,12 +264,12 @@ class RegistryCore:
             return Applied(value=())
         if command.kind is not None:
             want_ephemeral = command.kind == "ephemeral"
-            chosen = [i for k, i in current.instances.items() if k.ephemeral == want_ephemeral]
+            chosen = [i for i in in_order(current.instances.values()) if i.ephemeral == want_ephemeral]
         else:
             chosen = [current.instances[k] for k in command.targets if k in current.instances]
         if not chosen:
             return Applied(value=())
-        instances = self._writable(current)
+        draft = current.instances.mutate()
         updated = []
         for instance in chosen:
             metadata = dict(instance.metadata)
@@ -293,10 +278,10 @@ class RegistryCore:
                     metadata.pop(name, None)
             else:
                 metadata.update(command.metadata)
-            instances[instance.key] = replace(instance, metadata=freeze(metadata))
+            draft[instance.key] = replace(instance, metadata=freeze(metadata))
             kind = "ephemeral" if instance.ephemeral else "persist"
             updated.append(f"{instance.key.datum_key()}:{kind}")
-        applied = self._publish(self._with_instances(current, instances, now_ms))
+        applied = self._publish(self._next(current, now_ms, instances=draft.finish()))
         return Applied(value=tuple(updated), changed=applied.changed, touched=tuple(i.key for i in chosen))
 
     # -- clusters --------------------------------------------------------------------------
@@ -333,21 +318,8 @@ class RegistryCore:
         current = self._current(service_key)
         return current.instances.get(key) if current is not None else None
 
-    def _writable(self, current: Service) -> dict[InstanceKey, Instance]:
-        """An instance dict to build the next state of `current` in: a copy, or, in a batch that
-        already wrote this service, the unpublished draft itself."""
-        key = current.key
-        if self._batch is not None:
-            draft = self._drafts.get(key)
-            if draft is not None and self._batch.get(key) is current:
-                return draft
-            draft = self._drafts[key] = _thawed(current.instances)
-            return draft
-        return _thawed(current.instances)
-
     def _delete_service(self, key: ServiceKey, revision: int | None = None) -> Applied:
         pending = self._batch.pop(key, None) if self._batch is not None else None
-        self._drafts.pop(key, None)
         published = self.service(key)
         if published is not None:
             del self.namespaces[key.namespace][key.name]
@@ -397,10 +369,6 @@ class RegistryCore:
                 candidate += 1
             return str(candidate)
         return default_instance_id(instance.key, service.key.name)
-
-    @staticmethod
-    def _with_instances(current: Service, instances: dict[InstanceKey, Instance], now_ms: int) -> Service:
-        return RegistryCore._next(current, now_ms, instances=MappingProxyType(instances))
 
     @staticmethod
     def _next(current: Service, now_ms: int, **changes: Any) -> Service:

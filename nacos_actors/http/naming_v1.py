@@ -38,6 +38,7 @@ from nacos_actors.model import (
     NO_SELECTOR,
     InstanceKey,
     freeze,
+    in_order,
     split_grouped_name,
 )
 
@@ -363,7 +364,7 @@ async def catalog_instances(request: web.Request) -> web.Response:
     service = front.service(key)
     if service is None:
         raise web.HTTPNotFound(text=f"service {key.name} is not found!")
-    instances = [i for i in service.instances.values() if i.cluster == cluster]
+    instances = [i for i in in_order(service.instances.values()) if i.cluster == cluster]
     if not instances:
         raise web.HTTPNotFound(text=f"cluster {cluster} is not found!")
     rows = [

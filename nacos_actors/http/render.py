@@ -17,6 +17,7 @@ from nacos_actors.model import (
     Instance,
     Service,
     ServiceKey,
+    in_order,
     split_grouped_name,
 )
 from nacos_actors.settings import join_host_port
@@ -138,7 +139,7 @@ def select_hosts(
     instances are hidden, and with healthyOnly the unhealthy ones. Healthy hosts come first.
     """
     wanted = set(clusters)
-    candidates = [i for i in service.instances.values() if not wanted or i.cluster in wanted]
+    candidates = [i for i in in_order(service.instances.values()) if not wanted or i.cluster in wanted]
     healthy_count = sum(1 for i in candidates if i.healthy)
     protected = bool(candidates) and healthy_count / len(candidates) <= service.protect_threshold
     healthy = [(i, True) for i in candidates if i.enabled and (i.healthy or protected)]
@@ -372,7 +373,7 @@ def catalog_summary(service: Service) -> dict[str, Any]:
 def catalog_with_instances(service: Service) -> dict[str, Any]:
     """One item of GET /v1/ns/catalog/services?withInstances=true."""
     cluster_map: dict[str, Any] = {}
-    for instance in service.instances.values():
+    for instance in in_order(service.instances.values()):
         hosts = cluster_map.setdefault(instance.cluster, {"hosts": []})["hosts"]
         hosts.append(
             {
@@ -461,7 +462,7 @@ def prometheus_targets(service: Service) -> bytes:
     cached = service.memo.get(PROMETHEUS_TARGETS_MEMO)
     if cached is None:
         cached = service.memo[PROMETHEUS_TARGETS_MEMO] = b",".join(
-            dumps(prometheus_target(instance)) for instance in service.instances.values()
+            dumps(prometheus_target(instance)) for instance in in_order(service.instances.values())
         )
     return cached
 

@@ -29,7 +29,7 @@ from nacos_actors.core.codec import (
 )
 from nacos_actors.core.members import REPORTED_STATES, STATES
 from nacos_actors.core.registry import Tombstone
-from nacos_actors.model import ClusterConfig, Instance, Selector, Service, ServiceKey, freeze
+from nacos_actors.model import ClusterConfig, Instance, Selector, Service, ServiceKey, freeze, instance_map
 
 SENDER = "127.0.0.1:8848"
 HEALTHY = ("127.0.0.1:8848", "127.0.0.2:8848", "127.0.0.3:8848")
@@ -63,7 +63,7 @@ revisions = st.integers(0, 2**53)
 services = st.builds(
     lambda key, listed, threshold, metadata, selector, explicit, revision, modified, clusters: Service(
         key=key,
-        instances=freeze({i.key: i for i in listed}),
+        instances=instance_map(listed),
         protect_threshold=threshold,
         metadata=metadata,
         selector=selector,
@@ -126,7 +126,7 @@ def test_batch_of_one_service_round_trips_exactly():
     instance = Instance("127.0.0.1", 8080, weight=2.5, metadata=freeze({"k": "v"}), instance_id="id-1")
     service = Service(
         key=ServiceKey("public", "DEFAULT_GROUP@@orders"),
-        instances=freeze({instance.key: instance}),
+        instances=instance_map([instance]),
         protect_threshold=0.5,
         metadata=freeze({"owner": "team"}),
         selector=Selector("label", "a=b"),
@@ -345,7 +345,7 @@ def valid_documents() -> dict[str, Any]:
     instance = Instance("127.0.0.1", 80, metadata=freeze({"k": "v"}))
     service = Service(
         key=ServiceKey("public", "g@@a"),
-        instances=freeze({instance.key: instance}),
+        instances=instance_map([instance]),
         metadata=freeze({"m": "1"}),
         clusters=freeze({"DEFAULT": ClusterConfig()}),
     )

@@ -18,7 +18,7 @@ from nacos_actors.core.push import (
     encode_packet,
     parse_ack,
 )
-from nacos_actors.model import Instance, InstanceKey, Service, ServiceKey, freeze
+from nacos_actors.model import Instance, Service, ServiceKey, in_order, instance_map
 
 SERVICE = ServiceKey("public", "DEFAULT_GROUP@@orders")
 OTHER = ServiceKey("public", "DEFAULT_GROUP@@users")
@@ -26,13 +26,13 @@ FIRST_SEQUENCE = 1_000
 
 
 def render(service, key, clusters_text, clusters, java_client) -> bytes:
-    hosts = [] if service is None else [f"{i.ip}:{i.port}" for i in service.instances.values()]
+    hosts = [] if service is None else [f"{i.ip}:{i.port}" for i in in_order(service.instances.values())]
     return json.dumps({"dom": key.name, "clusters": clusters_text, "hosts": hosts, "java": java_client}).encode()
 
 
 def snapshot(*ports: int, revision: int = 1, key: ServiceKey = SERVICE) -> Service:
-    instances = {InstanceKey("127.0.0.1", p, "DEFAULT", True): Instance("127.0.0.1", p) for p in ports}
-    return Service(key=key, instances=freeze(instances), revision=revision)
+    instances = instance_map(Instance("127.0.0.1", p) for p in ports)
+    return Service(key=key, instances=instances, revision=revision)
 
 
 def subscription(port: int, service: ServiceKey = SERVICE, clusters: str = "", address: str = "127.0.0.1") -> Subscription:

@@ -17,7 +17,7 @@ from nacos_actors.messages import (
     RemoveEmptyService,
     UpdateService,
 )
-from nacos_actors.model import NO_SELECTOR, Instance, InstanceKey, Service, ServiceKey, freeze
+from nacos_actors.model import NO_SELECTOR, Instance, InstanceKey, Service, ServiceKey, freeze, instance_map
 
 SVC = ServiceKey("public", "DEFAULT_GROUP@@orders")
 OTHER = ServiceKey("dev", "g@@billing")
@@ -29,8 +29,8 @@ def instance(port: int, ip: str = "127.0.0.1") -> Instance:
 
 def state(revision: int, modified_ms: int, *ports: int, key: ServiceKey = SVC) -> Service:
     """A service state as a peer would send it."""
-    instances = {i.key: replace(i, instance_id=f"id-{i.port}") for i in (instance(p) for p in ports)}
-    return Service(key=key, instances=freeze(instances), revision=revision, modified_ms=modified_ms)
+    instances = instance_map(replace(i, instance_id=f"id-{i.port}") for i in (instance(p) for p in ports))
+    return Service(key=key, instances=instances, revision=revision, modified_ms=modified_ms)
 
 
 def ports(core: RegistryCore, key: ServiceKey = SVC) -> list[int] | None:

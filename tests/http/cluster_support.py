@@ -30,7 +30,7 @@ from nacos_actors.core.registry import RegistryCore
 from nacos_actors.http.cluster import ClusterFront
 from nacos_actors.http.front import Front
 from nacos_actors.metrics import NodeMetrics
-from nacos_actors.model import DEFAULT_GROUP, DEFAULT_NAMESPACE, Instance, Service, ServiceKey, freeze
+from nacos_actors.model import DEFAULT_GROUP, DEFAULT_NAMESPACE, Instance, Service, ServiceKey, instance_map
 from nacos_actors.peers import MEMBER_HEADER, SECRET_HEADER, PeerLink
 from nacos_actors.settings import Settings
 
@@ -74,7 +74,7 @@ def service(name: str, revision: int, *ips: str, modified_ms: int = 1_000, port:
     instances = [Instance(ip=ip, port=port, instance_id=f"{ip}#{port}#DEFAULT#{grouped(name)}") for ip in ips]
     return Service(
         key=service_key(name),
-        instances=freeze({i.key: i for i in instances}),
+        instances=instance_map(instances),
         revision=revision,
         modified_ms=modified_ms,
     )

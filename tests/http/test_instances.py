@@ -460,6 +460,15 @@ async def test_list_healthy_only_and_order(client):
     assert [h["port"] for h in await hosts(client, healthyOnly="FALSE")] == [2, 1]
 
 
+async def test_list_orders_hosts_by_ip_then_port_whatever_the_registration_order(client):
+    for ip, port in (("127.0.0.2", 80), ("127.0.0.1", 9000), ("127.0.0.1", 81), ("127.0.0.1", 80)):
+        await register(client, ip=ip, port=port)
+    listed = await hosts(client)
+    assert [(h["ip"], h["port"]) for h in listed] == [
+        ("127.0.0.1", 80), ("127.0.0.1", 81), ("127.0.0.1", 9000), ("127.0.0.2", 80)
+    ]
+
+
 async def test_list_hides_disabled_instances(client):
     await register(client, port=1, enabled="false")
     await register(client, port=2)

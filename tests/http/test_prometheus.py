@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from nacos_actors.http import render
-from nacos_actors.model import Instance, InstanceKey, Service, ServiceKey, freeze
+from nacos_actors.model import Instance, Service, ServiceKey, freeze, instance_map
 from nacos_actors.settings import Settings
 from tests.http.conftest import BASE
 
@@ -282,7 +282,7 @@ def test_the_cluster_label_and_the_first_of_colliding_keys_win():
 def test_the_targets_of_a_snapshot_are_memoized():
     key = ServiceKey("public", "DEFAULT_GROUP@@demo")
     instance = Instance(IP, 80)
-    service = Service(key=key, instances={InstanceKey(IP, 80, "DEFAULT", True): instance})
+    service = Service(key=key, instances=instance_map([instance]))
     first = render.prometheus_targets(service)
     assert render.prometheus_targets(service) is first
     assert json.loads(render.prometheus_target_list([service, Service(key=key)])) == [

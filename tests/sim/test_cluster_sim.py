@@ -35,7 +35,7 @@ import pytest
 
 from nacos_actors.core.distro import responsible_member
 from nacos_actors.core.registry import Dropped
-from nacos_actors.model import Instance, Service, ServiceKey, freeze
+from nacos_actors.model import Instance, Service, ServiceKey, freeze, instance_map
 from tests.sim.cluster import (
     BEAT_INTERVAL_MS,
     CLIENT_TIMEOUT_MS,
@@ -429,7 +429,7 @@ def test_verify_repairs_a_drifted_copy_on_a_member_that_does_not_own_it(seed, ho
             if sim.owner_of(k) is not victim
         )
         owner = sim.owner_of(key)
-        victim.registry.apply_replicated(Service(key, revision=3, modified_ms=1, instances=freeze({})), force=True)
+        victim.registry.apply_replicated(Service(key, revision=3, modified_ms=1, instances=instance_map([])), force=True)
     else:
         corrupt(victim, key, how, older)
     corrupted_at = sim.now
