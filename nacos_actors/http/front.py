@@ -108,7 +108,7 @@ async def request_params(request: web.Request) -> Params:
     cached = request.get(PARAMS_KEY)
     if cached is not None:
         return cached
-    if request.content_type == FORM_CONTENT_TYPE and request.can_read_body:
+    if request.can_read_body and request.content_type == FORM_CONTENT_TYPE:
         params = Params(request.query, await _form(request))
     else:
         params = Params(request.query)

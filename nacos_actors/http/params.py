@@ -73,22 +73,24 @@ class ParamError(Exception):
 
 
 class Params:
-    """The merged, trimmed query and form parameters of one request."""
+    """The merged, trimmed query and form parameters of one request.
 
-    __slots__ = ("_sources",)
+    `get(name)` is the first non-blank value of `name`, trimmed, or None: each source's first
+    value of a name (as Java's getParameter), the query's before the form's. The values are
+    merged into one dict up front, so each `get` is a C dict lookup.
+    """
+
+    __slots__ = ("get",)
 
     def __init__(self, *sources: Mapping[str, str]) -> None:
-        self._sources = sources
-
-    def get(self, name: str) -> str | None:
-        """The first non-blank value of `name`, trimmed, or None."""
-        for source in self._sources:
-            value = source.get(name)
-            if value is not None:
-                value = value.strip()
-                if value:
-                    return value
-        return None
+        values: dict[str, str] = {}
+        for source in sources:
+            for name in source.keys():
+                if name not in values:
+                    value = source[name].strip()
+                    if value:
+                        values[name] = value
+        self.get: Callable[[str], str | None] = values.get
 
     def first(self, *names: str) -> str | None:
         """The value of the first of `names` that is given (for Nacos's legacy aliases)."""
@@ -274,9 +276,16 @@ def grouped_service_name(raw: str, group_param: str | None, name: str = "service
 
 def service_key(params: Params) -> ServiceKey:
     """The service a request names: namespaceId + serviceName (+ groupName)."""
-    return ServiceKey(
-        namespace(params), grouped_service_name(required(params, "serviceName"), params.get("groupName"))
-    )
+    return _service_key(params.get("namespaceId"), params.get("serviceName"), params.get("groupName"))
+
+
+@lru_cache(maxsize=4096)
+def _service_key(namespace_id: str | None, name: str | None, group_param: str | None) -> ServiceKey:
+    """Validated once per distinct name (a failure raises each time and is not cached)."""
+    namespace = DEFAULT_NAMESPACE if namespace_id is None else parse_namespace(namespace_id, "namespaceId")
+    if name is None:
+        raise ParamError("Param 'serviceName' is required.")
+    return ServiceKey(namespace, grouped_service_name(name, group_param))
 
 
 def cluster(params: Params, *names: str) -> str:

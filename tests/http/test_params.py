@@ -26,3 +26,18 @@ def test_version_parts_default_to_zero():
     assert version_tuple("1") == (1, 0, 0)
     assert version_tuple("1.4.2.9") == (1, 4, 2)
     assert version_tuple("x.y") == (0, 0, 0)
+
+
+def test_params_take_each_sources_first_value_query_before_form():
+    from multidict import MultiDict
+
+    from nacos_actors.http.params import Params
+
+    query = MultiDict([("a", " 1 "), ("a", "2"), ("b", " "), ("b", "3"), ("c", "")])
+    params = Params(query, {"b": "form-b", "c": " form-c ", "d": "4"})
+    assert params.get("a") == "1"
+    assert params.get("b") == "form-b"  # the query's first b is blank: the form's counts
+    assert params.get("c") == "form-c"
+    assert params.get("d") == "4"
+    assert params.get("e") is None
+    assert params.first("e", "d", "a") == "4"
