@@ -152,6 +152,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, Settings]:
     flag("--pin-study", action="store_true",
          help="instead of the benchmarks: measure ceiling/list/beat pinned and unpinned, 3 rounds each, and compare")
     flag("--serve-ceiling", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    flag("--serve-ceiling-uvloop", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     quick = args.quick
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -486,11 +487,12 @@ class Run:
             print(f"bench: {server.name} exited with {code} after SIGTERM (expected a clean 0)", file=sys.stderr)
         return {"exit_code": code, "stop_s": round(took, 3)}
 
-    def start_ceiling(self) -> Server:
+    def start_ceiling(self, on_uvloop: bool = False) -> Server:
         port = free_port()
-        proc = self.procs.start("ceiling", self.server_prefix + [PYTHON, __file__, "--serve-ceiling", str(port)])
-        server = Server("ceiling", proc, port)
-        wait_until(lambda: http_get(server.url + "/", 1.0) == (200, b"ok"), proc, "ceiling server")
+        name, flag = ("ceiling-uvloop", "--serve-ceiling-uvloop") if on_uvloop else ("ceiling", "--serve-ceiling")
+        proc = self.procs.start(name, self.server_prefix + [PYTHON, __file__, flag, str(port)])
+        server = Server(name, proc, port)
+        wait_until(lambda: http_get(server.url + "/", 1.0) == (200, b"ok"), proc, f"{name} server")
         return server
 
     def node_counts(self, node: Server) -> tuple[int, int]:
@@ -694,6 +696,17 @@ def bench_ceiling_start(run: Run) -> list[Row]:
     probe = run.wrk(run.ceiling_server.url + "/", "fixed", duration=run.s.latency_duration, connections=1,
                     name="wrk-ceiling-latency")
     rows.append(latency_row("ceiling_p99_1conn", "ceiling: p99 on 1 connection (latency reference)", probe))
+    # For reference only: the ceiling runs aiohttp's defaults, a node runs on uvloop, so part of
+    # every node ratio is uvloop's. This row says how much.
+    uv = run.start_ceiling(on_uvloop=True)
+    try:
+        result = run.wrk(uv.url + "/", "fixed", name="wrk-ceiling-uvloop", measured=True)
+    finally:
+        run.stop_server(uv)
+    rows.append(run.throughput_row(
+        "ceiling_uvloop", "ceiling on uvloop (reference: a node's loop)", result,
+        "the same bare handler on uvloop; not a target, it shows how much of a node's ratio is uvloop's",
+    ))
     return rows
 
 
@@ -1801,7 +1814,9 @@ class Pending:
 
 
 BENCHMARKS: list[Bench | Pending] = [
-    Bench("ceiling", bench_ceiling_start, (("ceiling_start", "ceiling (start)"), ("ceiling_p99_1conn", "ceiling p99"))),
+    Bench("ceiling", bench_ceiling_start, (
+        ("ceiling_start", "ceiling (start)"), ("ceiling_p99_1conn", "ceiling p99"), ("ceiling_uvloop", "ceiling on uvloop"),
+    )),
     Bench("register", bench_register, (("register", "register"),)),
     Bench("beat", bench_beat, (("beat", "beat"),)),
     Bench("list", bench_list, (
@@ -1999,7 +2014,8 @@ def pin_study(settings: Settings, rounds: int = 3) -> int:
 # -- the ceiling server (a separate process) -------------------------------------------------
 
 
-def serve_ceiling(port: int) -> None:
+def serve_ceiling(port: int, on_uvloop: bool = False) -> None:
+    """The bare aiohttp handler: aiohttp's defaults (asyncio's own loop), or on uvloop like a node."""
     from aiohttp import web
 
     async def handle(request: web.Request) -> web.Response:
@@ -2007,13 +2023,21 @@ def serve_ceiling(port: int) -> None:
 
     app = web.Application()
     app.router.add_get("/", handle)
-    web.run_app(app, host=HOST, port=port, access_log=None, print=None)
+    loop = None
+    if on_uvloop:
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    web.run_app(app, host=HOST, port=port, access_log=None, print=None, loop=loop)
 
 
 def main(argv: list[str]) -> int:
     args, settings = parse_args(argv)
     if args.serve_ceiling:
         serve_ceiling(args.serve_ceiling)
+        return 0
+    if args.serve_ceiling_uvloop:
+        serve_ceiling(args.serve_ceiling_uvloop, on_uvloop=True)
         return 0
     if args.list:
         for b in BENCHMARKS:
