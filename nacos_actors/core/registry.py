@@ -219,14 +219,16 @@ class RegistryCore:
             instance = replace(instance, instance_id=instance_id)
         if previous == instance:
             return Applied(value=previous)
-        published = self._publish(self._next(current, now_ms, instances=current.instances.set(instance.key, instance)))
+        instances = current.instances.set(instance.key, instance)
+        published = self._publish(self._next(current, now_ms, instances=instances))
         return Applied(instance, published.changed, touched=(instance.key,))
 
     def _remove_instance(self, service_key: ServiceKey, key: InstanceKey, now_ms: int) -> Applied:
         current = self._current(service_key)
         if current is None or key not in current.instances:
             return Applied()
-        return replace(self._publish(self._next(current, now_ms, instances=current.instances.delete(key))), touched=(key,))
+        published = self._publish(self._next(current, now_ms, instances=current.instances.delete(key)))
+        return replace(published, touched=(key,))
 
     def _patch_instance(self, patch: PatchInstance, now_ms: int) -> Applied:
         current = self._existing_service(patch.service, "instance not found")
