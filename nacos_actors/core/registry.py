@@ -213,15 +213,15 @@ class RegistryCore:
 
     def _put_instance(self, service_key: ServiceKey, instance: Instance, now_ms: int) -> Applied:
         current = self._current(service_key) or Service(key=service_key, revision=self._first_revision(service_key))
-        previous = current.instances.get(instance.key)
-        instance_id = self._instance_id(current, instance, previous)
+        key = instance.key
+        previous = current.instances.get(key)
+        instance_id = self._instance_id(current, instance, key, previous)
         if instance.instance_id != instance_id:
             instance = replace(instance, instance_id=instance_id)
         if previous == instance:
             return Applied(value=previous)
-        instances = current.instances.set(instance.key, instance)
-        published = self._publish(self._next(current, now_ms, instances=instances))
-        return Applied(instance, published.changed, touched=(instance.key,))
+        published = self._publish(self._next(current, now_ms, instances=current.instances.set(key, instance)))
+        return Applied(instance, published.changed, touched=(key,))
 
     def _remove_instance(self, service_key: ServiceKey, key: InstanceKey, now_ms: int) -> Applied:
         current = self._current(service_key)
@@ -360,7 +360,7 @@ class RegistryCore:
         return found
 
     @staticmethod
-    def _instance_id(service: Service, instance: Instance, previous: Instance | None) -> str:
+    def _instance_id(service: Service, instance: Instance, key: InstanceKey, previous: Instance | None) -> str:
         """Keep an existing id; otherwise Nacos's simple id, or the smallest free integer (snowflake)."""
         if previous is not None:
             return previous.instance_id
@@ -370,19 +370,28 @@ class RegistryCore:
             while str(candidate) in used:
                 candidate += 1
             return str(candidate)
-        return default_instance_id(instance.key, service.key.name)
+        return default_instance_id(key, service.key.name)
 
     @staticmethod
     def _next(current: Service, now_ms: int, **changes: Any) -> Service:
         """`current` with `changes`, stamped with the next revision, a fresh memo and a monotone
         modified time (one copy per write: the actor makes one per command)."""
-        return replace(
-            current,
-            revision=current.revision + 1,
-            modified_ms=max(now_ms, current.modified_ms + 1),
-            memo={},
-            **changes,
-        )
+        revision, modified_ms = current.revision + 1, max(now_ms, current.modified_ms + 1)
+        if changes.keys() == {"instances"}:
+            # The instance writes: built directly, at half the cost of dataclasses.replace.
+            return Service(
+                key=current.key,
+                instances=changes["instances"],
+                protect_threshold=current.protect_threshold,
+                metadata=current.metadata,
+                selector=current.selector,
+                explicit=current.explicit,
+                revision=revision,
+                modified_ms=modified_ms,
+                clusters=current.clusters,
+                memo={},
+            )
+        return replace(current, revision=revision, modified_ms=modified_ms, memo={}, **changes)
 
     def _publish(self, snapshot: Service) -> Applied:
         """Make a snapshot the service's state: at once, or at the end of the open batch."""

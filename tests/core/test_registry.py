@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import replace
 
 import pytest
@@ -21,7 +22,18 @@ from nacos_actors.messages import (
     UpdateMetadataBatch,
     UpdateService,
 )
-from nacos_actors.model import NO_SELECTOR, Instance, InstanceKey, ServiceKey, default_instance_id, freeze
+from nacos_actors.model import (
+    NO_SELECTOR,
+    ClusterConfig,
+    Instance,
+    InstanceKey,
+    Selector,
+    Service,
+    ServiceKey,
+    default_instance_id,
+    freeze,
+    instance_map,
+)
 
 SERVICES = [ServiceKey("public", "DEFAULT_GROUP@@a"), ServiceKey("public", "g@@b"), ServiceKey("dev", "DEFAULT_GROUP@@a")]
 
@@ -267,3 +279,30 @@ def test_load_rebuilds_the_counters(batch):
     copy_of.load(core.all_services())
     assert visible(copy_of) == visible(core)
     assert (copy_of.service_count, copy_of.instance_count) == (core.service_count, core.instance_count)
+
+
+def test_an_instance_write_keeps_every_other_service_field():
+    """The instance writes build the next Service directly (not through dataclasses.replace):
+    every field but instances, revision, modified_ms and memo must carry over, including any
+    field added to Service later."""
+    current = Service(
+        key=ServiceKey("ns-1", "G@@svc"),
+        instances=instance_map([Instance("127.0.0.1", 80)]),
+        protect_threshold=0.5,
+        metadata=freeze({"k": "v"}),
+        selector=Selector("label", "a = b"),
+        explicit=True,
+        revision=7,
+        modified_ms=1_000,
+        clusters=freeze({"C1": ClusterConfig()}),
+        memo={"old": b""},
+    )
+    defaults = Service(key=current.key)
+    for field in dataclasses.fields(Service):
+        if field.name not in ("instances", "revision", "modified_ms", "memo", "key"):
+            assert getattr(current, field.name) != getattr(defaults, field.name), f"set {field.name} in this test"
+    instances = instance_map([Instance("127.0.0.1", 81)])
+    following = RegistryCore._next(current, 900, instances=instances)
+    expected = replace(current, instances=instances, revision=8, modified_ms=1_001, memo={})
+    for field in dataclasses.fields(Service):
+        assert getattr(following, field.name) == getattr(expected, field.name), field.name
