@@ -1262,32 +1262,30 @@ class ClusterForming:
     members: dict[str, Any] = field(default_factory=dict)  # node -> {address: state}, or the HTTP status
 
 
-def node_status(node: Server) -> str:
-    """The node's `status` in GET /v1/ns/operator/metrics (UP once ready), or what answered instead."""
+def node_answer(node: Server, path: str, pick: Callable[[Any], Any]) -> Any:
+    """`pick` of the JSON the node answers at `path`, or a short text saying what answered instead."""
     try:
-        status, body = http_get(f"{node.url}{CONTEXT}/v1/ns/operator/metrics", 1.0)
+        status, body = http_get(f"{node.url}{CONTEXT}{path}", 1.0)
     except OSError as error:
         return f"no answer ({type(error).__name__})"
     if status != 200:
         return f"HTTP {status}"
     try:
-        return str(json.loads(body)["status"])
+        return pick(json.loads(body))
     except (ValueError, KeyError, TypeError):
         return "malformed"
+
+
+def node_status(node: Server) -> str:
+    """The node's `status` in GET /v1/ns/operator/metrics (UP once ready), or what answered instead."""
+    return node_answer(node, "/v1/ns/operator/metrics", lambda doc: str(doc["status"]))
 
 
 def member_states(node: Server) -> dict[str, str] | str:
     """{address: state} from the node's GET /v1/core/cluster/nodes, or what answered instead."""
-    try:
-        status, body = http_get(f"{node.url}{CONTEXT}/v1/core/cluster/nodes", 1.0)
-    except OSError as error:
-        return f"no answer ({type(error).__name__})"
-    if status != 200:
-        return f"HTTP {status}"
-    try:
-        return {str(m["address"]): str(m["state"]) for m in json.loads(body)["data"]}
-    except (ValueError, KeyError, TypeError):
-        return "malformed"
+    return node_answer(
+        node, "/v1/core/cluster/nodes", lambda doc: {str(m["address"]): str(m["state"]) for m in doc["data"]}
+    )
 
 
 def wait_cluster(run: Run, nodes: list[Server], started: float) -> ClusterForming:

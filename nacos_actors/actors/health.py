@@ -11,11 +11,10 @@ import pykka
 from nacos_actors.actors.base import NodeActor
 from nacos_actors.beats import BeatLog
 from nacos_actors.clock import wall_clock_ms
-from nacos_actors.core.distro import judges_health, responsible_member
+from nacos_actors.core.distro import health_judged_here
 from nacos_actors.core.health import HealthCore
 from nacos_actors.messages import NO_REPLY, HealthMessage, MembersChanged, Ping, ServicesChanged, Tick, WriteBatch
 from nacos_actors.metrics import NodeMetrics
-from nacos_actors.model import ServiceKey
 
 log = logging.getLogger(__name__)
 
@@ -54,25 +53,12 @@ class HealthCheckActor(NodeActor):
         match received:
             case ServicesChanged(changes, _):
                 started = perf_counter()
-                now = self._clock()
-                beats = self._beats
-                for change in changes:
-                    observed = self.core.observe(change.key, change.snapshot, now, beats.last, change.touched)
-                    for key in observed.appeared:
-                        beats.record_if_absent(change.key, key, now)
-                    left_at = change.snapshot.modified_ms if change.snapshot is not None else now
-                    for key in observed.removed:
-                        beats.forget_if_before(change.key, key, left_at)
+                self.core.observe_changes(changes, self._clock(), self._beats)
                 self._alarm.set(self.core.next_deadline())
                 self._changed_seconds.observe(perf_counter() - started)
                 return None
             case MembersChanged(view):
-                healthy, me = view.healthy, view.self_address
-                judging = judges_health(healthy, len(view.members))
-
-                def owns(key: ServiceKey) -> bool:
-                    return judging and responsible_member(key.name, healthy) == me
-
+                owns = health_judged_here(view.healthy, len(view.members), view.self_address)
                 self.core.set_owner(owns, self._clock())
                 self._alarm.set(self.core.next_deadline())
                 return None

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from nacos_actors.model import Service, ServiceKey, Stamp, stamp_of
 
@@ -58,6 +58,17 @@ def judges_health(healthy: Sequence[str], member_count: int) -> bool:
     otherwise mark every instance it owns in its own view unhealthy and expire it (Nacos does);
     on healing, those removals would replicate to the members that did hear the beats."""
     return 2 * len(healthy) >= member_count
+
+
+def health_judged_here(healthy: Sequence[str], member_count: int, me: str) -> Callable[[ServiceKey], bool]:
+    """Which services member `me` judges the health of, seeing `healthy` of `member_count`
+    members: those it is responsible for, and none while judges_health says no."""
+    judging = judges_health(healthy, member_count)
+
+    def owns(key: ServiceKey) -> bool:
+        return judging and responsible_member(key.name, healthy) == me
+
+    return owns
 
 
 @dataclass(frozen=True, slots=True)

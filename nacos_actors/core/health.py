@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass
-from typing import Callable, Collection
+from typing import Callable, Collection, Iterable
 
-from nacos_actors.messages import Command, ExpireInstance, MarkUnhealthy, RemoveEmptyService
+from nacos_actors.beats import BeatLog
+from nacos_actors.messages import Command, ExpireInstance, MarkUnhealthy, RemoveEmptyService, ServiceChange
 from nacos_actors.model import Instance, InstanceKey, Service, ServiceKey
 
 LastBeat = Callable[[ServiceKey, InstanceKey], int | None]
@@ -139,6 +140,17 @@ class HealthCore:
         if earliest is not None:
             self._schedule(key, earliest)
         return Observed(appeared, removed)
+
+    def observe_changes(self, changes: Iterable[ServiceChange], now_ms: int, beats: BeatLog) -> None:
+        """`observe` each change; start the beat clock of instances that appeared without a beat
+        on record, and forget the beats of instances that left (unless they beat again since)."""
+        for change in changes:
+            observed = self.observe(change.key, change.snapshot, now_ms, beats.last, change.touched)
+            for key in observed.appeared:
+                beats.record_if_absent(change.key, key, now_ms)
+            left_at = change.snapshot.modified_ms if change.snapshot is not None else now_ms
+            for key in observed.removed:
+                beats.forget_if_before(change.key, key, left_at)
 
     def due(self, now_ms: int, last_beat: LastBeat) -> list[Command]:
         """The verdicts whose deadline has come, as registry commands."""

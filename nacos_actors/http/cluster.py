@@ -176,6 +176,16 @@ async def _decode(body: bytes, decode: Callable[[bytes], Any]) -> Any:
         raise ParamError(f"The request body is not valid: {error}") from None
 
 
+async def _sent_by_peer(request: web.Request, decode: Callable[[bytes], Any]) -> Any:
+    """The decoded body of a peer's request (403 for a non-member), whose `sender` field must
+    name the calling member."""
+    peer = cluster_of(request).check_peer(request)
+    message = await _decode(await _body(request), decode)
+    if message.sender != peer:
+        raise ParamError(f"Field 'sender': {message.sender[:64]!r} is not the caller {peer}")
+    return message
+
+
 def _msgpack(body: bytes) -> web.Response:
     return web.Response(body=body, content_type=MSGPACK)
 
@@ -200,11 +210,7 @@ async def receive_report(request: web.Request) -> web.Response:
 async def receive_batch(request: web.Request) -> web.Response:
     """PUT /v1/ns/distro/datum: a Distro batch; answered once applied."""
     front = front_of(request)
-    cluster = cluster_of(request)
-    peer = cluster.check_peer(request)
-    batch = await _decode(await _body(request), decode_batch)
-    if batch.sender != peer:
-        raise ParamError(f"Field 'sender': {batch.sender[:64]!r} is not the caller {peer}")
+    batch = await _sent_by_peer(request, decode_batch)
     await async_ask(
         front.registry, lambda reply: ApplyReplicated(batch.states, batch.force, reply), front.settings.request_timeout
     )
@@ -216,10 +222,8 @@ async def receive_digests(request: web.Request) -> web.Response:
     sent again. Services the sender owns and no longer has are dropped here."""
     front = front_of(request)
     cluster = cluster_of(request)
-    peer = cluster.check_peer(request)
-    digests = await _decode(await _body(request), decode_digests)
-    if digests.sender != peer:
-        raise ParamError(f"Field 'sender': {digests.sender[:64]!r} is not the caller {peer}")
+    digests = await _sent_by_peer(request, decode_digests)
+    peer = digests.sender
     if not cluster.serving:
         return _msgpack(encode_keys(()))
     healthy = cluster.members.view.healthy

@@ -47,7 +47,7 @@ from nacos_actors.core.distro import (
     DistroConfig,
     DistroCore,
     SendBatch,
-    judges_health,
+    health_judged_here,
     responsible_member,
     stamp_of,
     verdict,
@@ -353,22 +353,9 @@ class SimNode:
     def _health_receive(self, message: Any) -> None:
         match message:
             case ServicesChanged(changes, _):
-                now = self.clock()
-                beats = self.beats
-                for change in changes:
-                    observed = self.health.observe(change.key, change.snapshot, now, beats.last, change.touched)
-                    for key in observed.appeared:
-                        beats.record_if_absent(change.key, key, now)
-                    left_at = change.snapshot.modified_ms if change.snapshot is not None else now
-                    for key in observed.removed:
-                        beats.forget_if_before(change.key, key, left_at)
+                self.health.observe_changes(changes, self.clock(), self.beats)
             case MembersChanged(view):
-                healthy, me = view.healthy, view.self_address
-                judging = judges_health(healthy, len(view.members))
-
-                def owns(key: ServiceKey) -> bool:
-                    return judging and responsible_member(key.name, healthy) == me
-
+                owns = health_judged_here(view.healthy, len(view.members), view.self_address)
                 self.health.set_owner(owns, self.clock())
             case Tick():
                 commands = self.health.due(self.clock(), self.beats.last)
