@@ -19,7 +19,7 @@ from nacos_actors.bridge import WriteBatcher, async_ask
 from nacos_actors.clock import wall_clock_ms
 from nacos_actors.core.push import PushBoard, Subscription
 from nacos_actors.core.registry import RegistryCore
-from nacos_actors.http.params import ParamError, Params, QueryMemo, clip
+from nacos_actors.http.params import ParamError, Params, QueryMemo, clip, query_values
 from nacos_actors.messages import Command, QuerySubscribers, Subscribe, WriteBatch
 from nacos_actors.metrics import NodeMetrics
 from nacos_actors.model import Service, ServiceKey
@@ -109,9 +109,9 @@ async def request_params(request: web.Request) -> Params:
     if cached is not None:
         return cached
     if request.can_read_body and request.content_type == FORM_CONTENT_TYPE:
-        params = Params(request.query, await _form(request))
+        params = Params(query_values(request.rel_url.raw_query_string), await _form(request))
     else:
-        params = Params(request.query)
+        params = Params(query_values(request.rel_url.raw_query_string))
     request[PARAMS_KEY] = params
     return params
 
@@ -124,7 +124,7 @@ async def memoized_params(request: web.Request, memo: QueryMemo[T]) -> T:
     query = request.rel_url.raw_query_string
     known = memo.known.get(query)
     if known is None:
-        known = memo.remember(query, Params(request.query))
+        known = memo.remember(query, Params(query_values(query)))
     return known
 
 

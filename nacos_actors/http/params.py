@@ -14,6 +14,7 @@ import math
 import re
 from functools import lru_cache
 from typing import Any, Callable, Generic, Mapping, NamedTuple, TypeVar
+from urllib.parse import parse_qsl
 
 import orjson
 
@@ -76,21 +77,26 @@ class ParamError(Exception):
 class Params:
     """The merged, trimmed query and form parameters of one request.
 
-    `get(name)` is the first non-blank value of `name`, trimmed, or None: each source's first
-    value of a name (as Java's getParameter), the query's before the form's. The values are
-    merged into one dict up front, so each `get` is a C dict lookup.
+    Each source maps a name to its first value (as Java's getParameter takes it): see
+    `query_values`. `get(name)` is the value of `name`, trimmed, from the first source where it
+    is not blank (the query before the form), or None. The values are merged into one dict up
+    front, so each `get` is a C dict lookup.
     """
 
     __slots__ = ("get",)
 
     def __init__(self, *sources: Mapping[str, str]) -> None:
-        values: dict[str, str] = {}
-        for source in sources:
-            for name in source.keys():
-                if name not in values:
-                    value = source[name].strip()
-                    if value:
-                        values[name] = value
+        values: dict[str, str]
+        if len(sources) == 1:
+            values = {name: value for name, raw in sources[0].items() if (value := raw.strip())}
+        else:
+            values = {}
+            for source in sources:
+                for name, raw in source.items():
+                    if name not in values:
+                        value = raw.strip()
+                        if value:
+                            values[name] = value
         self.get: Callable[[str], str | None] = values.get
 
     def first(self, *names: str) -> str | None:
@@ -100,6 +106,28 @@ class Params:
             if value is not None:
                 return value
         return None
+
+
+def query_values(raw_query: str) -> dict[str, str]:
+    """The first value of each name in a raw (still percent-encoded) query string, decoded as
+    urllib's `parse_qsl(keep_blank_values=True)` and yarl's `URL.query` decode it: `+` is a
+    space, `%XX` UTF-8 with bad bytes replaced; a name without `=` has the empty value.
+
+    Skips yarl's MultiDict, which a request's parameters do not need: each source keeps one
+    value per name. Pure.
+    """
+    values: dict[str, str] = {}
+    if "%" in raw_query:
+        for name, value in parse_qsl(raw_query, keep_blank_values=True):
+            if name not in values:
+                values[name] = value
+        return values
+    # Nothing to decode but '+', the same in every encoding.
+    for part in raw_query.replace("+", " ").split("&"):
+        name, _, value = part.partition("=")
+        if part and name not in values:
+            values[name] = value
+    return values
 
 
 class QueryMemo(Generic[T]):

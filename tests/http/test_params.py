@@ -1,6 +1,8 @@
 """Pure checks of the edge parsers that the HTTP tables do not reach directly."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nacos_actors.http.params import is_java_client, version_tuple
 
@@ -29,11 +31,9 @@ def test_version_parts_default_to_zero():
 
 
 def test_params_take_each_sources_first_value_query_before_form():
-    from multidict import MultiDict
+    from nacos_actors.http.params import Params, query_values
 
-    from nacos_actors.http.params import Params
-
-    query = MultiDict([("a", " 1 "), ("a", "2"), ("b", " "), ("b", "3"), ("c", "")])
+    query = query_values("a=+1+&a=2&b=%20&b=3&c=")
     params = Params(query, {"b": "form-b", "c": " form-c ", "d": "4"})
     assert params.get("a") == "1"
     assert params.get("b") == "form-b"  # the query's first b is blank: the form's counts
@@ -41,3 +41,24 @@ def test_params_take_each_sources_first_value_query_before_form():
     assert params.get("d") == "4"
     assert params.get("e") is None
     assert params.first("e", "d", "a") == "4"
+
+
+# Pieces of raw query strings: separators, encodings good and bad, '+', and non-ASCII text.
+_QUERY_PIECES = st.sampled_from(
+    ["a", "b", "serviceName", "=", "&", "&&", "+", "%", "%2", "%20", "%2B", "%26", "%3D", "%C3%A9", "%C3", "%FF",
+     "%zz", " ", "é", "x y", ";", "?", "#"]
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(raw=st.lists(_QUERY_PIECES, max_size=16).map("".join))
+def test_query_values_are_yarls_first_values(raw):
+    """query_values reads a raw query as aiohttp's request.query (yarl) does, keeping each
+    name's first value: the parser the edge used before."""
+    from multidict import MultiDict
+    from yarl import URL
+
+    from nacos_actors.http.params import query_values
+
+    parsed: MultiDict[str] = MultiDict(URL.build(path="/", query_string=raw, encoded=True).query)
+    assert query_values(raw) == {name: parsed[name] for name in parsed}
