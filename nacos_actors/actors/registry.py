@@ -80,31 +80,37 @@ class RegistryActor(NodeActor):
                 now_ms = self._clock()
                 outcomes: list[Any] = []
                 changes: dict[ServiceKey, Service | None] = {}
-                touched: dict[ServiceKey, set[InstanceKey]] = {}
+                touched: dict[ServiceKey, tuple[InstanceKey, ...]] = {}
+                # Counted here and added once per batch: a prometheus inc takes a lock.
+                applied_counts: dict[type, int] = {}
+                rejected_counts: dict[type, int] = {}
                 self.core.begin_batch()
                 try:
                     for command in commands:
-                        applied_count, rejected_count = self._writes[type(command)]
+                        kind = type(command)
                         try:
                             applied = self.core.apply(command, now_ms)
                         except Rejected as refusal:
-                            rejected_count.inc()
+                            rejected_counts[kind] = rejected_counts.get(kind, 0) + 1
                             outcomes.append(refusal)
                             continue
                         except BaseException as error:
                             reply.fail(error)
                             raise
-                        applied_count.inc()
+                        applied_counts[kind] = applied_counts.get(kind, 0) + 1
                         outcomes.append(applied.value)
                         if applied.changed is not None:
-                            changes[applied.changed.key] = applied.changed
-                            touched.setdefault(applied.changed.key, set()).update(applied.touched)
+                            key = applied.changed.key
+                            changes[key] = applied.changed
+                            earlier = touched.get(key)
+                            touched[key] = applied.touched if earlier is None else earlier + applied.touched
                             self._note_change(command, applied.touched)
                         elif applied.deleted is not None:
                             changes[applied.deleted] = None
                             self._note_change(command, ())
                 finally:
                     self.core.end_batch()
+                    self._count_writes(applied_counts, rejected_counts)
                 reply.resolve(tuple(outcomes))
                 if changes and self._watchers:
                     told = ServicesChanged(
@@ -168,6 +174,12 @@ class RegistryActor(NodeActor):
                 watcher.tell(told)
             except pykka.ActorDeadError:  # stopped before us (the lifecycle stops in reverse)
                 self._watchers.remove(watcher)
+
+    def _count_writes(self, applied: dict[type, int], rejected: dict[type, int]) -> None:
+        for kind, count in applied.items():
+            self._writes[kind][0].inc(count)
+        for kind, count in rejected.items():
+            self._writes[kind][1].inc(count)
 
     def _note_change(self, command: Command, touched: tuple[InstanceKey, ...]) -> None:
         if isinstance(command, MarkUnhealthy):

@@ -5,15 +5,24 @@ from __future__ import annotations
 import logging
 import threading
 
+import pykka
 import pytest
 from prometheus_client import CollectorRegistry
 
 from nacos_actors.actors.registry import RegistryActor
 from nacos_actors.core.registry import RegistryCore, Rejected
 from nacos_actors.logs import EVENT_ATTRIBUTE
-from nacos_actors.messages import DeleteService, DeregisterInstance, Ping, RegisterInstance, WriteBatch
+from nacos_actors.messages import (
+    DeleteService,
+    DeregisterInstance,
+    Ping,
+    RegisterInstance,
+    ServicesChanged,
+    Watch,
+    WriteBatch,
+)
 from nacos_actors.metrics import NodeMetrics
-from nacos_actors.model import Instance, ServiceKey
+from nacos_actors.model import Instance, InstanceKey, ServiceKey
 from tests.actors.support import RecordingReply
 
 SVC = ServiceKey("public", "DEFAULT_GROUP@@demo")
@@ -42,6 +51,49 @@ def test_a_batch_is_applied_in_order_with_the_actor_clock_before_the_reply(start
     (stored,) = reply.value
     assert stored.instance_id == "127.0.0.1#80#DEFAULT#DEFAULT_GROUP@@demo"
     assert core.service(SVC).modified_ms == 42
+
+
+class ChangeRecorder(pykka.ThreadingActor):
+    """A watcher that keeps every ServicesChanged it is told, after the first (the Watch answer)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.told: list[ServicesChanged] = []
+        self.arrived = threading.Event()
+
+    def on_receive(self, message):
+        if isinstance(message, ServicesChanged) and not message.replicated:
+            self.told.append(message)
+            self.arrived.set()
+
+
+def test_a_batch_tells_watchers_each_changed_service_once_with_every_instance_it_touched(started):
+    ref, _, _ = started
+    recorder = ChangeRecorder.start()
+    try:
+        ref.tell(Watch(recorder))
+        other = ServiceKey("public", "DEFAULT_GROUP@@other")
+        reply = RecordingReply()
+        batch = (
+            RegisterInstance(SVC, Instance("127.0.0.1", 80)),
+            RegisterInstance(other, Instance("127.0.0.1", 90)),
+            RegisterInstance(SVC, Instance("127.0.0.1", 81)),
+            DeregisterInstance(SVC, InstanceKey("127.0.0.1", 80, "DEFAULT", True)),
+        )
+        ref.tell(WriteBatch(batch, reply))
+        assert reply.done.wait(5)
+        assert recorder.proxy().arrived.get(timeout=5).wait(5)
+        (told,) = recorder.proxy().told.get(timeout=5)
+        changes = {change.key: change for change in told.changes}
+        assert set(changes) == {SVC, other}
+        assert changes[SVC].touched == {
+            InstanceKey("127.0.0.1", 80, "DEFAULT", True),
+            InstanceKey("127.0.0.1", 81, "DEFAULT", True),
+        }
+        assert [i.port for i in changes[SVC].snapshot.instances.values()] == [81]
+        assert changes[other].touched == {InstanceKey("127.0.0.1", 90, "DEFAULT", True)}
+    finally:
+        recorder.stop()
 
 
 def test_a_refused_command_is_its_own_outcome_and_the_batch_goes_on(started):

@@ -302,7 +302,7 @@ def test_an_instance_write_keeps_every_other_service_field():
         if field.name not in ("instances", "revision", "modified_ms", "memo", "key"):
             assert getattr(current, field.name) != getattr(defaults, field.name), f"set {field.name} in this test"
     instances = instance_map([Instance("127.0.0.1", 81)])
-    following = RegistryCore._next(current, 900, instances=instances)
+    following = RegistryCore._next_instances(current, instances, 900)
     expected = replace(current, instances=instances, revision=8, modified_ms=1_001, memo={})
     for field in dataclasses.fields(Service):
         assert getattr(following, field.name) == getattr(expected, field.name), field.name
