@@ -287,8 +287,9 @@ class RegistryCore:
             draft[instance.key] = replace(instance, metadata=freeze(metadata))
             kind = "ephemeral" if instance.ephemeral else "persist"
             updated.append(f"{instance.key.datum_key()}:{kind}")
-        applied = self._publish(self._next_instances(current, draft.finish(), now_ms))
-        return Applied(value=tuple(updated), changed=applied.changed, touched=tuple(i.key for i in chosen))
+        snapshot = self._next_instances(current, draft.finish(), now_ms)
+        self._stage(snapshot)
+        return Applied(value=tuple(updated), changed=snapshot, touched=tuple(i.key for i in chosen))
 
     # -- clusters --------------------------------------------------------------------------
 
@@ -299,7 +300,8 @@ class RegistryCore:
         clusters = dict(current.clusters)
         clusters[cluster] = config
         updated = self._next(current, now_ms, clusters=MappingProxyType(clusters))
-        return Applied(config, self._publish(updated).changed)
+        self._stage(updated)
+        return Applied(config, updated)
 
     def _set_instance_health(self, command: SetInstanceHealth, now_ms: int) -> Applied:
         """Nacos's HealthController rule: only a cluster whose checker is NONE takes a manual

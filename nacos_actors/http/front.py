@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
-from urllib.parse import parse_qsl
 
 import pykka
 from aiohttp import web
@@ -140,10 +139,7 @@ async def _form(request: web.Request) -> dict[str, str]:
         text = body.decode(charset)
     except (LookupError, UnicodeDecodeError):
         raise ParamError(f"The form body is not {clip(charset)} text.") from None
-    form: dict[str, str] = {}
-    for name, value in parse_qsl(text, keep_blank_values=True, encoding=charset):
-        form.setdefault(name, value)
-    return form
+    return query_values(text, charset)
 
 
 OK = "ok"

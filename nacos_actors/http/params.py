@@ -108,22 +108,23 @@ class Params:
         return None
 
 
-def query_values(raw_query: str) -> dict[str, str]:
-    """The first value of each name in a raw (still percent-encoded) query string, decoded as
-    urllib's `parse_qsl(keep_blank_values=True)` and yarl's `URL.query` decode it: `+` is a
-    space, `%XX` UTF-8 with bad bytes replaced; a name without `=` has the empty value.
+def query_values(encoded: str, encoding: str = "utf-8") -> dict[str, str]:
+    """The first value of each name in a raw (still percent-encoded) query string or form body,
+    decoded as urllib's `parse_qsl(keep_blank_values=True)` and yarl's `URL.query` decode it:
+    `+` is a space, `%XX` bytes in `encoding` with bad ones replaced; a name without `=` has the
+    empty value.
 
     Skips yarl's MultiDict, which a request's parameters do not need: each source keeps one
     value per name. Pure.
     """
     values: dict[str, str] = {}
-    if "%" in raw_query:
-        for name, value in parse_qsl(raw_query, keep_blank_values=True):
+    if "%" in encoded:
+        for name, value in parse_qsl(encoded, keep_blank_values=True, encoding=encoding):
             if name not in values:
                 values[name] = value
         return values
     # Nothing to decode but '+', the same in every encoding.
-    for part in raw_query.replace("+", " ").split("&"):
+    for part in encoded.replace("+", " ").split("&"):
         name, _, value = part.partition("=")
         if part and name not in values:
             values[name] = value
