@@ -1,25 +1,66 @@
-"""Frozen messages between the front and the actors.
+"""Frozen messages between the front and the drivers, and between drivers.
 
 Commands are the registry core's inputs: pure data, already validated at the HTTP edge.
-`WriteBatch` carries the commands the event loop gathered in one turn and the reply the actor
-resolves once they are all applied. Nothing here
-holds a mutable value; pykka does not copy messages between threads.
+`WriteBatch` carries the commands the event loop gathered in one turn and the reply the driver
+resolves once they are all applied, with one `Ok` or `Refused` per command. Nothing here holds
+a mutable value; pykka does not copy messages between threads.
+
+Drivers name each other by the names below (`REGISTRY`, ...); the bridge (real actors) and the
+cluster simulation map a name to whatever carries a message there.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol
+from typing import Any, Final, Generic, Literal, Mapping, Protocol, TypeVar
 
-from nacos_actors.model import ClusterConfig, Instance, InstanceKey, Selector, Service, ServiceKey
+from nacos_actors.core.members import MemberView
+from nacos_actors.core.push import Subscription
+from nacos_actors.model import (
+    ClusterConfig,
+    Instance,
+    InstanceKey,
+    ReplicatedState,
+    Selector,
+    Service,
+    ServiceKey,
+)
+
+REGISTRY: Final = "registry"
+HEALTH: Final = "health"
+PUSH: Final = "push"
+DISTRO: Final = "distro"
+MEMBERS: Final = "members"
+ActorName = Literal["registry", "health", "push", "distro", "members"]
+
+T = TypeVar("T")
+T_contra = TypeVar("T_contra", contravariant=True)
 
 
-class Reply(Protocol):
-    """Where an actor sends the answer to one request. Safe to call from any thread, once."""
+class Reply(Protocol[T_contra]):
+    """Where a driver sends the answer to one request. Safe to call from any thread, once."""
 
-    def resolve(self, value: Any) -> None: ...
+    def resolve(self, value: T_contra) -> None: ...
 
     def fail(self, error: BaseException) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Ok(Generic[T]):
+    """A command that was applied, with its answer."""
+
+    value: T
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A command the registry refused: answered to the client as `status` with `message`."""
+
+    status: int
+    message: str
+
+
+Outcome = Ok[Any] | Refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,19 +237,16 @@ Command = (
 
 @dataclass(frozen=True, slots=True)
 class WriteBatch:
-    """Apply `commands` in order, then resolve `reply` once with one outcome per command.
-
-    An outcome is the command's value, or the Rejected refusal itself for a refused command.
-    """
+    """Apply `commands` in order, then resolve `reply` once with one Outcome per command."""
 
     commands: tuple[Command, ...]
-    reply: Reply
+    reply: Reply[tuple[Outcome, ...]]
 
 
 class NoReply:
     """A Reply for writes whose outcome nobody waits for (the health checker's verdicts)."""
 
-    def resolve(self, value: Any) -> None:
+    def resolve(self, value: object) -> None:
         pass
 
     def fail(self, error: BaseException) -> None:
@@ -220,7 +258,10 @@ NO_REPLY = NoReply()
 
 @dataclass(frozen=True, slots=True)
 class Ping:
-    """Asked by the lifecycle to prove an actor is up; answered with 'pong'."""
+    """Told by the lifecycle to prove an actor is up: its actor answers 'pong' (as pykka's ask
+    result, and through `reply` when one is given); drivers never see it."""
+
+    reply: Reply[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,48 +292,73 @@ class ServicesChanged:
 
 @dataclass(frozen=True, slots=True)
 class ApplyReplicated:
-    """Apply service states a peer sent (nacos_actors.core.registry.ReplicatedState: a Service,
-    Tombstone or Dropped); with `force` they replace ours whatever their version. `reply` gets a
-    one-element tuple: how many changed something."""
+    """Apply service states a peer sent (a Service, Tombstone or Dropped); with `force` they
+    replace ours whatever their version. `reply` gets how many changed something."""
 
-    states: tuple[Any, ...]
+    states: tuple[ReplicatedState, ...]
     force: bool
-    reply: Reply
+    reply: Reply[int]
 
 
 @dataclass(frozen=True, slots=True)
 class LoadSnapshot:
-    """Replace the whole registry with a peer's snapshot (a starting node); `reply` gets a
-    one-element tuple: the number of services loaded."""
+    """Replace the whole registry with a peer's snapshot (a starting node); `reply` gets the
+    number of services loaded."""
 
     services: tuple[Service, ...]
-    reply: Reply
+    reply: Reply[int]
 
 
 @dataclass(frozen=True, slots=True)
 class Watch:
-    """Ask the registry to tell `watcher` a ServicesChanged after every batch that changes
-    something; it first tells it every current service, so the watcher starts complete."""
+    """Ask the registry to tell the driver named `watcher` a ServicesChanged after every batch
+    that changes something; it first tells it every current service, so it starts complete."""
 
-    watcher: Any  # a pykka.ActorRef
+    watcher: ActorName
 
 
 @dataclass(frozen=True, slots=True)
 class Tick:
-    """Told by an actor's Alarm when the deadline it was set to has come."""
+    """Told by the ticker when the deadline a driver asked to be woken at has come."""
 
 
-RegistryMessage = WriteBatch | ApplyReplicated | LoadSnapshot | Watch | Ping
+PeerPurpose = Literal["report", "farewell", "batch", "digests"]
+
+
+@dataclass(frozen=True, slots=True)
+class PeerCall:
+    """A request to a peer that a driver wants made (msgpack `body` to `path` under the context
+    path). Whatever happens, the caller `reply_to` is told one PeerAnswered carrying this call."""
+
+    peer: str
+    method: str
+    path: str
+    body: bytes
+    timeout_ms: int
+    reply_to: ActorName
+    purpose: PeerPurpose
+
+
+@dataclass(frozen=True, slots=True)
+class PeerAnswered:
+    """How a PeerCall ended: the peer's `status` and `body`, or `status` None when no answer came
+    (`refused`: nothing listened there)."""
+
+    call: PeerCall
+    status: int | None
+    body: bytes = b""
+    refused: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200
 
 
 @dataclass(frozen=True, slots=True)
 class Subscribe:
-    """A list query carried `udpPort` from a push-capable client: add or refresh the subscriber.
+    """A list query carried `udpPort` from a push-capable client: add or refresh the subscriber."""
 
-    `subscription` is a nacos_actors.core.push.Subscription.
-    """
-
-    subscription: Any
+    subscription: Subscription
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,18 +372,17 @@ class DatagramReceived:
 
 @dataclass(frozen=True, slots=True)
 class QuerySubscribers:
-    """Answer, through `reply`, a one-element tuple: the live subscriptions of `namespace`."""
+    """Answer, through `reply`, the live subscriptions of `namespace`."""
 
     namespace: str
-    reply: Reply
+    reply: Reply[tuple[Subscription, ...]]
 
 
 @dataclass(frozen=True, slots=True)
 class MembersChanged:
-    """Told by the member actor whenever a member's state changed: the new
-    nacos_actors.core.members.MemberView."""
+    """Told by the member driver whenever a member's state changed: the new view."""
 
-    view: Any
+    view: MemberView
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,21 +394,11 @@ class ReportReceived:
 
 
 @dataclass(frozen=True, slots=True)
-class ReportAnswered:
-    """Our report to `peer` was answered with its state."""
-
-    peer: str
-    state: str
-
-
-@dataclass(frozen=True, slots=True)
 class PeerFailed:
-    """A request to `peer` failed (`refused`: connection refused); `report` when it was our
-    member report (which frees the next report)."""
+    """A request the front made to `peer` failed (`refused`: connection refused)."""
 
     peer: str
     refused: bool
-    report: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,38 +408,22 @@ class MarkReady:
 
 @dataclass(frozen=True, slots=True)
 class Leave:
-    """This node is stopping: report DOWN to every peer, then resolve `reply` (a one-element tuple)."""
+    """This node is stopping: report DOWN to every peer, then resolve `reply` with the number of
+    peers told."""
 
-    reply: Reply
-
-
-MemberMessage = ReportReceived | ReportAnswered | PeerFailed | MarkReady | Leave | Tick | Ping
-
-
-@dataclass(frozen=True, slots=True)
-class BatchDone:
-    """A Distro batch (nacos_actors.core.distro.SendBatch) was acknowledged (`ok`) or failed."""
-
-    batch: Any
-    ok: bool
-
-
-@dataclass(frozen=True, slots=True)
-class DigestsAnswered:
-    """`peer` answered our digests: it wants these services sent again."""
-
-    peer: str
-    wanted: tuple[ServiceKey, ...]
+    reply: Reply[int]
 
 
 @dataclass(frozen=True, slots=True)
 class Drain:
-    """The node is stopping: send every pending change now, and resolve `reply` (a one-element
-    tuple: how many services were still unsent) once nothing is in flight or time is up."""
+    """The node is stopping: send every pending change now, and resolve `reply` with how many
+    services were still unsent once nothing is in flight or the driver stops."""
 
-    reply: Reply
+    reply: Reply[int]
 
 
-DistroMessage = ServicesChanged | MembersChanged | BatchDone | DigestsAnswered | Drain | Tick | Ping
-HealthMessage = ServicesChanged | MembersChanged | Tick | Ping
-PushMessage = ServicesChanged | Subscribe | DatagramReceived | Tick | QuerySubscribers | Ping
+RegistryMessage = WriteBatch | ApplyReplicated | LoadSnapshot | Watch
+HealthMessage = ServicesChanged | MembersChanged | Tick
+PushMessage = ServicesChanged | Subscribe | DatagramReceived | Tick | QuerySubscribers
+MemberMessage = ReportReceived | PeerAnswered | PeerFailed | MarkReady | Leave | Tick
+DistroMessage = ServicesChanged | MembersChanged | PeerAnswered | Drain | Tick

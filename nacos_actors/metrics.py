@@ -144,10 +144,13 @@ class LoopHistogram(Collector):
 
 
 class RegistryCounts(Protocol):
-    """What nacos_monitor reads: the registry core's counters (only whole ints are assigned)."""
+    """What nacos_monitor reads: the registry's counters (only whole ints are assigned)."""
 
-    service_count: int
-    instance_count: int
+    @property
+    def service_count(self) -> int: ...
+
+    @property
+    def instance_count(self) -> int: ...
 
 
 def command_label(command_type: type) -> str:

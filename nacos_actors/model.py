@@ -228,3 +228,24 @@ Stamp = tuple[int, int]
 
 def stamp_of(service: Service) -> Stamp:
     return (service.revision, service.modified_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class Tombstone:
+    """A deleted service as replication carries it: its key and the revision its deletion had."""
+
+    key: ServiceKey
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """Verify's finding that the owner no longer has a service: delete it if it is still at
+    `stamp` (revision, modified_ms), the version the finding was made on."""
+
+    key: ServiceKey
+    stamp: Stamp
+
+
+ReplicatedState = Service | Tombstone | Dropped
+"""What replication carries for one service: its state, its deletion, or verify's drop."""

@@ -1,9 +1,10 @@
 """The node's lifecycle: start the actors in dependency order, serve, stop them in reverse.
 
-`run_node` runs on the main thread. The event loop (aiohttp on uvloop) runs on that thread
-too; each actor has its own pykka thread. On SIGTERM or Ctrl-C the HTTP server stops
-taking requests, the actors are stopped in reverse order, the registry is saved when a data
-directory is set, and no thread is left behind.
+`run_node` runs on the main thread. The event loop (aiohttp on uvloop, the push socket, the
+peer client and the ticker) runs on that thread too; each driver has its own pykka thread, and
+nothing else does. On SIGTERM or Ctrl-C the HTTP server stops taking requests, the actors are
+stopped in reverse order, the registry is saved when a data directory is set, and no thread is
+left behind.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any, Awaitable, Callable
 
 import prometheus_client
 import pykka
@@ -23,29 +25,31 @@ import uvloop
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from nacos_actors.actors.distro import DistroActor
-from nacos_actors.actors.health import HealthCheckActor
-from nacos_actors.actors.members import MemberActor
-from nacos_actors.actors.push import PushActor, open_push_socket
-from nacos_actors.actors.registry import RegistryActor
 from nacos_actors.beats import BeatLog
-from nacos_actors.bridge import ActorUnavailable, async_ask
+from nacos_actors.bridge import (
+    ActorDirectory,
+    ActorOutbox,
+    ActorUnavailable,
+    DriverActor,
+    LoopBridge,
+    Ticker,
+    WriteBatcher,
+    async_open_push_endpoint,
+)
 from nacos_actors.clock import wall_clock_ms
 from nacos_actors.core.codec import CodecError, decode_services, encode_services
-from nacos_actors.core.distro import DistroConfig, DistroCore
-from nacos_actors.core.health import HealthConfig, HealthCore
-from nacos_actors.core.members import MemberBoard, MemberConfig, MemberCore, standalone_view
 from nacos_actors.core.push import PushBoard, PushConfig, PushCore
-from nacos_actors.core.registry import RegistryCore
+from nacos_actors.core.registry import RegistryCore, RegistryView
+from nacos_actors.drivers.assembly import build_drivers
 from nacos_actors.http import render
 from nacos_actors.http.app import build_app
 from nacos_actors.http.cluster import ClusterFront, async_join
 from nacos_actors.http.front import Front
-from nacos_actors.messages import Drain, Leave, Ping, Watch
+from nacos_actors.messages import DISTRO, MEMBERS, REGISTRY, Drain, Leave, Ping, WriteBatch
 from nacos_actors.metrics import NodeMetrics
 from nacos_actors.model import Service, ServiceKey
 from nacos_actors.peers import PeerLink
-from nacos_actors.settings import Settings
+from nacos_actors.settings import Settings, join_host_port
 
 log = logging.getLogger(__name__)
 SNAPSHOT_FILE = "registry.msgpack"
@@ -53,6 +57,7 @@ ACTOR_STOP_TIMEOUT_S = 10.0
 DRAIN_TIMEOUT_S = 3.0
 LEAVE_TIMEOUT_S = 2.0
 PEER_TIMEOUT_S = 2.0
+STARTUP_PING_TIMEOUT_S = 5.0
 
 
 class Shutdown:
@@ -153,38 +158,23 @@ async def serve(settings: Settings, front: Front, shutdown: Shutdown) -> None:
     finally:
         front.ready = False
         await runner.cleanup()
-        if front.cluster is not None:
-            await front.cluster.link.async_close()
 
 
 async def async_leave(front: Front, joining: asyncio.Task[None] | None) -> None:
     """A clean stop of a cluster member: send the changes peers have not got yet, then tell them
     this member is DOWN, so they take over its services at once (no failure detection wait)."""
-    cluster, distro = front.cluster, front.distro
-    assert cluster is not None and distro is not None
     if joining is not None and not joining.done():
         joining.cancel()
     try:
-        left = await async_ask(distro, Drain, DRAIN_TIMEOUT_S)
+        left = await front.bridge.async_ask(DISTRO, Drain, DRAIN_TIMEOUT_S)
         if left:
             log.warning("stopping with %d service changes not yet sent to peers", left)
     except ActorUnavailable as error:
         log.warning("distro drain did not finish: %s", error)
     try:
-        await async_ask(cluster.member_actor, Leave, LEAVE_TIMEOUT_S)
+        await front.bridge.async_ask(MEMBERS, Leave, LEAVE_TIMEOUT_S)
     except ActorUnavailable as error:
         log.warning("leaving the cluster did not finish: %s", error)
-
-
-def health_core(settings: Settings) -> HealthCore:
-    return HealthCore(
-        HealthConfig(
-            check_beats=settings.health_check_enabled,
-            expire_instances=settings.expire_instances,
-            clean_empty_services=settings.empty_service_auto_clean,
-            empty_service_ttl_ms=settings.empty_service_ttl_ms,
-        )
-    )
 
 
 def subscriber_lifetime_ms(push_cache_ms: int) -> int:
@@ -202,9 +192,14 @@ def push_core(settings: Settings) -> PushCore:
     cache_millis = settings.push_cache_ms
 
     def render_list(
-        service: Service | None, key: ServiceKey, clusters_text: str, clusters: tuple[str, ...], java_client: bool
+        service: Service | None,
+        key: ServiceKey,
+        clusters_text: str,
+        clusters: tuple[str, ...],
+        java_client: bool,
+        now_ms: int,
     ) -> bytes:
-        return render.list_body(service, key, clusters_text, clusters, False, java_client, cache_millis, wall_clock_ms())
+        return render.list_body(service, key, clusters_text, clusters, False, java_client, cache_millis, now_ms)
 
     config = PushConfig(
         window_ms=settings.push_window_ms,
@@ -215,43 +210,85 @@ def push_core(settings: Settings) -> PushCore:
     return PushCore(config, render_list, first_sequence=time.monotonic_ns())
 
 
-def start_cluster(
+async def async_start_node(
     settings: Settings,
-    loop: asyncio.AbstractEventLoop,
     core: RegistryCore,
-    registry: pykka.ActorRef,
-    health: pykka.ActorRef,
     metrics: NodeMetrics,
-    shutdown: Shutdown,
-    started: list[pykka.ActorRef],
-) -> tuple[ClusterFront, pykka.ActorRef]:
-    """Start the Distro and member actors of a cluster member (appended to `started`)."""
-    me, now = settings.self_address, wall_clock_ms()
-    peers = tuple(a for a in settings.members if a != me)
-    metrics.cluster.start_peers(peers)
-    link = PeerLink(loop, me, settings.context_path, settings.cluster_secret, PEER_TIMEOUT_S)
-    distro_config = DistroConfig(
-        sync_window_ms=settings.distro_sync_window_ms,
-        retry_delay_ms=settings.distro_retry_delay_ms,
-        verify_interval_ms=settings.distro_verify_interval_ms,
+    beats: BeatLog,
+    push_board: PushBoard,
+    on_fatal: Callable[[BaseException], None],
+    started: list[pykka.ActorRef[Any]],
+) -> Front:
+    """Start the node's actors on the running loop, each around its driver (appended to
+    `started` as they start, for the caller to stop), with the push socket, the ticker and the
+    peer client on this loop; wait until each answers a Ping; answer the Front the HTTP
+    handlers see. Loop thread."""
+    loop = asyncio.get_running_loop()
+    actors = ActorDirectory()
+    ticker = Ticker(loop, actors)
+    link = None
+    if not settings.standalone:
+        metrics.cluster.start_peers(tuple(a for a in settings.members if a != settings.self_address))
+        link = PeerLink(loop, settings.self_address, settings.context_path, settings.cluster_secret, PEER_TIMEOUT_S)
+    endpoint = None
+    if settings.push_enabled:
+        endpoint = await async_open_push_endpoint(settings.host, actors, metrics)
+        log.info("push socket on udp %s", join_host_port(*endpoint.address))
+    outbox = ActorOutbox(loop, actors, ticker, link, endpoint)
+    drivers = build_drivers(
+        settings,
+        core,
+        beats,
+        outbox,
+        metrics,
+        wall_clock_ms(),
+        push_core(settings) if settings.push_enabled else None,
+        push_board,
     )
-    distro = DistroActor.start(DistroCore(me, peers, distro_config, now), core, link, metrics, shutdown.on_fatal)
-    started.append(distro)
-    registry.tell(Watch(distro))
-    member_config = MemberConfig(settings.member_report_interval_ms, settings.member_fail_threshold)
-    member_core = MemberCore(me, settings.members, member_config, now)
-    board = metrics.cluster.states.board = MemberBoard(member_core.view)
-    members = MemberActor.start(member_core, board, link, [distro, health], metrics, shutdown.on_fatal)
-    started.append(members)
-    return ClusterFront(me, board, link, members, settings.cluster_secret, peers=peers), distro
+    metrics.cluster.states.board = drivers.member_board
+    for driver in drivers.in_start_order():
+        ref = DriverActor.start(driver, metrics, on_fatal)
+        started.append(ref)
+        actors.add(driver.NAME, ref)
+    for name, message in drivers.first_messages():
+        actors.tell(name, message)
+    bridge = LoopBridge(actors, WriteBatcher(actors, REGISTRY, WriteBatch, settings.request_timeout))
+    for driver in drivers.in_start_order():
+        await bridge.async_ask(driver.NAME, Ping, STARTUP_PING_TIMEOUT_S)
+    cluster = None
+    if link is not None:
+        peers = tuple(a for a in settings.members if a != settings.self_address)
+        cluster = ClusterFront(
+            settings.self_address, drivers.member_board, link, bridge, settings.cluster_secret, peers=peers
+        )
+    return Front(
+        settings=settings,
+        bridge=bridge,
+        view=RegistryView(core),
+        metrics=metrics,
+        beats=beats,
+        push_enabled=endpoint is not None,
+        push_board=push_board,
+        cluster=cluster,
+        closing=(ticker.async_stop, *((endpoint.async_close,) if endpoint is not None else ())),
+    )
+
+
+async def async_run(settings: Settings, front_started: Callable[[], Awaitable[Front]], shutdown: Shutdown) -> None:
+    """Start the node, serve until told to stop, then close what lives on the loop."""
+    front = await front_started()
+    try:
+        await serve(settings, front, shutdown)
+    finally:
+        await front.async_close()
 
 
 def run_node(settings: Settings) -> int:
-    """Run one node until it is told to stop; returns the process exit code.
+    """Run one node until it is told to stop; returns the process exit code. Main thread.
 
     The node's metrics live on one CollectorRegistry created here and passed, wrapped in a
-    NodeMetrics, to every actor and to the front (which serves it). A cluster member also runs
-    the Distro and member actors, which reach their peers through a PeerLink on the loop.
+    NodeMetrics, to every driver and to the front (which serves it). The actors are stopped in
+    reverse order once the loop has finished, then the registry is saved (with --data-dir).
     """
     if not settings.standalone and settings.self_address not in settings.members:
         raise SystemExit(
@@ -266,43 +303,16 @@ def run_node(settings: Settings) -> int:
     # No `_created` series: Nacos exports none, and in the text format each is one more series.
     prometheus_client.disable_created_metrics()
     board = PushBoard()
-    metrics = NodeMetrics(CollectorRegistry(), core, board)
+    metrics = NodeMetrics(CollectorRegistry(), RegistryView(core), board)
     beats = BeatLog()
-    started: list[pykka.ActorRef] = []
+    started: list[pykka.ActorRef[Any]] = []
+
+    def start() -> Awaitable[Front]:
+        return async_start_node(settings, core, metrics, beats, board, shutdown.on_fatal, started)
+
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            registry = RegistryActor.start(core, shutdown.on_fatal, metrics)
-            started.append(registry)
-            checker = health_core(settings)
-            if not settings.standalone:
-                checker.set_owner(lambda key: False, wall_clock_ms())  # nothing, until the member is UP
-            health = HealthCheckActor.start(checker, registry, beats, metrics, shutdown.on_fatal)
-            started.append(health)
-            registry.tell(Watch(health))
-            push = None
-            if settings.push_enabled:
-                push = PushActor.start(push_core(settings), open_push_socket(settings.host), board, metrics, shutdown.on_fatal)
-                started.append(push)
-                registry.tell(Watch(push))
-            cluster, distro = None, None
-            if settings.standalone:
-                metrics.cluster.states.board = MemberBoard(standalone_view(settings.self_address))
-            else:
-                cluster, distro = start_cluster(settings, runner.get_loop(), core, registry, health, metrics, shutdown, started)
-            for actor in started:
-                actor.ask(Ping(), timeout=5)
-            front = Front(
-                settings=settings,
-                registry=registry,
-                view=core,
-                metrics=metrics,
-                beats=beats,
-                push=push,
-                push_board=board,
-                cluster=cluster,
-                distro=distro,
-            )
-            runner.run(serve(settings, front, shutdown))
+            runner.run(async_run(settings, start, shutdown))
     except OSError as error:
         log.error("cannot serve on %s: %s", settings.self_address, error)
         shutdown.request(1)

@@ -1,8 +1,8 @@
 """The node's HTTP client to its peers: member reports, Distro batches and digests, snapshot
 loads and forwarded client writes, all over one aiohttp session on the event loop.
 
-Actors never wait on it: they hand it a coroutine with `submit` (any thread), and the coroutine
-tells its result back to them as a message. Every peer request carries this node's address
+Drivers never wait on it: the bridge (nacos_actors.bridge.ActorOutbox) runs their PeerCalls on
+it and tells them each outcome as a message. Every peer request carries this node's address
 (and the cluster secret when one is set) so the peer can tell a member from a stranger.
 """
 
@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any, Coroutine, Mapping
 
 import aiohttp
 from multidict import CIMultiDict
+
+from nacos_actors.core.codec import CHECKSUM_PATH, DATUM_PATH, REPORT_PATH, SNAPSHOT_PATH
 
 log = logging.getLogger(__name__)
 
@@ -22,11 +24,6 @@ MEMBER_HEADER = "Nacos-Actors-Member"
 SECRET_HEADER = "Nacos-Actors-Secret"
 FORWARDED_HEADER = "Nacos-Actors-Forwarded"
 MSGPACK = "application/msgpack"
-# The peer endpoints, under the context path (served by nacos_actors.http.cluster).
-REPORT_PATH = "/v1/core/cluster/report"
-DATUM_PATH = "/v1/ns/distro/datum"
-CHECKSUM_PATH = "/v1/ns/distro/checksum"
-SNAPSHOT_PATH = "/v1/ns/distro/datums"
 # Not copied when a client request is forwarded: aiohttp sets these itself.
 HOP_HEADERS = frozenset(
     h.lower()
@@ -50,7 +47,7 @@ def is_refused(error: BaseException) -> bool:
 
 
 class PeerLink:
-    """One aiohttp session to every peer. `submit` runs on any thread; the rest on the loop."""
+    """One aiohttp session to every peer. Loop thread only."""
 
     def __init__(
         self,
@@ -71,21 +68,12 @@ class PeerLink:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
 
-    def submit(self, make_coroutine: Callable[[], Awaitable[Any]]) -> bool:
-        """Run the coroutine `make_coroutine()` builds on the loop. Any thread; False when the
-        loop is gone (the node is stopping)."""
+    def async_spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run `coroutine` as a task the link keeps (and cancels when it closes). Loop thread."""
         if self._closed:
-            return False
-        try:
-            self.loop.call_soon_threadsafe(self._start, make_coroutine)
-        except RuntimeError:  # the loop is closed
-            return False
-        return True
-
-    def _start(self, make_coroutine: Callable[[], Awaitable[Any]]) -> None:
-        if self._closed:
+            coroutine.close()
             return
-        task: asyncio.Task[Any] = self.loop.create_task(make_coroutine())  # type: ignore[arg-type]
+        task = self.loop.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

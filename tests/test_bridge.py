@@ -1,4 +1,5 @@
-"""The loop-to-actor crossing: answers arrive on the loop, nothing blocks it, timeouts are clean."""
+"""The crossings: answers arrive on the loop, nothing blocks it, timeouts are clean; the
+ticker wakes a driver at the moment it asked for."""
 
 from __future__ import annotations
 
@@ -9,13 +10,15 @@ import pykka
 import pytest
 from blockbuster import BlockingError, blockbuster_ctx
 
-from nacos_actors.bridge import ActorUnavailable, WriteBatcher
+from nacos_actors.bridge import ActorDirectory, ActorUnavailable, LoopBridge, Ticker, WriteBatcher
+from nacos_actors.core.registry import Rejected
+from nacos_actors.messages import REGISTRY, Ok, Refused, Tick
 
 
 class Echo(pykka.ThreadingActor):
-    """Answers a batch of commands after `delay` seconds: each command is its own outcome.
-
-    A batch containing 'drop' is never answered; one containing 'crash' fails as a whole.
+    """Answers a batch of commands after `delay` seconds: each command is its own outcome, a
+    'refuse' one Refused. A batch containing 'drop' is never answered; one containing 'crash'
+    fails as a whole.
     """
 
     def __init__(self, delay: float = 0.0, batch_sizes: list[int] | None = None) -> None:
@@ -32,12 +35,14 @@ class Echo(pykka.ThreadingActor):
         if "crash" in commands:
             reply.fail(RuntimeError("crash"))
         else:
-            reply.resolve(commands)
+            reply.resolve([Refused(409, "refused") if c == "refuse" else Ok(c) for c in commands])
         return None
 
 
 def batcher(ref, timeout=5.0) -> WriteBatcher:
-    return WriteBatcher(ref, lambda commands, reply: (commands, reply), timeout)
+    actors = ActorDirectory()
+    actors.add(REGISTRY, ref)
+    return WriteBatcher(actors, REGISTRY, lambda commands, reply: (commands, reply), timeout)
 
 
 async def test_answer_arrives_while_the_loop_keeps_running():
@@ -65,11 +70,11 @@ async def test_writes_of_one_loop_turn_travel_as_one_message_and_each_gets_its_a
     ref = Echo.start(batch_sizes=batch_sizes)
     try:
         writes = batcher(ref)
-        refused = ValueError("refused")
         answers = await asyncio.gather(
-            *(writes.async_submit(n) for n in range(5)), writes.async_submit(refused), return_exceptions=True
+            *(writes.async_submit(n) for n in range(5)), writes.async_submit("refuse"), return_exceptions=True
         )
-        assert answers == [0, 1, 2, 3, 4, refused]
+        assert answers[:5] == [0, 1, 2, 3, 4]
+        assert isinstance(answers[5], Rejected) and (answers[5].status, answers[5].message) == (409, "refused")
         assert batch_sizes == [6]  # appended before the answers were sent
     finally:
         ref.stop()
@@ -106,3 +111,43 @@ async def test_blockbuster_catches_blocking_on_the_loop():
     with blockbuster_ctx():
         with pytest.raises(BlockingError):
             time.sleep(0.01)
+
+
+class Recorder(pykka.ThreadingActor):
+    """Keeps what it is told, with the wall-clock ms it arrived at."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.told: list[tuple[object, int]] = []
+
+    def on_receive(self, message):
+        self.told.append((message, time.time_ns() // 1_000_000))
+
+
+async def test_the_ticker_wakes_a_driver_at_its_latest_wish_only():
+    ref = Recorder.start()
+    actors = ActorDirectory()
+    actors.add(REGISTRY, ref)
+    ticker = Ticker(asyncio.get_running_loop(), actors)
+    try:
+        now = time.time_ns() // 1_000_000
+        ticker.async_set(REGISTRY, now + 30)
+        ticker.async_set(REGISTRY, now + 60)  # replaces the first wish
+        await asyncio.sleep(0.2)
+        told = ref.proxy().told.get(timeout=5)
+        assert [type(m) for m, _ in told] == [Tick]
+        assert told[0][1] >= now + 60
+        ticker.async_set(REGISTRY, now + 10_000)
+        ticker.async_set(REGISTRY, None)
+        await asyncio.sleep(0.05)
+        assert len(ref.proxy().told.get(timeout=5)) == 1
+    finally:
+        ticker.async_stop()
+        ref.stop()
+
+
+async def test_an_ask_of_an_actor_that_is_not_running_fails_at_once():
+    bridge = LoopBridge(ActorDirectory(), batcher(Recorder.start()))
+    with pytest.raises(ActorUnavailable):
+        await bridge.async_ask(REGISTRY, lambda reply: reply, 5)
+    pykka.ActorRegistry.stop_all()

@@ -14,8 +14,15 @@ from typing import Any, Iterable, Mapping
 
 import msgpack
 
-from nacos_actors.core.registry import Tombstone
+# The peer endpoints these bodies travel to, under the context path (served by
+# nacos_actors.http.cluster, called through nacos_actors.peers).
+REPORT_PATH = "/v1/core/cluster/report"
+DATUM_PATH = "/v1/ns/distro/datum"
+CHECKSUM_PATH = "/v1/ns/distro/checksum"
+SNAPSHOT_PATH = "/v1/ns/distro/datums"
+
 from nacos_actors.model import (
+    Tombstone,
     HEALTH_CHECKER_TYPES,
     ClusterConfig,
     Instance,

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Literal, Mapping, Sequence
 
+from nacos_actors.core.members import HEALTHY_STATES, MemberView
 from nacos_actors.model import Service, ServiceKey, Stamp, stamp_of
 
 INT32_MAX = 2**31 - 1
@@ -136,14 +137,25 @@ def verdict(
     return Verdict(wanted, tuple(dropped))
 
 
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    """How a batch ended, for the driver to record: the batch, whether it was acknowledged, and
+    `note` when the peer's sync just started failing or works again (logged once each)."""
+
+    batch: SendBatch
+    ok: bool
+    note: Literal["failing", "recovered"] | None
+
+
 @dataclass(slots=True)
 class _Peer:
     dirty: dict[ServiceKey, None] = field(default_factory=dict)
     forced: dict[ServiceKey, None] = field(default_factory=dict)
     first_dirty_ms: int | None = None
-    in_flight: bool = False
+    in_flight: SendBatch | None = None
     not_before_ms: int = 0
     reachable: bool = False
+    failing: bool = False
 
 
 class DistroCore:
@@ -177,6 +189,13 @@ class DistroCore:
             if peer.reachable and not was:
                 peer.not_before_ms = 0  # back: send what piled up without waiting for a retry
 
+    def members_changed(self, view: MemberView) -> None:
+        """A member's state changed: hash over `view`'s healthy members, and send to the peers
+        that are UP or SUSPICIOUS (not a STARTING one: the snapshot it loads would replace what
+        it is sent now)."""
+        reachable = [a for a, s in view.members.items() if a != view.self_address and s.state in HEALTHY_STATES]
+        self.set_view(view.healthy, reachable)
+
     def changed(self, keys: Iterable[ServiceKey], now_ms: int) -> None:
         """Services changed locally: mark them dirty for every peer."""
         keys = tuple(keys)
@@ -202,7 +221,7 @@ class DistroCore:
         """What to send now: at most one batch per idle peer, and the digests when verify is due."""
         effects: list[Effect] = []
         for address, peer in self._peers.items():
-            if not peer.reachable or peer.in_flight or now_ms < peer.not_before_ms:
+            if not peer.reachable or peer.in_flight is not None or now_ms < peer.not_before_ms:
                 continue
             pending = peer.forced or peer.dirty
             if not pending:
@@ -215,36 +234,42 @@ class DistroCore:
                     peer.dirty.pop(key, None)  # the forced state is at least as new
             first = peer.first_dirty_ms if peer.first_dirty_ms is not None else now_ms
             peer.first_dirty_ms = now_ms if (peer.forced or peer.dirty) else None
-            peer.in_flight = True
+            batch = peer.in_flight = SendBatch(address, keys, force, first)
             peer.not_before_ms = now_ms + self.config.sync_window_ms
-            effects.append(SendBatch(address, keys, force, first))
+            effects.append(batch)
         if now_ms >= self._next_verify_ms:
             self._next_verify_ms = now_ms + self.config.verify_interval_ms
             if self.self_address in self.healthy:
                 effects.extend(SendDigests(a) for a, p in self._peers.items() if p.reachable and a in self.healthy)
         return effects
 
-    def batch_done(self, batch: SendBatch, ok: bool, now_ms: int) -> None:
-        """A batch was acknowledged (`ok`) or failed; a failed one's services are sent again
-        (with their latest state) after the retry delay."""
-        peer = self._peers.get(batch.peer)
-        if peer is None:
-            return
-        peer.in_flight = False
+    def batch_done(self, peer_address: str, ok: bool, now_ms: int) -> BatchOutcome | None:
+        """The batch in flight to a peer was acknowledged (`ok`) or failed; a failed one's
+        services are sent again (with their latest state) after the retry delay. None when no
+        batch was in flight there."""
+        peer = self._peers.get(peer_address)
+        if peer is None or peer.in_flight is None:
+            return None
+        batch, peer.in_flight = peer.in_flight, None
+        note: Literal["failing", "recovered"] | None = None
+        if ok != (not peer.failing):
+            peer.failing = not ok
+            note = "recovered" if ok else "failing"
         if ok:
-            return
+            return BatchOutcome(batch, ok, note)
         target = peer.forced if batch.force else peer.dirty
         for key in batch.keys:
             target[key] = None
         if peer.first_dirty_ms is None or batch.first_dirty_ms < peer.first_dirty_ms:
             peer.first_dirty_ms = batch.first_dirty_ms
         peer.not_before_ms = now_ms + self.config.retry_delay_ms
+        return BatchOutcome(batch, ok, note)
 
     def next_deadline(self) -> int:
         """When `due` may next have something to do."""
         deadline = self._next_verify_ms
         for peer in self._peers.values():
-            if peer.reachable and not peer.in_flight and (peer.dirty or peer.forced):
+            if peer.reachable and peer.in_flight is None and (peer.dirty or peer.forced):
                 deadline = min(deadline, peer.not_before_ms)
         return deadline
 
@@ -252,7 +277,7 @@ class DistroCore:
         """Services waiting to be sent to reachable peers, plus batches in flight (what a drain
         waits for; a DOWN peer gets its changes from verify or a snapshot when it is back)."""
         return sum(
-            len(p.dirty) + len(p.forced) + (1 if p.in_flight else 0) for p in self._peers.values() if p.reachable
+            len(p.dirty) + len(p.forced) + (0 if p.in_flight is None else 1) for p in self._peers.values() if p.reachable
         )
 
     def pending_for(self, peer_address: str) -> int:

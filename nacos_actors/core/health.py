@@ -23,7 +23,8 @@ import heapq
 from dataclasses import dataclass
 from typing import Callable, Collection, Iterable
 
-from nacos_actors.beats import BeatLog
+from nacos_actors.core.distro import health_judged_here
+from nacos_actors.core.members import MemberView
 from nacos_actors.messages import Command, ExpireInstance, MarkUnhealthy, RemoveEmptyService, ServiceChange
 from nacos_actors.model import Instance, InstanceKey, Service, ServiceKey
 
@@ -56,6 +57,19 @@ class Observed:
 
     appeared: tuple[InstanceKey, ...]
     removed: tuple[InstanceKey, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BeatClocks:
+    """What the beat log must learn from a round of changes: instances whose clock starts now
+    unless a beat is on record (`start`), and instances that left at some ms, whose beats are
+    forgotten unless they beat again since (`forget`)."""
+
+    start: tuple[tuple[ServiceKey, InstanceKey], ...] = ()
+    forget: tuple[tuple[ServiceKey, InstanceKey, int], ...] = ()
+
+
+NO_BEAT_CLOCKS = BeatClocks()
 
 
 class HealthCore:
@@ -141,16 +155,24 @@ class HealthCore:
             self._schedule(key, earliest)
         return Observed(appeared, removed)
 
-    def observe_changes(self, changes: Iterable[ServiceChange], now_ms: int, beats: BeatLog) -> None:
-        """`observe` each change; start the beat clock of instances that appeared without a beat
-        on record, and forget the beats of instances that left (unless they beat again since)."""
+    def observe_changes(self, changes: Iterable[ServiceChange], now_ms: int, last_beat: LastBeat) -> BeatClocks:
+        """`observe` each change; answers the beat clocks to start (instances that appeared) and
+        the beats to forget (instances that left, at the time their service changed)."""
+        start: list[tuple[ServiceKey, InstanceKey]] = []
+        forget: list[tuple[ServiceKey, InstanceKey, int]] = []
         for change in changes:
-            observed = self.observe(change.key, change.snapshot, now_ms, beats.last, change.touched)
-            for key in observed.appeared:
-                beats.record_if_absent(change.key, key, now_ms)
+            observed = self.observe(change.key, change.snapshot, now_ms, last_beat, change.touched)
+            start.extend((change.key, key) for key in observed.appeared)
             left_at = change.snapshot.modified_ms if change.snapshot is not None else now_ms
-            for key in observed.removed:
-                beats.forget_if_before(change.key, key, left_at)
+            forget.extend((change.key, key, left_at) for key in observed.removed)
+        if not start and not forget:
+            return NO_BEAT_CLOCKS
+        return BeatClocks(tuple(start), tuple(forget))
+
+    def members_changed(self, view: MemberView, now_ms: int) -> None:
+        """The cluster's membership changed: judge only the services this node is responsible for
+        in `view`, and only while it sees at least half the members."""
+        self.set_owner(health_judged_here(view.healthy, len(view.members), view.self_address), now_ms)
 
     def due(self, now_ms: int, last_beat: LastBeat) -> list[Command]:
         """The verdicts whose deadline has come, as registry commands."""

@@ -88,6 +88,7 @@ class MemberCore:
                 self._status[address] = MemberStatus(address, DOWN)
         self._next_report = {address: now_ms for address in self._status if address != self_address}
         self._in_flight: set[str] = set()
+        self._farewells: set[str] = set()
         self._view = self._build_view()
 
     @property
@@ -105,6 +106,29 @@ class MemberCore:
     def mark_leaving(self, now_ms: int) -> bool:
         """This node is stopping: it reports DOWN from now on."""
         return self._set(self.self_address, DOWN, 0, now_ms)
+
+    def leave(self, now_ms: int) -> tuple[str, ...]:
+        """This node is stopping: it is DOWN from now on; answers the peers to tell so (each
+        farewell ends with `farewell_done`)."""
+        self.mark_leaving(now_ms)
+        self._farewells = set(self.peers)
+        return self.peers
+
+    def farewell_done(self, peer: str) -> bool:
+        """A farewell to `peer` was answered or failed; answers whether none is left."""
+        self._farewells.discard(peer)
+        return not self._farewells
+
+    def state_changes(self, before: MemberView) -> tuple[tuple[str, str, str], ...]:
+        """(address, previous state, state) of every member whose state differs from `before`."""
+        view = self._view
+        if view is before:
+            return ()
+        return tuple(
+            (address, before.members[address].state, status.state)
+            for address, status in view.members.items()
+            if before.members[address].state != status.state
+        )
 
     def due(self, now_ms: int) -> tuple[str, ...]:
         """The peers to report to now (each at most once until its result comes back)."""

@@ -104,8 +104,8 @@ class Effects:
     unmatched: int = 0
 
 
-Renderer = Callable[[Service | None, ServiceKey, str, tuple[str, ...], bool], bytes]
-"""(snapshot or None, service key, clusters text, clusters, java client) -> list JSON bytes."""
+Renderer = Callable[[Service | None, ServiceKey, str, tuple[str, ...], bool, int], bytes]
+"""(snapshot or None, service key, clusters text, clusters, java client, now ms) -> list JSON bytes."""
 
 
 @dataclass(slots=True)
@@ -285,7 +285,9 @@ class PushCore:
             shape = (subscriber_key.clusters, sub.java_client)
             data = rendered.get(shape)
             if data is None:
-                data = rendered[shape] = self._render(snapshot, key, subscriber_key.clusters, sub.clusters, sub.java_client)
+                data = rendered[shape] = self._render(
+                    snapshot, key, subscriber_key.clusters, sub.clusters, sub.java_client, now_ms
+                )
             self._send_new(subscriber_key, data, now_ms, applied_ns, effects)
 
     def _send_new(

@@ -11,13 +11,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Any, Iterable, assert_never
+from typing import Any, Iterable, Mapping, assert_never
 
 from immutables import Map
 
 from nacos_actors.messages import (
     BeatInstance,
     Command,
+    Ok,
+    Outcome,
+    Refused,
+    ServiceChange,
     CreateService,
     DeleteService,
     DeregisterInstance,
@@ -36,10 +40,13 @@ from nacos_actors.model import (
     INSTANCE_ID_GENERATOR_KEY,
     NONE_CHECKER,
     ClusterConfig,
+    Dropped,
     Instance,
     InstanceKey,
+    ReplicatedState,
     Service,
     ServiceKey,
+    Tombstone,
     default_instance_id,
     freeze,
     in_order,
@@ -56,24 +63,6 @@ class Rejected(Exception):
         self.message = message
 
 
-@dataclass(frozen=True, slots=True)
-class Tombstone:
-    """A deleted service as replication carries it: its key and the revision its deletion had."""
-
-    key: ServiceKey
-    revision: int
-
-
-@dataclass(frozen=True, slots=True)
-class Dropped:
-    """Verify's finding that the owner no longer has a service: delete it if it is still at
-    `stamp` (revision, modified_ms), the version the finding was made on."""
-
-    key: ServiceKey
-    stamp: tuple[int, int]
-
-
-ReplicatedState = Service | Tombstone | Dropped
 MAX_TOMBSTONES = 100_000
 
 
@@ -93,6 +82,20 @@ class Applied:
     changed: Service | None = None
     deleted: ServiceKey | None = None
     touched: tuple[InstanceKey, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BatchApplied:
+    """What one WriteBatch did: an Outcome per command, in order; the latest state of every
+    service it changed (each once, naming every instance the batch touched in it); how many
+    commands of each type were applied and refused; and the commands that changed something,
+    each with the instances it touched, in order (for the log and the health counters)."""
+
+    outcomes: tuple[Outcome, ...]
+    changes: tuple[ServiceChange, ...]
+    applied: Mapping[type, int]
+    refused: Mapping[type, int]
+    effective: tuple[tuple[Command, tuple[InstanceKey, ...]], ...]
 
 
 class RegistryCore:
@@ -135,6 +138,69 @@ class RegistryCore:
             if pending is not None:
                 return pending
         return self.service(key)
+
+    def apply_batch(self, commands: Iterable[Command], now_ms: int) -> BatchApplied:
+        """Apply `commands` in order as one batch (readers see its end state only). A refused
+        command is its own outcome and the batch goes on; any other error propagates."""
+        outcomes: list[Outcome] = []
+        changes: dict[ServiceKey, Service | None] = {}
+        touched: dict[ServiceKey, tuple[InstanceKey, ...]] = {}
+        applied_counts: dict[type, int] = {}
+        refused_counts: dict[type, int] = {}
+        effective: list[tuple[Command, tuple[InstanceKey, ...]]] = []
+        self.begin_batch()
+        try:
+            for command in commands:
+                kind = type(command)
+                try:
+                    applied = self.apply(command, now_ms)
+                except Rejected as refusal:
+                    refused_counts[kind] = refused_counts.get(kind, 0) + 1
+                    outcomes.append(Refused(refusal.status, refusal.message))
+                    continue
+                applied_counts[kind] = applied_counts.get(kind, 0) + 1
+                outcomes.append(Ok(applied.value))
+                if applied.changed is not None:
+                    key = applied.changed.key
+                    changes[key] = applied.changed
+                    earlier = touched.get(key)
+                    touched[key] = applied.touched if earlier is None else earlier + applied.touched
+                    effective.append((command, applied.touched))
+                elif applied.deleted is not None:
+                    changes[applied.deleted] = None
+                    effective.append((command, ()))
+        finally:
+            self.end_batch()
+        return BatchApplied(
+            tuple(outcomes),
+            tuple(
+                ServiceChange(k, v, None if v is None else frozenset(touched[k])) for k, v in changes.items()
+            ),
+            applied_counts,
+            refused_counts,
+            tuple(effective),
+        )
+
+    def apply_replicated_batch(self, states: Iterable[ReplicatedState], force: bool) -> tuple[ServiceChange, ...]:
+        """`apply_replicated` each state; answers the services that changed, latest state each."""
+        changed: dict[ServiceKey, Service | None] = {}
+        for state in states:
+            applied = self.apply_replicated(state, force)
+            if applied.changed is not None:
+                changed[applied.changed.key] = applied.changed
+            elif applied.deleted is not None:
+                changed[applied.deleted] = None
+        return tuple(ServiceChange(k, v) for k, v in changed.items())
+
+    def load_snapshot(self, services: Iterable[Service]) -> tuple[ServiceChange, ...]:
+        """Replace the whole map with a peer's snapshot; answers every service now held and every
+        one that went away, as changes."""
+        held, gone = self.replace_all(services)
+        return (*(ServiceChange(s.key, s) for s in held), *(ServiceChange(k, None) for k in gone))
+
+    def current_changes(self) -> tuple[ServiceChange, ...]:
+        """Every current service as a change (what a new watcher starts from)."""
+        return tuple(ServiceChange(s.key, s) for s in self.all_services())
 
     def apply(self, command: Command, now_ms: int) -> Applied:
         """Apply one command at wall-clock time `now_ms`; raise Rejected for a refused one."""
@@ -489,3 +555,29 @@ class RegistryCore:
         for service in services:
             self._publish(service)
 
+
+
+class RegistryView:
+    """The registry as every thread but its writer sees it: published snapshots only, no way to
+    write. Any thread (a single-key lookup and whole-value reads are atomic under the GIL)."""
+
+    __slots__ = ("_core", "service", "state_of", "all_services")
+
+    def __init__(self, core: RegistryCore) -> None:
+        self._core = core
+        self.service = core.service
+        self.state_of = core.state_of
+        self.all_services = core.all_services
+
+    @property
+    def namespaces(self) -> Mapping[str, Mapping[str, Service]]:
+        """namespace -> grouped name -> snapshot; copy a namespace's dict before iterating it."""
+        return self._core.namespaces
+
+    @property
+    def service_count(self) -> int:
+        return self._core.service_count
+
+    @property
+    def instance_count(self) -> int:
+        return self._core.instance_count

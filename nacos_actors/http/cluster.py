@@ -22,10 +22,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import pykka
 from aiohttp import web
 
-from nacos_actors.bridge import ActorUnavailable, async_ask
+from nacos_actors.bridge import ActorUnavailable, LoopBridge
 from nacos_actors.core.codec import (
     CodecError,
     decode_batch,
@@ -38,14 +37,14 @@ from nacos_actors.core.codec import (
 )
 from nacos_actors.core.distro import Verdict, responsible_member, verdict
 from nacos_actors.core.members import REPORTED_STATES, UP, MemberBoard
-from nacos_actors.core.registry import Dropped
+from nacos_actors.model import Dropped
 from nacos_actors.http import params as p
 from nacos_actors.http import render
 from nacos_actors.http.front import Front, front_of, json_response, ok, request_params
 from nacos_actors.http.params import ParamError
 from nacos_actors.http.routing import AddRoute, Handler
 from nacos_actors.logs import event
-from nacos_actors.messages import ApplyReplicated, LoadSnapshot, MarkReady, PeerFailed, ReportReceived
+from nacos_actors.messages import MEMBERS, REGISTRY, ApplyReplicated, LoadSnapshot, MarkReady, PeerFailed, ReportReceived
 from nacos_actors.model import Service, ServiceKey, stamp_of
 from nacos_actors.peers import (
     CHECKSUM_PATH,
@@ -77,7 +76,7 @@ class ClusterFront:
     self_address: str
     members: MemberBoard
     link: PeerLink
-    member_actor: pykka.ActorRef[Any]
+    bridge: LoopBridge
     secret: str | None = None
     serving: bool = False
     peers: tuple[str, ...] = field(default=())
@@ -91,10 +90,7 @@ class ClusterFront:
         return responsible_member(key.name, self.members.view.healthy) == self.self_address
 
     def peer_failed(self, peer: str, refused: bool) -> None:
-        try:
-            self.member_actor.tell(PeerFailed(peer, refused))
-        except pykka.ActorDeadError:
-            pass
+        self.bridge.tell(MEMBERS, PeerFailed(peer, refused))
 
     def check_peer(self, request: web.Request) -> str:
         """The calling member's address; 403 for anyone else."""
@@ -200,10 +196,7 @@ async def receive_report(request: web.Request) -> web.Response:
     report = await _decode(await _body(request), lambda b: decode_report(b, REPORTED_STATES))
     if report.address != peer:
         raise ParamError(f"Field 'address': {report.address[:64]!r} is not the caller {peer}")
-    try:
-        cluster.member_actor.tell(ReportReceived(peer, report.state))
-    except pykka.ActorDeadError:
-        pass
+    cluster.bridge.tell(MEMBERS, ReportReceived(peer, report.state))
     return _msgpack(encode_report(cluster.self_address, cluster.members.view.self_state))
 
 
@@ -211,8 +204,8 @@ async def receive_batch(request: web.Request) -> web.Response:
     """PUT /v1/ns/distro/datum: a Distro batch; answered once applied."""
     front = front_of(request)
     batch = await _sent_by_peer(request, decode_batch)
-    await async_ask(
-        front.registry, lambda reply: ApplyReplicated(batch.states, batch.force, reply), front.settings.request_timeout
+    _: int = await front.bridge.async_ask(
+        REGISTRY, lambda reply: ApplyReplicated(batch.states, batch.force, reply), front.settings.request_timeout
     )
     return ok()
 
@@ -243,7 +236,9 @@ async def receive_digests(request: web.Request) -> web.Response:
             peer,
             extra=event("verify_drop", peer=peer, services=len(drops)),
         )
-        await async_ask(front.registry, lambda reply: ApplyReplicated(drops, True, reply), front.settings.request_timeout)
+        _: int = await front.bridge.async_ask(
+            REGISTRY, lambda reply: ApplyReplicated(drops, True, reply), front.settings.request_timeout
+        )
     return _msgpack(encode_keys(found.wanted))
 
 
@@ -372,7 +367,7 @@ async def async_join(front: Front) -> None:
                 log.warning("snapshot from %s does not decode: %s", peer, error)
                 continue
             loaded = tuple(services)
-            await async_ask(front.registry, lambda reply: LoadSnapshot(loaded, reply), SNAPSHOT_TIMEOUT_S)  # noqa: B023
+            _: int = await front.bridge.async_ask(REGISTRY, lambda reply: LoadSnapshot(loaded, reply), SNAPSHOT_TIMEOUT_S)  # noqa: B023
             log.info("joined the cluster with a snapshot from %s", peer, extra=event("joined", peer=peer))
             break
         else:
@@ -382,7 +377,7 @@ async def async_join(front: Front) -> None:
             log.info("no peer serves yet: starting with this member's own data", extra=event("joined", peer=None))
         break
     cluster.serving = True
-    cluster.member_actor.tell(MarkReady())
+    cluster.bridge.tell(MEMBERS, MarkReady())
 
 
 def add_routes(add: AddRoute, prefix: str, with_peers: bool) -> None:

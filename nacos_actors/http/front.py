@@ -10,16 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
-import pykka
 from aiohttp import web
 
 from nacos_actors.beats import BeatLog
-from nacos_actors.bridge import WriteBatcher, async_ask
+from nacos_actors.bridge import LoopBridge
 from nacos_actors.clock import wall_clock_ms
 from nacos_actors.core.push import PushBoard, Subscription
-from nacos_actors.core.registry import RegistryCore
+from nacos_actors.core.registry import RegistryView
 from nacos_actors.http.params import ParamError, Params, QueryMemo, clip, query_values
-from nacos_actors.messages import Command, QuerySubscribers, Subscribe, WriteBatch
+from nacos_actors.messages import PUSH, Command, QuerySubscribers, Subscribe
 from nacos_actors.metrics import NodeMetrics
 from nacos_actors.model import Service, ServiceKey
 from nacos_actors.settings import Settings
@@ -35,26 +34,24 @@ T = TypeVar("T")
 class Front:
     """The node as the HTTP handlers see it. `ready` turns true once the node serves.
 
-    `metrics` is the node's NodeMetrics (the same one its actors record into). `push` is the
-    PushActor, None when push is off; `push_board` holds its latest counters. `cluster` is the
-    nacos_actors.http.cluster.ClusterFront of a cluster member, None when standalone.
+    `bridge` is the one way to the actors; `view` the registry's published snapshots. `metrics`
+    is the node's NodeMetrics (the same one its drivers record into). `push_enabled` says
+    whether a push actor runs; `push_board` holds its latest counters. `cluster` is the
+    ClusterFront of a cluster member, None when standalone. `closing` is run by `async_close`.
+    Loop thread only.
     """
 
     settings: Settings
-    registry: pykka.ActorRef
-    view: RegistryCore
+    bridge: LoopBridge
+    view: RegistryView
     metrics: NodeMetrics
     beats: BeatLog = field(default_factory=BeatLog)
-    push: pykka.ActorRef | None = None
+    push_enabled: bool = False
     push_board: PushBoard = field(default_factory=PushBoard)
     clock: Callable[[], int] = wall_clock_ms
     ready: bool = False
     cluster: ClusterFront | None = None
-    distro: pykka.ActorRef | None = None
-    writes: WriteBatcher = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.writes = WriteBatcher(self.registry, WriteBatch, self.settings.request_timeout)
+    closing: tuple[Callable[[], None], ...] = ()
 
     @property
     def serving(self) -> bool:
@@ -63,21 +60,21 @@ class Front:
 
     async def write(self, command: Command) -> Any:
         """Apply `command` on the registry actor; return its value or raise its refusal."""
-        return await self.writes.async_submit(command)
+        return await self.bridge.writes.async_submit(command)
 
     def subscribe(self, subscription: Subscription) -> None:
-        """Add or refresh a push subscriber (no answer is awaited)."""
-        if self.push is not None:
-            try:
-                self.push.tell(Subscribe(subscription))
-            except pykka.ActorDeadError:
-                pass  # stopping: the client keeps polling
+        """Add or refresh a push subscriber (no answer is awaited; when push is stopping the
+        client keeps polling)."""
+        if self.push_enabled:
+            self.bridge.tell(PUSH, Subscribe(subscription))
 
     async def subscriptions(self, namespace: str) -> tuple[Subscription, ...]:
         """The live push subscriptions of a namespace, asked of the push actor."""
-        if self.push is None:
+        if not self.push_enabled:
             return ()
-        return await async_ask(self.push, lambda reply: QuerySubscribers(namespace, reply), self.settings.request_timeout)
+        return await self.bridge.async_ask(
+            PUSH, lambda reply: QuerySubscribers(namespace, reply), self.settings.request_timeout
+        )
 
     def service(self, key: ServiceKey) -> Service | None:
         return self.view.service(key)
@@ -85,10 +82,17 @@ class Front:
     def services_in(self, namespace: str) -> list[Service]:
         """A consistent copy of one namespace's snapshots (dict.copy is one C call under the GIL)."""
         services = self.view.namespaces.get(namespace)
-        return list(services.copy().values()) if services is not None else []
+        return list(dict(services).values()) if services is not None else []
 
     def namespaces(self) -> list[str]:
-        return list(self.view.namespaces.copy())
+        return list(dict(self.view.namespaces))
+
+    async def async_close(self) -> None:
+        """Close what lives on the loop (the ticker, the push socket, the peer client)."""
+        for close in self.closing:
+            close()
+        if self.cluster is not None:
+            await self.cluster.link.async_close()
 
 
 FRONT_KEY = web.AppKey("front", Front)

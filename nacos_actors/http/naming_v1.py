@@ -151,7 +151,7 @@ async def instance_list(request: web.Request) -> web.Response:
     agent = p.user_agent(headers)
     java_client = p.is_java_agent(agent)
     cache_millis = render.DEFAULT_CACHE_MILLIS
-    if query.udp_port > 0 and front.push is not None and p.is_push_client(agent):
+    if query.udp_port > 0 and front.push_enabled and p.is_push_client(agent):
         # Push goes to where the query came from; `clientIP` only when the operator trusts it
         # (clients behind a proxy), so nobody can aim the registry's UDP at a third party.
         client_ip = query.client_ip

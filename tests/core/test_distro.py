@@ -179,7 +179,7 @@ def test_no_second_batch_within_the_sync_window():
     core = make_core()
     core.changed([K1], 100)
     for batch in batches(core.due(100)).values():
-        core.batch_done(batch, True, 105)
+        core.batch_done(batch.peer, True, 105)
     core.changed([K2], 106)
     assert core.due(106) == [] and core.due(119) == []
     assert core.next_deadline() == 120
@@ -196,7 +196,7 @@ def test_changes_accumulate_while_in_flight_and_go_once_in_the_next_batch():
     core.changed([K2], 9)
     assert core.due(200) == []  # still in flight, however long
     assert core.next_deadline() == 3000  # only the verify timer
-    core.batch_done(first, True, 200)
+    core.batch_done(first.peer, True, 200)
     second = batches(core.due(200))[PEER_B]
     assert sorted(second.keys) == [K2, K3] and len(second.keys) == 2
     assert second.first_dirty_ms == 5
@@ -218,7 +218,7 @@ def test_a_peer_back_from_down_skips_its_retry_delay():
     core = make_core(reachable=(PEER_B,))
     core.changed([K1], 0)
     batch = batches(core.due(0))[PEER_B]
-    core.batch_done(batch, False, 10)  # retry not before 510
+    core.batch_done(batch.peer, False, 10)  # retry not before 510
     core.set_view(HEALTHY, [])
     core.set_view(HEALTHY, [PEER_B])
     assert batches(core.due(11))[PEER_B].keys == (K1,)
@@ -227,7 +227,7 @@ def test_a_peer_back_from_down_skips_its_retry_delay():
 def test_a_peer_still_reachable_keeps_its_retry_delay_across_view_changes():
     core = make_core(reachable=(PEER_B,))
     core.changed([K1], 0)
-    core.batch_done(batches(core.due(0))[PEER_B], False, 10)
+    core.batch_done(batches(core.due(0))[PEER_B].peer, False, 10)
     core.set_view(HEALTHY, [PEER_B, PEER_C])
     assert PEER_B not in batches(core.due(11))
 
@@ -237,7 +237,7 @@ def test_a_failed_batch_is_resent_after_the_retry_delay_with_newer_keys_merged()
     core.changed([K1, K2], 0)
     first = batches(core.due(0))[PEER_B]
     core.changed([K3, K1], 50)
-    core.batch_done(first, False, 100)
+    core.batch_done(first.peer, False, 100)
     assert core.due(120) == [] and core.due(599) == []
     assert core.next_deadline() == 600
     again = batches(core.due(600))[PEER_B]
@@ -247,7 +247,7 @@ def test_a_failed_batch_is_resent_after_the_retry_delay_with_newer_keys_merged()
 
 def test_a_batch_done_for_an_unknown_peer_is_ignored():
     core = make_core()
-    core.batch_done(SendBatch("127.0.0.9:8848", (K1,), False, 0), False, 0)
+    core.batch_done("127.0.0.9:8848", False, 0)
     assert core.pending() == 0
 
 
@@ -262,7 +262,7 @@ def test_max_batch_splits_into_several_batches_in_order():
     for _ in range(3):
         batch = batches(core.due(now))[PEER_B]
         sent.append(batch.keys)
-        core.batch_done(batch, True, now)
+        core.batch_done(batch.peer, True, now)
         now += 20
     assert sent == [tuple(keys[0:2]), tuple(keys[2:4]), tuple(keys[4:5])]
     assert core.due(now) == [] and core.pending() == 0
@@ -274,7 +274,7 @@ def test_forced_repairs_go_before_ordinary_changes_and_carry_force():
     core.repair(PEER_B, [K2, K3], 0)
     forced = batches(core.due(0))[PEER_B]
     assert forced.force is True and sorted(forced.keys) == [K2, K3]
-    core.batch_done(forced, True, 10)
+    core.batch_done(forced.peer, True, 10)
     ordinary = batches(core.due(20))[PEER_B]
     # K2 went with the forced batch (its current state); only K1 is left.
     assert ordinary.force is False and ordinary.keys == (K1,)
@@ -283,7 +283,7 @@ def test_forced_repairs_go_before_ordinary_changes_and_carry_force():
 def test_a_failed_forced_batch_is_retried_forced():
     core = make_core(reachable=(PEER_B,))
     core.repair(PEER_B, [K1], 0)
-    core.batch_done(batches(core.due(0))[PEER_B], False, 0)
+    core.batch_done(batches(core.due(0))[PEER_B].peer, False, 0)
     again = batches(core.due(500))[PEER_B]
     assert again.force is True and again.keys == (K1,)
 
@@ -323,7 +323,7 @@ def test_pending_counts_reachable_peers_keys_and_batches_in_flight():
     assert core.pending() == 1  # the batch in flight
     core.changed([K3], 1)
     assert core.pending() == 2
-    core.batch_done(batch, True, 2)
+    core.batch_done(batch.peer, True, 2)
     assert core.pending() == 1
 
 
@@ -331,8 +331,8 @@ def test_flush_now_drops_windows_and_retry_delays():
     core = make_core()
     core.changed([K1], 0)
     sent = batches(core.due(0))
-    core.batch_done(sent[PEER_B], True, 1)
-    core.batch_done(sent[PEER_C], False, 1)
+    core.batch_done(sent[PEER_B].peer, True, 1)
+    core.batch_done(sent[PEER_C].peer, False, 1)
     core.changed([K2], 2)
     assert core.due(2) == []
     core.flush_now()
@@ -346,7 +346,7 @@ def test_next_deadline_ignores_unreachable_and_busy_peers():
     core.changed([K1], 0)
     batch = batches(core.due(0))[PEER_B]
     assert core.next_deadline() == 3_000  # PEER_B busy, PEER_C unreachable
-    core.batch_done(batch, False, 10)
+    core.batch_done(batch.peer, False, 10)
     assert core.next_deadline() == 510
 
 
@@ -457,7 +457,7 @@ class Harness:
             return
         peer = sorted(self.in_flight)[index % len(self.in_flight)]
         batch, sent_at = self.in_flight.pop(peer)
-        self.core.batch_done(batch, ok, self.now)
+        self.core.batch_done(batch.peer, ok, self.now)
         if ok:
             for key in batch.keys:
                 self.delivered[(peer, key)] = max(self.delivered.get((peer, key), 0), sent_at)

@@ -25,7 +25,7 @@ OTHER = ServiceKey("public", "DEFAULT_GROUP@@users")
 FIRST_SEQUENCE = 1_000
 
 
-def render(service, key, clusters_text, clusters, java_client) -> bytes:
+def render(service, key, clusters_text, clusters, java_client, now_ms) -> bytes:
     hosts = [] if service is None else [f"{i.ip}:{i.port}" for i in in_order(service.instances.values())]
     return json.dumps({"dom": key.name, "clusters": clusters_text, "hosts": hosts, "java": java_client}).encode()
 
@@ -216,7 +216,7 @@ def test_packets_of_1024_bytes_or_more_are_gzipped():
 
 
 def test_a_packet_too_large_for_udp_counts_as_failed():
-    def huge(service, key, clusters_text, clusters, java_client) -> bytes:
+    def huge(service, key, clusters_text, clusters, java_client, now_ms) -> bytes:
         return json.dumps({"blob": [str(i * 7919 % 100_003) for i in range(60_000)]}).encode()
 
     push = PushCore(PushConfig(), huge, 1)

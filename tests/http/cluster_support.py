@@ -23,16 +23,18 @@ from aiohttp import web
 from multidict import CIMultiDict
 from prometheus_client import CollectorRegistry
 
-from nacos_actors.actors.registry import RegistryActor
 from nacos_actors.core.distro import responsible_member
 from nacos_actors.core.members import HEALTHY_STATES, MemberBoard, MemberStatus, MemberView
-from nacos_actors.core.registry import RegistryCore
+from nacos_actors.bridge import ActorDirectory
+from nacos_actors.core.registry import RegistryCore, RegistryView
 from nacos_actors.http.cluster import ClusterFront
 from nacos_actors.http.front import Front
+from nacos_actors.messages import MEMBERS
 from nacos_actors.metrics import NodeMetrics
 from nacos_actors.model import DEFAULT_GROUP, DEFAULT_NAMESPACE, Instance, Service, ServiceKey, instance_map
 from nacos_actors.peers import MEMBER_HEADER, SECRET_HEADER, PeerLink
 from nacos_actors.settings import Settings
+from tests.nodes import bridge_to, start_registry
 
 SELF = "127.0.0.1:18848"
 PEER_TIMEOUT_S = 2.0
@@ -143,10 +145,6 @@ class StubMember(pykka.ThreadingActor):
 # -- the member under test ------------------------------------------------------------------
 
 
-def _fatal(error: BaseException) -> None:
-    raise AssertionError(f"registry actor failed: {error!r}")
-
-
 @dataclass
 class Member:
     """One cluster member's front and what the test needs to watch it."""
@@ -191,21 +189,25 @@ def start_member(
     members = tuple(states)
     settings = Settings(host=host, port=int(port), members=members, cluster_secret=secret)
     core = RegistryCore()
-    metrics = NodeMetrics(CollectorRegistry(), core)
-    registry = RegistryActor.start(core, _fatal, metrics)
+    view = RegistryView(core)
+    metrics = NodeMetrics(CollectorRegistry(), view)
+    actors = ActorDirectory()
+    registry = start_registry(core, metrics, actors)
     stub = StubState()
     stub_ref = StubMember.start(stub)
+    actors.add(MEMBERS, stub_ref)
+    bridge = bridge_to(actors, settings)
     link = PeerLink(asyncio.get_running_loop(), self_address, settings.context_path, secret, PEER_TIMEOUT_S)
     cluster = ClusterFront(
         self_address=self_address,
         members=MemberBoard(view_of(states, self_address)),
         link=link,
-        member_actor=stub_ref,
+        bridge=bridge,
         secret=secret,
         serving=serving,
         peers=tuple(a for a in members if a != self_address),
     )
-    front = Front(settings=settings, registry=registry, view=core, metrics=metrics, ready=True, cluster=cluster)
+    front = Front(settings=settings, bridge=bridge, view=view, metrics=metrics, ready=True, cluster=cluster)
     return Member(front, cluster, core, registry, stub, stub_ref)
 
 

@@ -1,4 +1,4 @@
-"""An in-process node for HTTP tests: a real RegistryActor behind the real aiohttp app."""
+"""An in-process node for HTTP tests: a real registry actor behind the real aiohttp app."""
 
 from __future__ import annotations
 
@@ -6,20 +6,12 @@ from dataclasses import replace
 
 import pytest
 from blockbuster import blockbuster_ctx
-from prometheus_client import CollectorRegistry
 
-from nacos_actors.actors.registry import RegistryActor
-from nacos_actors.core.registry import RegistryCore
 from nacos_actors.http.app import build_app
-from nacos_actors.http.front import Front
-from nacos_actors.metrics import NodeMetrics
 from nacos_actors.settings import Settings
+from tests.nodes import registry_front, stop_actors
 
 BASE = "/nacos/v1/ns"
-
-
-def _fatal(error: BaseException) -> None:
-    raise AssertionError(f"registry actor failed: {error!r}")
 
 
 @pytest.fixture
@@ -29,14 +21,11 @@ def settings() -> Settings:
 
 @pytest.fixture
 def front(settings):
-    """A Front wired to a running RegistryActor (stopped after the test), sharing one NodeMetrics
+    """A Front wired to a running registry actor (stopped after the test), sharing one NodeMetrics
     on a fresh CollectorRegistry."""
-    core = RegistryCore()
-    metrics = NodeMetrics(CollectorRegistry(), core)
-    registry = RegistryActor.start(core, _fatal, metrics)
-    front = Front(settings=settings, registry=registry, view=core, metrics=metrics, ready=True)
+    front, _ = registry_front(settings)
     yield front
-    registry.stop()
+    stop_actors(front.bridge.actors)
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ import pytest
 import requests
 import schemathesis
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Err
 from schemathesis.specs.openapi.checks import (
@@ -27,13 +26,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from nacos_actors.actors.registry import RegistryActor
-from nacos_actors.core.registry import RegistryCore
 from nacos_actors.http.app import build_app, openapi_document
-from nacos_actors.http.front import Front
 from nacos_actors.http.params import ParamError, parse_ip
-from nacos_actors.metrics import NodeMetrics
 from nacos_actors.settings import Settings
+from tests.nodes import registry_front, stop_actors
 
 DOCUMENT: dict[str, Any] = json.loads(openapi_document())
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
@@ -122,7 +118,7 @@ async def test_the_node_serves_the_document(client):
 
 
 class LiveNode:
-    """A RegistryActor and the real app on a background event loop, listening on 127.0.0.1."""
+    """A registry actor and the real app on a background event loop, listening on 127.0.0.1."""
 
     def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -130,12 +126,7 @@ class LiveNode:
         port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
         self.failures: list[BaseException] = []
-        core = RegistryCore()
-        metrics = NodeMetrics(CollectorRegistry(), core)
-        self.registry = RegistryActor.start(core, self.failures.append, metrics)
-        self.front = Front(
-            settings=replace(Settings(), port=port), registry=self.registry, view=core, metrics=metrics, ready=True
-        )
+        self.front, _ = registry_front(replace(Settings(), port=port), self.failures.append)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="openapi-node-loop", daemon=True)
         self.runner: web.AppRunner | None = None
@@ -159,7 +150,7 @@ class LiveNode:
             self.loop.close()
             self.sock.close()
         finally:
-            self.registry.stop()
+            stop_actors(self.front.bridge.actors)
 
 
 @pytest.fixture

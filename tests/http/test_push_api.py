@@ -8,7 +8,7 @@ import pykka
 import pytest
 
 from nacos_actors.core.push import PushStats, SubscriberKey, Subscription
-from nacos_actors.messages import QuerySubscribers, Subscribe
+from nacos_actors.messages import PUSH, QuerySubscribers, Subscribe
 from nacos_actors.model import ServiceKey
 from tests.http.conftest import BASE
 
@@ -29,7 +29,7 @@ class FakePusher(pykka.ThreadingActor):
             self.subscriptions[message.subscription.key] = message.subscription
         elif isinstance(message, QuerySubscribers):
             found = tuple(s for k, s in self.subscriptions.items() if k.service.namespace == message.namespace)
-            message.reply.resolve((found,))
+            message.reply.resolve(found)
         return None
 
     def told(self) -> list[Subscription]:
@@ -45,7 +45,8 @@ def pusher():
 
 @pytest.fixture
 def front(front, pusher):
-    front.push = pusher
+    front.bridge.actors.add(PUSH, pusher)
+    front.push_enabled = True
     return front
 
 
@@ -111,7 +112,7 @@ class TestTrustedClientIp:
 class TestPushOff:
     @pytest.fixture
     def front(self, front):
-        front.push = None
+        front.push_enabled = False
         return front
 
     async def test_without_push_nobody_subscribes_and_cache_millis_stays_3000(self, client):

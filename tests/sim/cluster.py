@@ -1,19 +1,16 @@
-"""Simulated cluster members and clients: the pure cores wired as the actors and the front wire them.
+"""Simulated cluster members and clients: the production drivers on an in-memory network.
 
-A `SimNode` holds what one nacos-actors process holds - RegistryCore, MemberCore, DistroCore,
-HealthCore, the BeatLog and the published MemberView (the board) - and reproduces, message for
-message, what the actors (nacos_actors/actors/*.py) and the HTTP front (nacos_actors/http/
-cluster.py, naming_v1.py, node.py) do with them:
+A `SimNode` is one nacos-actors process: the drivers a real node runs (nacos_actors.drivers,
+built by the same `build_drivers`, around the same pure cores), fed through a mailbox drained
+in FIFO order at each simulated instant, woken by the scheduler where a real node's ticker
+would, and reaching peers through `SimOutbox` instead of the bridge. Nothing of an actor is
+copied here: only the transport and the clock are fake.
 
-- actors: each actor's handling of each message is a method here; a `tell` between actors goes
-  to the node's mailbox, drained in FIFO order at the same simulated instant, and every actor's
-  alarm is set to its core's `next_deadline()` after each message, as `Alarm.set` is;
-- the front: client writes through `distro_write` (forward to the responsible member per this
-  node's view, up to three attempts with back-off, a forwarded request handled where it lands),
-  the starting gate (503 until the node serves), the beat handler of naming_v1, the peer
-  endpoints (report, datum, checksum, datums) and `async_join`;
-- the peer client: every body is encoded and decoded with nacos_actors.core.codec, and sent by
-  the simulated `Network` with the peer client's timeouts.
+What is still the front's, in `SimNode`: client writes through `distro_write` (forward to the
+responsible member per this node's view, up to three attempts with back-off, a forwarded
+request handled where it lands), the starting gate (503 until the node serves), the register,
+deregister and beat handlers of naming_v1, the peer endpoints (report, datum, checksum, datums)
+and `async_join`. Every peer body is encoded and decoded with nacos_actors.core.codec.
 
 Clients (`Agent`) behave like nacos-sdk-python's v1 NacosClient with a heartbeat: try one server,
 and on a timeout or a 5xx the next, keeping the new one; beat with the full beat JSON every 5 s.
@@ -26,84 +23,82 @@ from __future__ import annotations
 import random
 from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Sequence
 
-from nacos_actors.actors.members import LEAVE_TIMEOUT_S
 from nacos_actors.beats import BeatLog
 from nacos_actors.core.codec import (
+    CHECKSUM_PATH,
+    DATUM_PATH,
+    REPORT_PATH,
+    SNAPSHOT_PATH,
     CodecError,
     decode_batch,
     decode_digests,
-    decode_keys,
     decode_report,
     decode_services,
-    encode_batch,
-    encode_digests,
     encode_keys,
     encode_report,
     encode_services,
 )
-from nacos_actors.core.distro import (
-    DistroConfig,
-    DistroCore,
-    SendBatch,
-    health_judged_here,
-    responsible_member,
-    stamp_of,
-    verdict,
-)
-from nacos_actors.core.health import HealthConfig, HealthCore
-from nacos_actors.core.members import HEALTHY_STATES, REPORTED_STATES, MemberBoard, MemberConfig, MemberCore, MemberView
-from nacos_actors.core.registry import Dropped, RegistryCore, Rejected
+from nacos_actors.core.distro import responsible_member, verdict
+from nacos_actors.core.members import REPORTED_STATES, MemberView
+from nacos_actors.core.push import Datagram
+from nacos_actors.core.registry import RegistryCore, RegistryView
+from nacos_actors.drivers.assembly import build_drivers
+from nacos_actors.drivers.distro import PEER_TIMEOUT_MS
+from nacos_actors.drivers.members import LEAVE_TIMEOUT_MS
+from nacos_actors.drivers.outbox import Driver
 from nacos_actors.http.cluster import FORWARD_ATTEMPTS, FORWARD_BACKOFF_S, JOIN_RETRY_S, SNAPSHOT_TIMEOUT_S
 from nacos_actors.messages import (
-    BatchDone,
+    DISTRO,
+    MEMBERS,
+    REGISTRY,
+    ActorName,
+    ApplyReplicated,
     BeatInstance,
     Command,
     DeregisterInstance,
-    DigestsAnswered,
+    Drain,
     ExpireInstance,
+    Leave,
+    LoadSnapshot,
     MarkReady,
     MarkUnhealthy,
-    MembersChanged,
+    PeerAnswered,
+    PeerCall,
     PeerFailed,
     RegisterInstance,
-    ReportAnswered,
     ReportReceived,
-    ServiceChange,
-    ServicesChanged,
     Tick,
+    WriteBatch,
 )
-from nacos_actors.model import DEFAULT_HEART_BEAT_TIMEOUT_MS, Instance, InstanceKey, Service, ServiceKey, freeze
-from nacos_actors.node import DRAIN_TIMEOUT_S, PEER_TIMEOUT_S
+from nacos_actors.metrics import NodeMetrics
+from nacos_actors.model import (
+    DEFAULT_HEART_BEAT_TIMEOUT_MS,
+    Dropped,
+    Instance,
+    InstanceKey,
+    Service,
+    ServiceKey,
+    freeze,
+    stamp_of,
+)
+from nacos_actors.node import DRAIN_TIMEOUT_S
 from nacos_actors.settings import Settings
+from prometheus_client import CollectorRegistry
 from tests.sim.network import CLIENT, Answer, Failure, Network, Outcome, Respond, Scheduler
 
 EPOCH_MS = 1_700_000_000_000
-PEER_TIMEOUT_MS = int(PEER_TIMEOUT_S * 1000)
 SNAPSHOT_TIMEOUT_MS = int(SNAPSHOT_TIMEOUT_S * 1000)
 JOIN_RETRY_MS = int(JOIN_RETRY_S * 1000)
 FORWARD_BACKOFF_MS = int(FORWARD_BACKOFF_S * 1000)
 DRAIN_TIMEOUT_MS = int(DRAIN_TIMEOUT_S * 1000)
-LEAVE_TIMEOUT_MS = int(LEAVE_TIMEOUT_S * 1000)
 CLIENT_TIMEOUT_MS = 3000  # nacos-sdk-python's default request timeout
 BEAT_INTERVAL_MS = 5000
 BEAT_OK = 10200
 BEAT_NOT_FOUND = 20404
-
-_DEFAULTS = Settings()
-MEMBER_CONFIG = MemberConfig(_DEFAULTS.member_report_interval_ms, _DEFAULTS.member_fail_threshold)
-DISTRO_CONFIG = DistroConfig(
-    sync_window_ms=_DEFAULTS.distro_sync_window_ms,
-    retry_delay_ms=_DEFAULTS.distro_retry_delay_ms,
-    verify_interval_ms=_DEFAULTS.distro_verify_interval_ms,
-)
-HEALTH_CONFIG = HealthConfig(
-    check_beats=_DEFAULTS.health_check_enabled,
-    expire_instances=_DEFAULTS.expire_instances,
-    clean_empty_services=_DEFAULTS.empty_service_auto_clean,
-    empty_service_ttl_ms=_DEFAULTS.empty_service_ttl_ms,
-)
+# Every node runs with the defaults, push off (the simulation has no UDP subscribers).
+SETTINGS = Settings(push_enabled=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,15 +114,21 @@ class ClientWrite:
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """A node's registry changed a service (`after` None: deleted), by `cause`: a Command, or
-    'replicated', 'forced', 'dropped', 'snapshot'."""
+    """A node's registry changed a service (`after` None: deleted) in one message, by `causes`:
+    the commands of the batch for that service, or 'replicated', 'forced', 'dropped', 'snapshot'."""
 
     time_ms: int
     node: str
     key: ServiceKey
     before: Service | None
     after: Service | None
-    cause: Any
+    causes: tuple[Any, ...]
+
+    def cause_for(self, key: InstanceKey) -> str:
+        """The name of what changed instance `key`: the last command aimed at it, else the first cause."""
+        aimed = [c for c in self.causes if _target(c) == key]
+        cause = aimed[-1] if aimed else self.causes[0]
+        return cause if isinstance(cause, str) else type(cause).__name__
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,10 +153,55 @@ class ViewPublished:
 Event = Change | BeatRecorded | ViewPublished
 
 
+class SimReply:
+    """A Reply whose answer runs `then` at once, on the simulation's thread (a failure is a bug)."""
+
+    def __init__(self, then: Callable[[Any], None]) -> None:
+        self._then = then
+
+    def resolve(self, value: Any) -> None:
+        self._then(value)
+
+    def fail(self, error: BaseException) -> None:
+        raise error
+
+
+class SimOutbox:
+    """The Outbox of a simulated node's drivers: tells go to the node's mailbox, PeerCalls to the
+    simulated network (answered back as PeerAnswered), wake-ups to the scheduler; there is no
+    push socket."""
+
+    def __init__(self, node: SimNode) -> None:
+        self._node = node
+
+    def tell(self, actor: ActorName, message: object) -> None:
+        self._node.tell(actor, message)
+
+    def call_peer(self, call: PeerCall) -> None:
+        node = self._node
+
+        def outcome(result: Outcome) -> None:
+            if isinstance(result, Answer):
+                node.tell(call.reply_to, PeerAnswered(call, result.status, result.body))
+            else:
+                node.tell(call.reply_to, PeerAnswered(call, None, refused=result.refused))
+
+        node.send(call.peer, call.path, call.body, call.timeout_ms, outcome)
+
+    def send_datagrams(self, datagrams: Sequence[Datagram]) -> None:
+        pass
+
+    def wake_at(self, actor: ActorName, deadline_ms: int | None) -> None:
+        self._node.wake_at(actor, deadline_ms)
+
+
 class SimNode:
-    """One member process. `start` boots it (fresh cores, a given or empty registry) and joins;
-    `crash` kills it (nothing runs, connections are refused); `leave` is SIGTERM (drain, report
-    DOWN, stop). `registry` survives a crash, for a restart with the data kept."""
+    """One member process: the production drivers (nacos_actors.drivers, built by the same
+    `build_drivers` as a real node) on one thread, a mailbox drained in FIFO order at the same
+    simulated instant, and the front's cluster parts. `start` boots it (fresh drivers, a given
+    or empty registry) and joins; `crash` kills it (nothing runs, connections are refused);
+    `leave` is SIGTERM (drain, report DOWN, stop). `registry` survives a crash, for a restart
+    with the data kept."""
 
     def __init__(self, sim: Simulation, address: str, members: tuple[str, ...], skew_ms: int) -> None:
         self.sim = sim
@@ -168,6 +214,7 @@ class SimNode:
         self.registry = RegistryCore()
         self.serving = False
         self.joined_from: str | None = None
+        self.settings = replace(SETTINGS, host=address.rpartition(":")[0], port=int(address.rpartition(":")[2]), members=members)
 
     # -- process lifecycle -----------------------------------------------------------------
 
@@ -178,27 +225,26 @@ class SimNode:
         return node_ms - EPOCH_MS - self.skew_ms
 
     def start(self, registry: RegistryCore | None = None) -> None:
-        """run_node + start_cluster + serve: the actors start, the registry tells each watcher
-        its current services (as replicated), and the node joins the cluster."""
+        """run_node's async_start_node, then serve: the drivers start in order, the registry
+        learns its watchers (each then gets every current service), and the node joins."""
         assert not self.alive
         self.incarnation += 1
         self.alive = True
-        now = self.clock()
         self.registry = registry if registry is not None else RegistryCore()
         self.beats = BeatLog()
-        self.health = HealthCore(HEALTH_CONFIG)
-        self.health.set_owner(lambda key: False, now)  # nothing, until the member is UP
-        self.distro = DistroCore(self.address, self.peers, DISTRO_CONFIG, now)
-        self.members = MemberCore(self.address, self.member_list, MEMBER_CONFIG, now)
-        self.board = MemberBoard(self.members.view)
         self.serving = False
         self.joined_from = None
-        self._draining = False
-        self._mailbox: deque[tuple[Callable[[Any], None], Any]] = deque()
-        self._alarms: dict[str, int | None] = {}
-        current = tuple(ServiceChange(s.key, s) for s in self.registry.all_services())
-        self._tell(self._health_receive, ServicesChanged(current, 0, replicated=True))
-        self._tell(self._distro_receive, ServicesChanged(current, 0, replicated=True))
+        self._mailbox: deque[tuple[ActorName, object]] = deque()
+        self._wakes: dict[ActorName, int | None] = {}
+        now = self.clock()
+        metrics = NodeMetrics(CollectorRegistry(), RegistryView(self.registry))
+        built = build_drivers(self.settings, self.registry, self.beats, SimOutbox(self), metrics, now)
+        self.board = built.member_board
+        self.drivers: dict[ActorName, Driver] = {d.NAME: d for d in built.in_start_order()}
+        for driver in self.drivers.values():
+            driver.start(now)
+        for name, message in built.first_messages():
+            self.tell(name, message)
         self._join()
         self._settle()
 
@@ -208,56 +254,86 @@ class SimNode:
         self.serving = False
 
     def leave(self) -> None:
-        """SIGTERM (node.async_leave): flush Distro (at most DRAIN_TIMEOUT), report DOWN to every
+        """SIGTERM (node.async_leave): drain Distro (at most DRAIN_TIMEOUT), report DOWN to every
         peer (at most LEAVE_TIMEOUT), then stop."""
         if not self.alive:
             return
-        self.distro.flush_now()
-        self._draining = True
-        self._tell(self._distro_receive, Tick())
+        incarnation = self.incarnation
+        stage = {"goodbye": False}
+
+        def goodbye(_: object = None) -> None:
+            if stage["goodbye"] or not self.alive or self.incarnation != incarnation:
+                return
+            stage["goodbye"] = True
+            self.tell(MEMBERS, Leave(SimReply(lambda told: self._guarded_after(0, self.crash))))
+            self._guarded_after(LEAVE_TIMEOUT_MS, self.crash)
+
+        self.tell(DISTRO, Drain(SimReply(goodbye)))
+        self._guarded_after(DRAIN_TIMEOUT_MS, goodbye)
         self._settle()
-        self._guarded_after(DRAIN_TIMEOUT_MS, self._say_goodbye)
 
-    def _say_goodbye(self) -> None:
-        if not self._draining:
+    # -- plumbing: mailbox, wake-ups, guarded callbacks ------------------------------------
+
+    def tell(self, actor: ActorName, message: object) -> None:
+        self._mailbox.append((actor, message))
+
+    def wake_at(self, actor: ActorName, deadline: int | None) -> None:
+        if self._wakes.get(actor) == deadline:
             return
-        self._draining = False
-        before = self.members.view
-        self.members.mark_leaving(self.clock())
-        self._publish_members(before)
-        body = encode_report(self.address, self.members.view.self_state)
-        for peer in self.members.peers:
-            self._send(peer, "report", body, LEAVE_TIMEOUT_MS, lambda outcome: None)
-        self._guarded_after(LEAVE_TIMEOUT_MS, self.crash)
-
-    # -- plumbing: mailbox, alarms, guarded callbacks --------------------------------------
-
-    def _tell(self, handler: Callable[[Any], None], message: Any) -> None:
-        self._mailbox.append((handler, message))
-
-    def _settle(self) -> None:
-        """Run every told message, then set each actor's alarm to its core's next deadline."""
-        while self._mailbox and self.alive:
-            handler, message = self._mailbox.popleft()
-            handler(message)
-        if self.alive:
-            self._rearm("members", self.members.next_deadline(), self._member_receive)
-            self._rearm("distro", self.distro.next_deadline(), self._distro_receive)
-            self._rearm("health", self.health.next_deadline(), self._health_receive)
-
-    def _rearm(self, name: str, deadline: int | None, handler: Callable[[Any], None]) -> None:
-        if self._alarms.get(name) == deadline:
-            return
-        self._alarms[name] = deadline
+        self._wakes[actor] = deadline
         if deadline is None:
             return
 
         def ring() -> None:
-            if self._alarms.get(name) == deadline:
-                self._alarms[name] = None
-                self._tell(handler, Tick())
+            if self._wakes.get(actor) == deadline:
+                self._wakes[actor] = None
+                self.tell(actor, Tick())
 
         self.sim.scheduler.at(self.to_sim_time(deadline), self._guard(ring))
+
+    def _settle(self) -> None:
+        """Deliver every told message to its driver, in order, at this instant."""
+        while self._mailbox and self.alive:
+            name, message = self._mailbox.popleft()
+            driver = self.drivers.get(name)
+            if driver is None:
+                continue
+            if name == REGISTRY:
+                self._observe_registry(driver, message)
+            elif name == MEMBERS:
+                before = self.board.view
+                driver.handle(message, self.clock())
+                self._note_view(before)
+            else:
+                driver.handle(message, self.clock())
+
+    def _observe_registry(self, driver: Driver, message: object) -> None:
+        """Hand `message` to the registry driver, and note every service it changed, with its
+        cause, for the monitors (the simulation's eye on the registry, not part of any node)."""
+        keys: set[ServiceKey]
+        causes: dict[ServiceKey, list[Any]] = {}
+        if isinstance(message, WriteBatch):
+            for command in message.commands:
+                causes.setdefault(command.service, []).append(command)
+        elif isinstance(message, ApplyReplicated):
+            for state in message.states:
+                cause = "dropped" if isinstance(state, Dropped) else "forced" if message.force else "replicated"
+                causes.setdefault(state.key, []).append(cause)
+        elif isinstance(message, LoadSnapshot):
+            for key in [s.key for s in self.registry.all_services()] + [s.key for s in message.services]:
+                causes[key] = ["snapshot"]
+        keys = set(causes)
+        before = {key: self.registry.service(key) for key in keys}
+        driver.handle(message, self.clock())
+        for key in keys:
+            after = self.registry.service(key)
+            if after is not before[key]:
+                self.sim.note(Change(self.sim.scheduler.now, self.address, key, before[key], after, tuple(causes[key])))
+
+    def _note_view(self, before: MemberView) -> None:
+        view = self.board.view
+        if view is not before and any(before.members[a].state != s.state for a, s in view.members.items()):
+            self.sim.note(ViewPublished(self.sim.scheduler.now, self.address, view.healthy))
 
     def _guard(self, action: Callable[..., None]) -> Callable[..., None]:
         """`action` for this incarnation only (a dead or restarted process ignores it), then settle."""
@@ -273,194 +349,12 @@ class SimNode:
     def _guarded_after(self, delay_ms: int, action: Callable[[], None]) -> None:
         self.sim.scheduler.after(delay_ms, self._guard(action))
 
-    def _send(self, peer: str, kind: str, body: Any, timeout_ms: int, on_outcome: Callable[[Outcome], None]) -> None:
+    def send(self, peer: str, kind: str, body: Any, timeout_ms: int, on_outcome: Callable[[Outcome], None]) -> None:
         self.sim.network.request(self.address, peer, kind, body, timeout_ms, self._guard(on_outcome))
 
-    # -- registry actor --------------------------------------------------------------------
-
-    def _watchers_told(self, changes: tuple[ServiceChange, ...], replicated: bool) -> None:
-        told = ServicesChanged(changes, 0, replicated=replicated)
-        self._tell(self._health_receive, told)
-        self._tell(self._distro_receive, told)
-
-    def write(self, commands: Iterable[Command]) -> list[Any]:
-        """RegistryActor's WriteBatch: apply each command, answer the outcomes, tell the watchers."""
-        now = self.clock()
-        outcomes: list[Any] = []
-        changes: dict[ServiceKey, Service | None] = {}
-        touched: dict[ServiceKey, set[InstanceKey]] = {}
-        for command in commands:
-            before = self.registry.service(command.service)
-            try:
-                applied = self.registry.apply(command, now)
-            except Rejected as refusal:
-                outcomes.append(refusal)
-                continue
-            outcomes.append(applied.value)
-            if applied.changed is not None:
-                changes[applied.changed.key] = applied.changed
-                touched.setdefault(applied.changed.key, set()).update(applied.touched)
-                self.sim.note(
-                    Change(self.sim.scheduler.now, self.address, command.service, before, applied.changed, command)
-                )
-            elif applied.deleted is not None:
-                changes[applied.deleted] = None
-                self.sim.note(Change(self.sim.scheduler.now, self.address, command.service, before, None, command))
-        if changes:
-            self._watchers_told(
-                tuple(ServiceChange(k, v, None if v is None else frozenset(touched[k])) for k, v in changes.items()),
-                replicated=False,
-            )
-        return outcomes
-
-    def apply_replicated(self, states: Iterable[Any], force: bool, cause: str) -> int:
-        """RegistryActor's ApplyReplicated."""
-        changed: dict[ServiceKey, Service | None] = {}
-        for state in states:
-            before = self.registry.service(state.key)
-            applied = self.registry.apply_replicated(state, force)
-            if applied.changed is not None:
-                changed[applied.changed.key] = applied.changed
-            elif applied.deleted is not None:
-                changed[applied.deleted] = None
-            else:
-                continue
-            self.sim.note(Change(self.sim.scheduler.now, self.address, state.key, before, changed[state.key], cause))
-        if changed:
-            self._watchers_told(tuple(ServiceChange(k, v) for k, v in changed.items()), replicated=True)
-        return len(changed)
-
-    def _load_snapshot(self, services: list[Service]) -> None:
-        """RegistryActor's LoadSnapshot."""
-        before = {s.key: s for s in self.registry.all_services()}
-        held, gone = self.registry.replace_all(services)
-        for service in held:
-            self.sim.note(
-                Change(self.sim.scheduler.now, self.address, service.key, before.get(service.key), service, "snapshot")
-            )
-        for key in gone:
-            self.sim.note(Change(self.sim.scheduler.now, self.address, key, before[key], None, "snapshot"))
-        loaded = (*(ServiceChange(s.key, s) for s in held), *(ServiceChange(k, None) for k in gone))
-        if loaded:
-            self._watchers_told(loaded, replicated=True)
-
-    def _registry_receive(self, commands: tuple[Command, ...]) -> None:
-        """A WriteBatch told by the health checker (nobody waits for its reply)."""
-        self.write(commands)
-
-    # -- health check actor ----------------------------------------------------------------
-
-    def _health_receive(self, message: Any) -> None:
-        match message:
-            case ServicesChanged(changes, _):
-                self.health.observe_changes(changes, self.clock(), self.beats)
-            case MembersChanged(view):
-                owns = health_judged_here(view.healthy, len(view.members), view.self_address)
-                self.health.set_owner(owns, self.clock())
-            case Tick():
-                commands = self.health.due(self.clock(), self.beats.last)
-                if commands:
-                    self._tell(self._registry_receive, tuple(commands))
-            case _:
-                raise AssertionError(message)
-
-    # -- member actor ----------------------------------------------------------------------
-
-    def _member_receive(self, message: Any) -> None:
-        now = self.clock()
-        core = self.members
-        before = core.view
-        match message:
-            case Tick():
-                for peer in core.due(now):
-                    self._report(peer, core.view.self_state)
-            case ReportAnswered(peer, state):
-                core.report_answered(peer, state, now)
-            case ReportReceived(peer, state):
-                core.report_received(peer, state, now)
-            case PeerFailed(peer, refused, report):
-                if report:
-                    core.report_failed(peer, refused, now)
-                else:
-                    core.peer_failed(peer, refused, now)
-            case MarkReady():
-                core.mark_ready(now)
-            case _:
-                raise AssertionError(message)
-        self._publish_members(before)
-
-    def _publish_members(self, before: MemberView) -> None:
-        view = self.members.view
-        if view is before:
-            return
-        self.board.view = view
-        if any(before.members[a].state != s.state for a, s in view.members.items()):
-            self.sim.note(ViewPublished(self.sim.scheduler.now, self.address, view.healthy))
-            told = MembersChanged(view)
-            self._tell(self._distro_receive, told)
-            self._tell(self._health_receive, told)
-
-    def _report(self, peer: str, state: str) -> None:
-        def outcome(result: Outcome) -> None:
-            told: Any
-            if isinstance(result, Answer) and result.status == 200:
-                try:
-                    told = ReportAnswered(peer, decode_report(result.body, REPORTED_STATES).state)
-                except CodecError:
-                    told = PeerFailed(peer, False, report=True)
-            else:
-                told = PeerFailed(peer, isinstance(result, Failure) and result.refused, report=True)
-            self._tell(self._member_receive, told)
-
-        self._send(peer, "report", encode_report(self.address, state), PEER_TIMEOUT_MS, outcome)
-
-    # -- distro actor ----------------------------------------------------------------------
-
-    def _distro_receive(self, message: Any) -> None:
-        now = self.clock()
-        core = self.distro
-        match message:
-            case ServicesChanged(changes, _, replicated):
-                if not replicated:
-                    core.changed((change.key for change in changes), now)
-            case MembersChanged(view):
-                reachable = [a for a, s in view.members.items() if a != view.self_address and s.state in HEALTHY_STATES]
-                core.set_view(view.healthy, reachable)
-            case BatchDone(batch, ok):
-                core.batch_done(batch, ok, now)
-            case DigestsAnswered(peer, wanted):
-                if wanted:
-                    core.repair(peer, wanted, now)
-            case Tick():
-                pass
-            case _:
-                raise AssertionError(message)
-        for effect in core.due(now):
-            if isinstance(effect, SendBatch):
-                self._send_batch(effect)
-            else:
-                self._send_digests(effect.peer)
-        if self._draining and core.pending() == 0:
-            self._guarded_after(0, self._say_goodbye)
-
-    def _send_batch(self, batch: SendBatch) -> None:
-        states = [self.registry.state_of(key) for key in batch.keys]
-        body = encode_batch(self.address, states, batch.force)
-
-        def outcome(result: Outcome) -> None:
-            self._tell(self._distro_receive, BatchDone(batch, isinstance(result, Answer) and result.status == 200))
-
-        self._send(batch.peer, "datum", body, PEER_TIMEOUT_MS, outcome)
-
-    def _send_digests(self, peer: str) -> None:
-        owned = [(s.key, stamp_of(s)) for s in self.registry.all_services() if self.distro.owns(s.key)]
-        body = encode_digests(self.address, self.distro.healthy, owned)
-
-        def outcome(result: Outcome) -> None:
-            if isinstance(result, Answer) and result.status == 200:
-                self._tell(self._distro_receive, DigestsAnswered(peer, decode_keys(result.body)))
-
-        self._send(peer, "checksum", body, PEER_TIMEOUT_MS, outcome)
+    def write(self, commands: tuple[Command, ...], then: Callable[[tuple[Any, ...]], None]) -> None:
+        """The front's write crossing: one WriteBatch to the registry driver; `then` gets the outcomes."""
+        self.tell(REGISTRY, WriteBatch(commands, SimReply(then)))
 
     # -- the HTTP front --------------------------------------------------------------------
 
@@ -468,10 +362,10 @@ class SimNode:
         """A request arrived (the network calls this only while the process runs)."""
         handler = {
             "client": self._client_write,
-            "report": self._receive_report,
-            "datum": self._receive_batch,
-            "checksum": self._receive_digests,
-            "datums": self._serve_snapshot,
+            REPORT_PATH: self._receive_report,
+            DATUM_PATH: self._receive_batch,
+            CHECKSUM_PATH: self._receive_digests,
+            SNAPSHOT_PATH: self._serve_snapshot,
         }[kind]
         self._guard(handler)(source, body, respond)
 
@@ -492,7 +386,7 @@ class SimNode:
         if report.address != source:
             respond(400, b"not the caller")
             return
-        self._tell(self._member_receive, ReportReceived(source, report.state))
+        self.tell(MEMBERS, ReportReceived(source, report.state))
         respond(200, encode_report(self.address, self.board.view.self_state))
 
     def _receive_batch(self, source: str, body: bytes, respond: Respond) -> None:
@@ -500,8 +394,7 @@ class SimNode:
             return
         batch = decode_batch(body)
         assert batch.sender == source
-        self.apply_replicated(batch.states, batch.force, "forced" if batch.force else "replicated")
-        respond(200, b"ok")
+        self.tell(REGISTRY, ApplyReplicated(batch.states, batch.force, SimReply(lambda _: respond(200, b"ok"))))
 
     def _receive_digests(self, source: str, body: bytes, respond: Respond) -> None:
         if not self._check_peer(source, respond):
@@ -513,11 +406,13 @@ class SimNode:
             return
         local = list(self.registry.all_services())
         found = verdict(source, digests.healthy, digests.stamps, self.board.view.healthy, local)
-        if found.dropped:
-            by_key = {s.key: s for s in local}
-            drops = tuple(Dropped(k, (by_key[k].revision, by_key[k].modified_ms)) for k in found.dropped)
-            self.apply_replicated(drops, True, "dropped")
-        respond(200, encode_keys(found.wanted))
+        answer = encode_keys(found.wanted)
+        if not found.dropped:
+            respond(200, answer)
+            return
+        by_key = {s.key: s for s in local}
+        drops = tuple(Dropped(k, stamp_of(by_key[k])) for k in found.dropped)
+        self.tell(REGISTRY, ApplyReplicated(drops, True, SimReply(lambda _: respond(200, answer))))
 
     def _serve_snapshot(self, source: str, body: bytes, respond: Respond) -> None:
         if not self._check_peer(source, respond):
@@ -553,17 +448,16 @@ class SimNode:
                     except CodecError:
                         attempt(index + 1, True)
                         return
-                    self._load_snapshot(services)
-                    self._serve(peer)
+                    self.tell(REGISTRY, LoadSnapshot(tuple(services), SimReply(lambda _: self._serve(peer))))
 
-            self._send(peer, "datums", b"", SNAPSHOT_TIMEOUT_MS, outcome)
+            self.send(peer, SNAPSHOT_PATH, b"", SNAPSHOT_TIMEOUT_MS, outcome)
 
         attempt(0, False)
 
     def _serve(self, peer: str | None) -> None:
         self.serving = True
         self.joined_from = peer
-        self._tell(self._member_receive, MarkReady())
+        self.tell(MEMBERS, MarkReady())
 
     def _client_write(self, source: str, request: ClientWrite, respond: Respond) -> None:
         """The starting gate, then `distro_write`: forward to the responsible member per this
@@ -587,7 +481,7 @@ class SimNode:
 
         def outcome(result: Outcome) -> None:
             if isinstance(result, Failure):
-                self._tell(self._member_receive, PeerFailed(owner, result.refused))
+                self.tell(MEMBERS, PeerFailed(owner, result.refused))
                 self._guarded_after(
                     FORWARD_BACKOFF_MS * (attempt + 1), lambda: self._forward(request, respond, attempt + 1)
                 )
@@ -595,7 +489,7 @@ class SimNode:
             respond(result.status, result.body)
 
         forwarded = replace(request, forwarded_by=self.address)
-        self._send(owner, "client", forwarded, PEER_TIMEOUT_MS, outcome)
+        self.send(owner, "client", forwarded, PEER_TIMEOUT_MS, outcome)
 
     def _handle_write(self, request: ClientWrite, respond: Respond) -> None:
         """register_instance, deregister_instance and beat of naming_v1, with a full beat."""
@@ -604,21 +498,29 @@ class SimNode:
         now = self.clock()
         if request.op == "register":
             self._record_beat(service, key, now)
-            self.write((RegisterInstance(service, instance),))
-            respond(200, "ok")
+            self.write((RegisterInstance(service, instance),), lambda _: respond(200, "ok"))
         elif request.op == "deregister":
-            self.write((DeregisterInstance(service, key),))
-            self.beats.forget(service, key)
-            respond(200, "ok")
+
+            def deregistered(_: object) -> None:
+                self.beats.forget(service, key)
+                respond(200, "ok")
+
+            self.write((DeregisterInstance(service, key),), deregistered)
         elif request.op == "beat":
             snapshot = self.registry.service(service)
             found = snapshot.instances.get(key) if snapshot is not None else None
             self._record_beat(service, key, now)
-            if found is None or not (found.healthy or found.marked):
-                (found,) = self.write((BeatInstance(service, key, instance),))
-                if found is None:
+            if found is not None and (found.healthy or found.marked):
+                respond(200, {"code": BEAT_OK})
+                return
+
+            def beaten(outcomes: tuple[Any, ...]) -> None:
+                (outcome,) = outcomes
+                if outcome.value is None:
                     self.beats.forget(service, key)
-            respond(200, {"code": BEAT_OK if found is not None else BEAT_NOT_FOUND})
+                respond(200, {"code": BEAT_OK if outcome.value is not None else BEAT_NOT_FOUND})
+
+            self.write((BeatInstance(service, key, instance),), beaten)
         else:
             raise AssertionError(request.op)
 
@@ -906,7 +808,7 @@ class LossMonitor:
             if was is None or not was.healthy or (now is not None and now.healthy):
                 continue
             beat = self._last_beat.get((event.node, event.key, agent.key))
-            cause = event.cause if isinstance(event.cause, str) else type(event.cause).__name__
+            cause = event.cause_for(agent.key)
             node = self.sim.nodes[event.node]
             age = None if beat is None else event.time_ms - beat
             self.losses.append(Loss(event.time_ms, event.node, agent.key.ip, cause, node.owns(event.key), age))
@@ -955,3 +857,11 @@ def instance_for(index: int, port: int = 9000, metadata: dict[str, str] | None =
     return Instance(
         ip=f"127.0.0.{1 + index % 250}", port=port + index // 250, weight=weight, metadata=freeze(metadata or {})
     )
+
+
+def _target(cause: Any) -> InstanceKey | None:
+    """The instance a command is aimed at, when it names one."""
+    instance = getattr(cause, "instance", None)
+    if instance is not None:
+        return instance.key  # type: ignore[no-any-return]
+    return getattr(cause, "key", None)

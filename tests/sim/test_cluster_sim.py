@@ -39,10 +39,9 @@ from nacos_actors.model import Instance, Service, ServiceKey, freeze, instance_m
 from tests.sim.cluster import (
     BEAT_INTERVAL_MS,
     CLIENT_TIMEOUT_MS,
-    DISTRO_CONFIG,
     DRAIN_TIMEOUT_MS,
     LEAVE_TIMEOUT_MS,
-    MEMBER_CONFIG,
+    SETTINGS,
     Agent,
     Change,
     LossMonitor,
@@ -53,7 +52,7 @@ from tests.sim.cluster import (
     normalized,
 )
 
-VERIFY_MS = DISTRO_CONFIG.verify_interval_ms
+VERIFY_MS = SETTINGS.distro_verify_interval_ms
 SETTLE_MS = 90_000  # past the 30 s delete timeout of zombies, and many verify rounds
 GRACE_MS = 2 * VERIFY_MS  # states written while the views disagreed may still arrive
 SERVICES = [ServiceKey("public", f"DEFAULT_GROUP@@svc-{i}") for i in range(6)] + [
@@ -305,7 +304,7 @@ def test_a_crashed_member_is_taken_over_and_rejoins(seed, how, restart_with):
     down_after = run_until(sim, lambda: all(n.state_of(victim.address) == "DOWN" for n in survivors), 20_000)
     # Refused connections and a goodbye mark it DOWN at once; timeouts after more than
     # fail_threshold failed reports (of a PEER_TIMEOUT each) - or sooner, by failed forwards.
-    limit = 1_500 if how != "power_off" else (MEMBER_CONFIG.fail_threshold + 2) * 2_500
+    limit = 1_500 if how != "power_off" else (SETTINGS.member_fail_threshold + 2) * 2_500
     assert down_after is not None and down_after <= limit, f"DOWN after {down_after} ms; {chaos.describe()}"
     assert run_until(sim, lambda: not victim.alive, LEAVE_TIMEOUT_MS + DRAIN_TIMEOUT_MS) is not None
     remaining = tuple(sorted(n.address for n in survivors))
@@ -355,7 +354,7 @@ def test_a_joining_member_keeps_what_it_was_sent_while_it_loaded(seed):
     regressions: list[Change] = []
 
     def watch(event: object) -> None:
-        if not (isinstance(event, Change) and event.cause == "snapshot" and event.before is not None):
+        if not (isinstance(event, Change) and event.causes == ("snapshot",) and event.before is not None):
             return
         if event.after is None or event.after.revision < event.before.revision:
             regressions.append(event)
@@ -410,7 +409,7 @@ def corrupt(node: SimNode, key: ServiceKey, how: str, older: Service) -> None:
 
 
 def local_writes_after(sim: Simulation, time_ms: int, changes: list[Change]) -> list[Change]:
-    return [c for c in changes if c.time_ms >= time_ms and not isinstance(c.cause, str)]
+    return [c for c in changes if c.time_ms >= time_ms and not isinstance(c.causes[0], str)]
 
 
 @pytest.mark.parametrize("how", ["older", "deleted", "stray"])
@@ -444,7 +443,7 @@ def test_verify_repairs_a_drifted_copy_on_a_member_that_does_not_own_it(seed, ho
     assert took is not None, f"not repaired after {3 * VERIFY_MS + 1_000} ms; {chaos.describe()}"
     assert local_writes_after(sim, corrupted_at, changes) == []
     repairs = [c for c in changes if c.node == victim.address and c.key == key]
-    assert [c.cause for c in repairs] == ["dropped" if how == "stray" else "forced"]
+    assert [c.causes for c in repairs] == [("dropped",) if how == "stray" else ("forced",)]
     sim.run_for(2 * VERIFY_MS)
     assert sim.differences() == []
     assert missing_or_unhealthy(sim, steady) == []

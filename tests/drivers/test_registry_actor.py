@@ -1,4 +1,4 @@
-"""The RegistryActor as a thread: answers writes, refuses politely, stops the node on a bug."""
+"""The registry driver in its actor: answers writes, refuses politely, stops the node on a bug."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ import pykka
 import pytest
 from prometheus_client import CollectorRegistry
 
-from nacos_actors.actors.registry import RegistryActor
-from nacos_actors.core.registry import RegistryCore, Rejected
+from nacos_actors.bridge import ActorDirectory
+from nacos_actors.core.registry import RegistryCore
 from nacos_actors.logs import EVENT_ATTRIBUTE
 from nacos_actors.messages import (
+    HEALTH,
+    Ok,
+    Refused,
     DeleteService,
     DeregisterInstance,
     Ping,
@@ -23,7 +26,8 @@ from nacos_actors.messages import (
 )
 from nacos_actors.metrics import NodeMetrics
 from nacos_actors.model import Instance, InstanceKey, ServiceKey
-from tests.actors.support import RecordingReply
+from tests.drivers.support import RecordingReply
+from tests.nodes import start_registry
 
 SVC = ServiceKey("public", "DEFAULT_GROUP@@demo")
 
@@ -32,7 +36,7 @@ SVC = ServiceKey("public", "DEFAULT_GROUP@@demo")
 def started():
     fatal: list[BaseException] = []
     core = RegistryCore()
-    ref = RegistryActor.start(core, fatal.append, NodeMetrics(CollectorRegistry(), core), clock=lambda: 42)
+    ref = start_registry(core, NodeMetrics(CollectorRegistry(), core), ActorDirectory(), fatal.append, clock=lambda: 42)
     yield ref, core, fatal
     ref.stop()
 
@@ -48,7 +52,8 @@ def test_a_batch_is_applied_in_order_with_the_actor_clock_before_the_reply(start
     ref.tell(WriteBatch((RegisterInstance(SVC, Instance("127.0.0.1", 80)),), reply))
     assert reply.done.wait(5)
     assert reply.error is None
-    (stored,) = reply.value
+    (outcome,) = reply.value
+    stored = outcome.value
     assert stored.instance_id == "127.0.0.1#80#DEFAULT#DEFAULT_GROUP@@demo"
     assert core.service(SVC).modified_ms == 42
 
@@ -67,11 +72,14 @@ class ChangeRecorder(pykka.ThreadingActor):
             self.arrived.set()
 
 
-def test_a_batch_tells_watchers_each_changed_service_once_with_every_instance_it_touched(started):
-    ref, _, _ = started
+def test_a_batch_tells_watchers_each_changed_service_once_with_every_instance_it_touched():
+    core = RegistryCore()
+    actors = ActorDirectory()
+    ref = start_registry(core, NodeMetrics(CollectorRegistry(), core), actors)
     recorder = ChangeRecorder.start()
+    actors.add(HEALTH, recorder)
     try:
-        ref.tell(Watch(recorder))
+        ref.tell(Watch(HEALTH))
         other = ServiceKey("public", "DEFAULT_GROUP@@other")
         reply = RecordingReply()
         batch = (
@@ -94,6 +102,7 @@ def test_a_batch_tells_watchers_each_changed_service_once_with_every_instance_it
         assert changes[other].touched == {InstanceKey("127.0.0.1", 90, "DEFAULT", True)}
     finally:
         recorder.stop()
+        ref.stop()
 
 
 def test_a_refused_command_is_its_own_outcome_and_the_batch_goes_on(started):
@@ -108,8 +117,9 @@ def test_a_refused_command_is_its_own_outcome_and_the_batch_goes_on(started):
     ref.tell(WriteBatch(batch, reply))
     assert reply.done.wait(5)
     first, refused, third = reply.value
-    assert (first.port, third.port) == (80, 81)
-    assert isinstance(refused, Rejected) and refused.status == 400
+    assert isinstance(first, Ok) and isinstance(third, Ok)
+    assert (first.value.port, third.value.port) == (80, 81)
+    assert isinstance(refused, Refused) and refused.status == 400
     assert core.service(other) is not None
     assert ref.ask(Ping(), timeout=5) == "pong" and fatal == []
 
@@ -127,7 +137,7 @@ def test_a_bug_fails_the_reply_reports_fatal_and_stops_the_actor():
         reported.set()
 
     core.apply = broken  # type: ignore[method-assign]
-    ref = RegistryActor.start(core, on_fatal, NodeMetrics(CollectorRegistry(), core))
+    ref = start_registry(core, NodeMetrics(CollectorRegistry(), core), ActorDirectory(), on_fatal)
     reply = RecordingReply()
     ref.tell(WriteBatch((DeleteService(SVC),), reply))
     assert reply.done.wait(5)
@@ -148,7 +158,7 @@ def _sample(metrics: NodeMetrics, sample_name: str, /, **labels: str) -> float |
 def test_writes_batches_and_handling_time_are_recorded():
     core = RegistryCore()
     metrics = NodeMetrics(CollectorRegistry(), core)
-    ref = RegistryActor.start(core, lambda error: None, metrics)
+    ref = start_registry(core, metrics, ActorDirectory(), lambda error: None)
     try:
         assert _sample(metrics, "nacos_actors_actor_mailbox_depth", actor="registry") == 0
         reply = RecordingReply()
@@ -175,7 +185,7 @@ def test_writes_batches_and_handling_time_are_recorded():
 
 def test_register_and_deregister_that_change_the_registry_log_one_event_each(started, caplog):
     ref, _, _ = started
-    caplog.set_level(logging.INFO, logger="nacos_actors.actors.registry")
+    caplog.set_level(logging.INFO, logger="nacos_actors.drivers.registry")
     instance = Instance("127.0.0.1", 80, cluster="c1")
     for command in (
         RegisterInstance(SVC, instance),
@@ -186,7 +196,7 @@ def test_register_and_deregister_that_change_the_registry_log_one_event_each(sta
         reply = RecordingReply()
         ref.tell(WriteBatch((command,), reply))
         assert reply.done.wait(5)
-    records = [r for r in caplog.records if r.name == "nacos_actors.actors.registry"]
+    records = [r for r in caplog.records if r.name == "nacos_actors.drivers.registry"]
     assert [r.getMessage() for r in records] == [
         "registered 127.0.0.1:80 in DEFAULT_GROUP@@demo (namespace public, cluster c1, ephemeral)",
         "deregistered 127.0.0.1:80 in DEFAULT_GROUP@@demo (namespace public, cluster c1, ephemeral)",
@@ -213,7 +223,7 @@ def test_an_actor_failure_is_counted_as_a_nacos_exception():
         raise RuntimeError("boom")
 
     core.apply = broken  # type: ignore[method-assign]
-    ref = RegistryActor.start(core, lambda error: reported.set(), metrics)
+    ref = start_registry(core, metrics, ActorDirectory(), lambda error: reported.set())
     ref.tell(WriteBatch((DeleteService(SVC),), RecordingReply()))
     assert reported.wait(5)
     assert _sample(metrics, "nacos_exception_total", module="naming", name="actorFailed") == 1

@@ -1,69 +1,86 @@
-"""HealthCheckActor and PushActor as threads, wired to a RegistryActor as the node wires them."""
+"""The health and push drivers in a node's real actors, started by the node's own lifecycle
+(node.async_start_node) on a loop of their own: ticks, the push socket and acks all real."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import socket
+import threading
 import time
+from dataclasses import dataclass
+from typing import Any
 
+import pykka
 import pytest
 from prometheus_client import CollectorRegistry
 
-from nacos_actors.actors.health import HealthCheckActor
-from nacos_actors.actors.push import PushActor, open_push_socket
-from nacos_actors.actors.registry import RegistryActor
 from nacos_actors.beats import BeatLog
-from nacos_actors.core.health import HealthConfig, HealthCore
-from nacos_actors.core.push import PushBoard, PushConfig, PushCore, SubscriberKey, Subscription
-from nacos_actors.core.registry import RegistryCore
-from nacos_actors.http import render
+from nacos_actors.core.push import PushBoard, SubscriberKey, Subscription
+from nacos_actors.core.registry import RegistryCore, RegistryView
+from nacos_actors.http.front import Front
 from nacos_actors.messages import (
     NO_REPLY,
+    PUSH,
+    REGISTRY,
     DeregisterInstance,
-    Ping,
     QuerySubscribers,
     RegisterInstance,
     Subscribe,
-    Watch,
     WriteBatch,
 )
 from nacos_actors.metrics import NodeMetrics
 from nacos_actors.model import HEART_BEAT_TIMEOUT_KEY, IP_DELETE_TIMEOUT_KEY, Instance, ServiceKey, freeze
-from tests.actors.support import RecordingReply, wait_for
+from nacos_actors.node import async_start_node
+from nacos_actors.settings import Settings
+from tests.drivers.support import RecordingReply, wait_for
 
 SVC = ServiceKey("public", "DEFAULT_GROUP@@demo")
 
 
+@dataclass
+class Node:
+    front: Front
+    core: RegistryCore
+    board: PushBoard
+    metrics: NodeMetrics
+    beats: BeatLog
+
+    def actor(self, name: Any) -> pykka.ActorRef[Any]:
+        ref = self.front.bridge.actors.get(name)
+        assert ref is not None
+        return ref
+
+
 @pytest.fixture
 def node():
-    """Registry, health and push actors started and stopped in the node's order."""
+    """A standalone node's actors (registry, health, push) on a loop in a thread of its own."""
     fatal: list[BaseException] = []
+    settings = Settings(push_window_ms=0, push_ack_timeout_ms=100, push_max_sends=2)
     core = RegistryCore()
     board = PushBoard()
-    metrics = NodeMetrics(CollectorRegistry(), core, board)
+    metrics = NodeMetrics(CollectorRegistry(), RegistryView(core), board)
     beats = BeatLog()
-    registry = RegistryActor.start(core, fatal.append, metrics)
-    health = HealthCheckActor.start(HealthCore(HealthConfig()), registry, beats, metrics, fatal.append)
-
-    def render_list(service, key, clusters_text, clusters, java_client):
-        return render.list_body(service, key, clusters_text, clusters, False, java_client, 10_000, 0)
-
-    push_core = PushCore(PushConfig(window_ms=0, ack_timeout_ms=100, max_sends=2), render_list, 1)
-    push = PushActor.start(push_core, open_push_socket("127.0.0.1"), board, metrics, fatal.append)
-    registry.tell(Watch(health))
-    registry.tell(Watch(push))
-    for actor in (registry, health, push):
-        assert actor.ask(Ping(), timeout=5) == "pong"
-    yield registry, push, core, board, metrics, beats
-    for actor in (push, health, registry):
+    started: list[pykka.ActorRef[Any]] = []
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="test-node-loop", daemon=True)
+    thread.start()
+    start = async_start_node(settings, core, metrics, beats, board, fatal.append, started)
+    front = asyncio.run_coroutine_threadsafe(start, loop).result(10)
+    yield Node(front, core, board, metrics, beats)
+    asyncio.run_coroutine_threadsafe(front.async_close(), loop).result(10)
+    for actor in reversed(started):
         actor.stop(block=True, timeout=10)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+    loop.close()
     assert fatal == []
 
 
-def write(registry, *commands) -> None:
+def write(node: Node, *commands) -> None:
     reply = RecordingReply()
-    registry.tell(WriteBatch(commands, reply))
+    node.actor(REGISTRY).tell(WriteBatch(commands, reply))
     assert reply.done.wait(5)
 
 
@@ -72,9 +89,9 @@ def short_lived(port: int) -> Instance:
 
 
 def test_a_silent_instance_turns_unhealthy_then_is_removed_at_its_deadlines(node):
-    registry, _, core, _, metrics, _ = node
+    core, metrics = node.core, node.metrics
     started = time.monotonic()
-    write(registry, RegisterInstance(SVC, short_lived(80)))
+    write(node, RegisterInstance(SVC, short_lived(80)))
     key = short_lived(80).key
     assert wait_for(lambda: not core.service(SVC).instances[key].healthy)
     unhealthy_after = time.monotonic() - started
@@ -93,8 +110,8 @@ def test_a_silent_instance_turns_unhealthy_then_is_removed_at_its_deadlines(node
 
 
 def test_recorded_beats_keep_an_instance_healthy(node):
-    registry, _, core, _, _, beats = node
-    write(registry, RegisterInstance(SVC, short_lived(81)))
+    core, beats = node.core, node.beats
+    write(node, RegisterInstance(SVC, short_lived(81)))
     key = short_lived(81).key
     until = time.monotonic() + 0.8
     while time.monotonic() < until:
@@ -120,22 +137,22 @@ def receive(sock: socket.socket) -> tuple[dict, tuple[str, int]]:
     return json.loads(payload), source
 
 
-def subscribe(push, sock: socket.socket) -> SubscriberKey:
+def subscribe(node: Node, sock: socket.socket) -> SubscriberKey:
     key = SubscriberKey(SVC, "", "127.0.0.1", sock.getsockname()[1])
-    push.tell(Subscribe(Subscription(key, (), "Nacos-Java-Client:v1.4.8", "", True)))
+    node.actor(PUSH).tell(Subscribe(Subscription(key, (), "Nacos-Java-Client:v1.4.8", "", True)))
     return key
 
 
 def test_every_change_is_pushed_and_acks_are_counted(node, subscriber):
-    registry, push, _, board, _, _ = node
-    subscribe(push, subscriber)
-    write(registry, RegisterInstance(SVC, Instance("127.0.0.1", 90)))
+    board = node.board
+    subscribe(node, subscriber)
+    write(node, RegisterInstance(SVC, Instance("127.0.0.1", 90)))
     packet, source = receive(subscriber)
     assert packet["type"] == "dom"
     assert [h["port"] for h in json.loads(packet["data"])["hosts"]] == [90]
     subscriber.sendto(json.dumps({"type": "push-ack", "lastRefTime": packet["lastRefTime"], "data": ""}).encode(), source)
     assert wait_for(lambda: board.stats.acked == 1)  # else the next push supersedes this one
-    write(registry, DeregisterInstance(SVC, Instance("127.0.0.1", 90).key))
+    write(node, DeregisterInstance(SVC, Instance("127.0.0.1", 90).key))
     packet, source = receive(subscriber)
     assert json.loads(packet["data"])["hosts"] == []
     subscriber.sendto(json.dumps({"type": "push-ack", "lastRefTime": str(packet["lastRefTime"])}).encode(), source)
@@ -145,14 +162,14 @@ def test_every_change_is_pushed_and_acks_are_counted(node, subscriber):
 
 
 def test_an_unacked_push_is_resent_then_failed_without_holding_up_others(node, subscriber):
-    registry, push, _, board, _, _ = node
+    board = node.board
     silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     silent.bind(("127.0.0.1", 0))
     silent.settimeout(5)
     try:
-        subscribe(push, silent)
-        subscribe(push, subscriber)
-        write(registry, RegisterInstance(SVC, Instance("127.0.0.1", 91)))
+        subscribe(node, silent)
+        subscribe(node, subscriber)
+        write(node, RegisterInstance(SVC, Instance("127.0.0.1", 91)))
         packet, source = receive(subscriber)
         subscriber.sendto(json.dumps({"type": "push-ack", "lastRefTime": packet["lastRefTime"]}).encode(), source)
         first, _ = receive(silent)
@@ -165,12 +182,11 @@ def test_an_unacked_push_is_resent_then_failed_without_holding_up_others(node, s
 
 
 def test_subscribers_are_answered_through_a_reply(node, subscriber):
-    _, push, _, _, _, _ = node
-    key = subscribe(push, subscriber)
+    key = subscribe(node, subscriber)
     reply = RecordingReply()
-    push.tell(QuerySubscribers("public", reply))
+    node.actor(PUSH).tell(QuerySubscribers("public", reply))
     assert reply.done.wait(5)
-    (subscriptions,) = reply.value
+    subscriptions = reply.value
     assert reply.error is None
     assert [s.key for s in subscriptions] == [key]
 

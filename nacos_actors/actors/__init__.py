@@ -1,1 +1,0 @@
-"""Thin pykka actors: read the clock, call a core, carry out what it returns."""

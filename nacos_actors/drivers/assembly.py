@@ -1,0 +1,95 @@
+"""Which drivers a node runs and how they are wired: the same for a real node (nacos_actors.node
+starts each in an actor) and for the cluster simulation (tests/sim runs them on one thread)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nacos_actors.beats import BeatLog
+from nacos_actors.core.distro import DistroConfig, DistroCore
+from nacos_actors.core.health import HealthConfig, HealthCore
+from nacos_actors.core.members import MemberBoard, MemberConfig, MemberCore, standalone_view
+from nacos_actors.core.push import PushBoard, PushCore
+from nacos_actors.core.registry import RegistryCore, RegistryView
+from nacos_actors.drivers.distro import DistroDriver
+from nacos_actors.drivers.health import HealthDriver
+from nacos_actors.drivers.members import MemberDriver
+from nacos_actors.drivers.outbox import Driver, Outbox
+from nacos_actors.drivers.push import PushDriver
+from nacos_actors.drivers.registry import RegistryDriver
+from nacos_actors.messages import DISTRO, HEALTH, PUSH, REGISTRY, ActorName, Watch
+from nacos_actors.metrics import NodeMetrics
+from nacos_actors.settings import Settings
+
+
+@dataclass(frozen=True)
+class NodeDrivers:
+    """One node's drivers (push only when push is on; members and distro only in a cluster) and
+    the member board the front reads the cluster's view from."""
+
+    registry: RegistryDriver
+    health: HealthDriver
+    push: PushDriver | None
+    distro: DistroDriver | None
+    members: MemberDriver | None
+    member_board: MemberBoard
+
+    def in_start_order(self) -> list[Driver]:
+        """Dependencies first: everything a driver tells at start exists before it."""
+        chosen: list[Driver | None] = [self.registry, self.health, self.push, self.distro, self.members]
+        return [driver for driver in chosen if driver is not None]
+
+    def first_messages(self) -> list[tuple[ActorName, object]]:
+        """What to tell once every driver runs: the registry learns its watchers (each is then
+        told every current service)."""
+        watchers: list[ActorName] = [HEALTH]
+        if self.push is not None:
+            watchers.append(PUSH)
+        if self.distro is not None:
+            watchers.append(DISTRO)
+        return [(REGISTRY, Watch(watcher)) for watcher in watchers]
+
+
+def health_config(settings: Settings) -> HealthConfig:
+    return HealthConfig(
+        check_beats=settings.health_check_enabled,
+        expire_instances=settings.expire_instances,
+        clean_empty_services=settings.empty_service_auto_clean,
+        empty_service_ttl_ms=settings.empty_service_ttl_ms,
+    )
+
+
+def build_drivers(
+    settings: Settings,
+    core: RegistryCore,
+    beats: BeatLog,
+    outbox: Outbox,
+    metrics: NodeMetrics,
+    now_ms: int,
+    push_core: PushCore | None = None,
+    push_board: PushBoard | None = None,
+) -> NodeDrivers:
+    """The drivers of a node with `settings` around `core`, reaching the world through `outbox`.
+    A cluster member judges no health until it is UP (its view then says what it owns)."""
+    registry = RegistryDriver(core, outbox, metrics)
+    checker = HealthCore(health_config(settings))
+    push = None
+    if push_core is not None:
+        push = PushDriver(push_core, push_board if push_board is not None else PushBoard(), outbox, metrics)
+    if settings.standalone:
+        board = MemberBoard(standalone_view(settings.self_address))
+        return NodeDrivers(registry, HealthDriver(checker, beats, outbox), push, None, None, board)
+    checker.set_owner(lambda key: False, now_ms)
+    me = settings.self_address
+    peers = tuple(a for a in settings.members if a != me)
+    distro_config = DistroConfig(
+        sync_window_ms=settings.distro_sync_window_ms,
+        retry_delay_ms=settings.distro_retry_delay_ms,
+        verify_interval_ms=settings.distro_verify_interval_ms,
+    )
+    distro = DistroDriver(DistroCore(me, peers, distro_config, now_ms), RegistryView(core), outbox, metrics.cluster)
+    member_config = MemberConfig(settings.member_report_interval_ms, settings.member_fail_threshold)
+    member_core = MemberCore(me, settings.members, member_config, now_ms)
+    board = MemberBoard(member_core.view)
+    members = MemberDriver(member_core, board, outbox, metrics.cluster)
+    return NodeDrivers(registry, HealthDriver(checker, beats, outbox), push, distro, members, board)
