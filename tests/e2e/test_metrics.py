@@ -186,6 +186,6 @@ def test_the_default_log_format_is_text_with_one_line_per_event(node):
     assert send(node, "DELETE", f"{NS}/instance", serviceName="orders", ip="127.0.0.1", port=8080) == (200, b"ok")
     assert node.stop() == 0
     text = node.stderr()
-    assert "INFO nacos_actors.actors.registry registered 127.0.0.1:8080 in DEFAULT_GROUP@@orders" in text
-    assert "INFO nacos_actors.actors.registry deregistered 127.0.0.1:8080 in DEFAULT_GROUP@@orders" in text
+    assert "INFO nacos_actors.drivers.registry registered 127.0.0.1:8080 in DEFAULT_GROUP@@orders" in text
+    assert "INFO nacos_actors.drivers.registry deregistered 127.0.0.1:8080 in DEFAULT_GROUP@@orders" in text
     assert "nacos_actors.access" not in text  # the access log is off by default
