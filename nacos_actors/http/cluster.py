@@ -39,10 +39,10 @@ from nacos_actors.core.codec import (
 from nacos_actors.core.distro import Verdict, responsible_member, verdict
 from nacos_actors.core.members import REPORTED_STATES, UP, MemberBoard
 from nacos_actors.core.registry import Dropped
-from nacos_actors.http import params as p
 from nacos_actors.http import render
 from nacos_actors.http.front import Front, front_of, json_response, ok, request_params
-from nacos_actors.http.params import ParamError
+from nacos_actors.http.params.base import ParamError
+from nacos_actors.http.params.names import service_key
 from nacos_actors.http.routing import AddRoute, Handler
 from nacos_actors.logs import event
 from nacos_actors.messages import ApplyReplicated, LoadSnapshot, MarkReady, PeerFailed, ReportReceived
@@ -129,7 +129,7 @@ def forwarding(handler: Handler) -> Handler:
         cluster = cluster_of(request)
         if FORWARDED_HEADER in request.headers:
             return await handler(request)
-        key = p.service_key(await request_params(request))
+        key = service_key(await request_params(request))
         for attempt in range(FORWARD_ATTEMPTS):
             owner = cluster.owner_of(key)
             if owner is None:
@@ -319,7 +319,7 @@ async def cluster_health(request: web.Request) -> web.Response:
 async def distro_server(request: web.Request) -> web.Response:
     """GET /v1/ns/operator/distro/server?serviceName=: the member responsible for a service."""
     front = front_of(request)
-    key = p.service_key(await request_params(request))
+    key = service_key(await request_params(request))
     if front.cluster is None:
         owner = front.settings.self_address
     else:

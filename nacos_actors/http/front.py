@@ -18,7 +18,7 @@ from nacos_actors.bridge import WriteBatcher, async_ask
 from nacos_actors.clock import wall_clock_ms
 from nacos_actors.core.push import PushBoard, Subscription
 from nacos_actors.core.registry import RegistryCore
-from nacos_actors.http.params import ParamError, Params, QueryMemo, clip, query_values
+from nacos_actors.http.params.base import ParamError, Params, QueryMemo, clip, query_values
 from nacos_actors.messages import Command, QuerySubscribers, Subscribe, WriteBatch
 from nacos_actors.metrics import NodeMetrics
 from nacos_actors.model import Service, ServiceKey

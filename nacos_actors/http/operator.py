@@ -11,8 +11,8 @@ from aiohttp import web
 
 from nacos_actors import __version__
 from nacos_actors.http import cluster, render
-from nacos_actors.http import params as p
 from nacos_actors.http.front import front_of, json_response, request_params
+from nacos_actors.http.params.base import boolean
 from nacos_actors.http.routing import AddRoute
 from nacos_actors.model import DEFAULT_NAMESPACE
 
@@ -86,7 +86,7 @@ async def servers(request: web.Request) -> web.Response:
     alone when standalone); `healthy=true` keeps those UP."""
     front = front_of(request)
     params = await request_params(request)
-    healthy_only = p.boolean(params, False, "healthy")
+    healthy_only = boolean(params, False, "healthy")
     return json_response(render.dumps({"servers": cluster.member_rows(front, healthy_only)}))
 
 
@@ -107,8 +107,8 @@ async def push_state(request: web.Request) -> web.Response:
     counters are never reset, so they keep agreeing with the Prometheus figures)."""
     front = front_of(request)
     params = await request_params(request)
-    p.boolean(params, False, "detail")
-    p.boolean(params, False, "reset")
+    boolean(params, False, "detail")
+    boolean(params, False, "reset")
     document = render.push_state(front.push_board.stats)
     return json_response(render.dumps(document))
 

@@ -25,7 +25,7 @@ from aiohttp import web
 from nacos_actors.bridge import ActorUnavailable
 from nacos_actors.core.registry import Rejected
 from nacos_actors.http.front import Front
-from nacos_actors.http.params import ParamError
+from nacos_actors.http.params.base import ParamError
 from nacos_actors.metrics import UNMATCHED_ROUTE, NodeMetrics, method_label
 
 if TYPE_CHECKING:

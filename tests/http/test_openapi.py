@@ -31,7 +31,8 @@ from nacos_actors.actors.registry import RegistryActor
 from nacos_actors.core.registry import RegistryCore
 from nacos_actors.http.app import build_app, openapi_document
 from nacos_actors.http.front import Front
-from nacos_actors.http.params import ParamError, parse_ip
+from nacos_actors.http.params.base import ParamError
+from nacos_actors.http.params.instances import parse_ip
 from nacos_actors.metrics import NodeMetrics
 from nacos_actors.settings import Settings
 
