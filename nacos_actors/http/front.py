@@ -149,5 +149,5 @@ def ok() -> web.Response:
     return web.Response(text=OK)
 
 
-def json_response(body: bytes, status: int = 200) -> web.Response:
-    return web.Response(body=body, status=status, content_type="application/json")
+def json_response(body: bytes) -> web.Response:
+    return web.Response(body=body, content_type="application/json")

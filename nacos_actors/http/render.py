@@ -40,22 +40,8 @@ def dumps(document: Any) -> bytes:
     return orjson.dumps(document)
 
 
-def service_checksum(service: Service) -> str:
-    """Nacos's list checksum, memoized on the snapshot. Event loop thread only."""
-    cached = service.memo.get("checksum")
-    if cached is None:
-        cached = service.memo["checksum"] = _checksum(service)
-    return cached
-
-
 def _checksum(service: Service) -> str:
-    """Nacos's list checksum: MD5 over the sorted `ip:port_weight_healthy_cluster,` strings.
-
-    Any thread: reads a memo the loop wrote, never writes one.
-    """
-    cached = service.memo.get("checksum")
-    if cached is not None:
-        return cached
+    """Nacos's list checksum: MD5 over the sorted `ip:port_weight_healthy_cluster,` strings."""
     parts = sorted(_RENDERED.of(i).checksum_part for i in service.instances.values())
     return hashlib.md5("".join(parts).encode()).hexdigest()
 
@@ -156,7 +142,7 @@ def instance_list(
     java_client: bool,
     cache_millis: int,
     now_ms: int,
-    accepts_gzip: bool = False,
+    accepts_gzip: bool,
 ) -> tuple[bytes, bool]:
     """The body of GET /v1/ns/instance/list (the 1.x shape plus the 2.x fields), and whether it
     is gzip-compressed: only when the client accepts gzip and the JSON is GZIP_MIN_BYTES or more.
@@ -396,7 +382,7 @@ def catalog_with_instances(service: Service) -> dict[str, Any]:
 NACOS_VERSION = "1.4.8"  # the version a member shows in its extendInfo (the v1 API's Nacos)
 
 
-def member(address: str, now_ms: int, version: str = NACOS_VERSION) -> dict[str, Any]:
+def member(address: str, now_ms: int) -> dict[str, Any]:
     """A Nacos Member JSON for one node address (`host:port`)."""
     host, _, port_text = address.rpartition(":")
     port = int(port_text)
@@ -411,7 +397,7 @@ def member(address: str, now_ms: int, version: str = NACOS_VERSION) -> dict[str,
             "site": "unknow",
             "adWeight": "0",
             "weight": "1",
-            "version": version,
+            "version": NACOS_VERSION,
             "lastRefreshTime": now_ms,
         },
     }

@@ -40,8 +40,8 @@ _HOSTNAME = re.compile(r"^(?=.{1,253}\Z)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.
 _DIGITS_AND_DOTS = re.compile(r"^[0-9.]+\Z")
 
 
-def ip(params: Params, name: str = "ip") -> str:
-    return parse_ip(required(params, name), name)
+def ip(params: Params) -> str:
+    return parse_ip(required(params, "ip"), "ip")
 
 
 def parse_ip(raw: Any, name: str) -> str:
@@ -83,9 +83,9 @@ def port(params: Params, name: str = "port") -> int:
     return integer(params, name, None, 1, 65535)
 
 
-def weight(params: Params, default: float = 1.0) -> float:
+def weight(params: Params) -> float:
     raw = params.get("weight")
-    return default if raw is None else number(raw, "weight", 0.0, MAX_WEIGHT)
+    return 1.0 if raw is None else number(raw, "weight", 0.0, MAX_WEIGHT)
 
 
 def app(params: Params) -> str:
@@ -97,10 +97,10 @@ def app(params: Params) -> str:
     return raw
 
 
-def instance(params: Params, service: ServiceKey | None = None) -> Instance:
-    """The instance a register/update request describes, with Nacos's defaults. Given its
-    service, it carries the simple instance id the registry would give a new one (saving the
-    registry actor a copy of it); the registry still decides the id."""
+def instance(params: Params, service: ServiceKey) -> Instance:
+    """The instance a register/update request describes, with Nacos's defaults. It carries the
+    simple instance id the registry would give a new one in `service` (saving the registry actor
+    a copy of it); the registry still decides the id."""
     address, number, cluster_name = ip(params), port(params), cluster(params)
     return Instance(
         ip=address,
@@ -112,9 +112,7 @@ def instance(params: Params, service: ServiceKey | None = None) -> Instance:
         ephemeral=boolean(params, True, "ephemeral"),
         metadata=metadata(params) or freeze({}),
         app=app(params),
-        instance_id=""
-        if service is None
-        else default_instance_id(InstanceKey(address, number, cluster_name, True), service.name),
+        instance_id=default_instance_id(InstanceKey(address, number, cluster_name, True), service.name),
     )
 
 

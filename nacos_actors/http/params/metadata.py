@@ -20,10 +20,10 @@ from nacos_actors.model import (
 )
 
 
-def metadata(params: Params, name: str = "metadata") -> Mapping[str, str] | None:
+def metadata(params: Params) -> Mapping[str, str] | None:
     """Nacos metadata: a JSON object, else `k1=v1,k2=v2`. None when not given."""
-    raw = params.get(name)
-    return None if raw is None else parse_metadata(raw, name)
+    raw = params.get("metadata")
+    return None if raw is None else parse_metadata(raw, "metadata")
 
 
 def parse_metadata(raw: str, name: str) -> Mapping[str, str]:
@@ -92,10 +92,10 @@ HTTP_CHECKER_DEFAULTS: Mapping[str, Any] = freeze({"path": "", "headers": "", "e
 MYSQL_CHECKER_FIELDS = ("user", "pwd", "cmd")
 
 
-def health_checker(params: Params, name: str = "healthChecker") -> Mapping[str, Any]:
+def health_checker(params: Params) -> Mapping[str, Any]:
     """A required health checker JSON object, normalised as Nacos stores it (its `type` first)."""
-    required(params, name)
-    return parse_health_checker(json_value(params, name), name)
+    required(params, "healthChecker")
+    return parse_health_checker(json_value(params, "healthChecker"), "healthChecker")
 
 
 def parse_health_checker(document: Any, name: str) -> Mapping[str, Any]:

@@ -41,9 +41,9 @@ def parse_namespace(raw: str, name: str) -> str:
     return raw
 
 
-def group(params: Params, name: str = "groupName") -> str:
-    raw = params.get(name)
-    return DEFAULT_GROUP if raw is None else check_group(raw, name)
+def group(params: Params) -> str:
+    raw = params.get("groupName")
+    return DEFAULT_GROUP if raw is None else check_group(raw, "groupName")
 
 
 def check_group(raw: str, name: str) -> str:
@@ -63,23 +63,23 @@ def check_service_name(raw: str, name: str) -> str:
     return raw
 
 
-def grouped_service_name(raw: str, group_param: str | None, name: str = "serviceName") -> str:
+def grouped_service_name(raw: str, group_param: str | None) -> str:
     """Nacos's `group@@name` from a service name that may already carry its group."""
     if GROUP_SEPARATOR in raw:
         group_part, _, bare = raw.partition(GROUP_SEPARATOR)
         if GROUP_SEPARATOR in bare:
-            raise ParamError(f"Param '{name}' is illegal, it should be format as 'groupName@@serviceName'.")
+            raise ParamError("Param 'serviceName' is illegal, it should be format as 'groupName@@serviceName'.")
         if not group_part:
-            raise ParamError(f"Param '{name}' is illegal, groupName can't be empty.")
+            raise ParamError("Param 'serviceName' is illegal, groupName can't be empty.")
         if not bare:
-            raise ParamError(f"Param '{name}' is illegal, serviceName can't be empty.")
-        check_group(group_part, name)
+            raise ParamError("Param 'serviceName' is illegal, serviceName can't be empty.")
+        check_group(group_part, "serviceName")
     else:
         group_part = DEFAULT_GROUP if group_param is None else check_group(group_param, "groupName")
         bare = raw
     if len(bare) > MAX_NAME_LENGTH or not _NAME.match(bare):
         raise ParamError(
-            f"Param '{name}' must be 1..{MAX_NAME_LENGTH} characters of 0-9a-zA-Z.:_- "
+            f"Param 'serviceName' must be 1..{MAX_NAME_LENGTH} characters of 0-9a-zA-Z.:_- "
             f"(plus one 'group@@' prefix), got '{clip(raw)}'."
         )
     return grouped_name(group_part, bare)
