@@ -37,7 +37,7 @@ from nacos_actors.core.health import HealthConfig, HealthCore
 from nacos_actors.core.members import MemberBoard, MemberConfig, MemberCore, standalone_view
 from nacos_actors.core.push import PushBoard, PushConfig, PushCore
 from nacos_actors.core.registry import RegistryCore
-from nacos_actors.http import render
+from nacos_actors.render import lists as render
 from nacos_actors.http.app import build_app
 from nacos_actors.http.cluster import ClusterFront, async_join
 from nacos_actors.http.front import Front

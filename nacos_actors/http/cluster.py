@@ -39,7 +39,6 @@ from nacos_actors.core.codec import (
 from nacos_actors.core.distro import Verdict, responsible_member, verdict
 from nacos_actors.core.members import REPORTED_STATES, UP, MemberBoard
 from nacos_actors.core.registry import Dropped
-from nacos_actors.http import render
 from nacos_actors.http.front import Front, front_of, json_response, ok, request_params
 from nacos_actors.http.params.base import ParamError
 from nacos_actors.http.params.names import service_key
@@ -59,6 +58,7 @@ from nacos_actors.peers import (
     PeerError,
     PeerLink,
 )
+from nacos_actors.render import views
 
 log = logging.getLogger(__name__)
 FORWARD_ATTEMPTS = 3
@@ -263,7 +263,7 @@ async def serve_snapshot(request: web.Request) -> web.Response:
 
 
 def _member_json(front: Front, address: str) -> dict[str, Any]:
-    document = render.member(address, front.clock())
+    document = views.member(address, front.clock())
     cluster = front.cluster
     if cluster is not None:
         status = cluster.members.view.members.get(address)
@@ -287,7 +287,7 @@ def member_rows(front: Front, healthy_only: bool = False) -> list[dict[str, Any]
 
 
 def _rest(data: Any) -> web.Response:
-    return json_response(render.dumps({"code": 200, "message": None, "data": data}))
+    return json_response(views.dumps({"code": 200, "message": None, "data": data}))
 
 
 async def cluster_self(request: web.Request) -> web.Response:
@@ -324,14 +324,14 @@ async def distro_server(request: web.Request) -> web.Response:
         owner = front.settings.self_address
     else:
         owner = responsible_member(key.name, front.cluster.members.view.healthy) or ""
-    return json_response(render.dumps({"responsibleServer": owner}))
+    return json_response(views.dumps({"responsibleServer": owner}))
 
 
 async def distro_status(request: web.Request) -> web.Response:
     """GET /v1/ns/operator/distro/status: the healthy members Distro hashes over."""
     front = front_of(request)
     healthy = list(front.cluster.members.view.healthy) if front.cluster is not None else [front.settings.self_address]
-    return json_response(render.dumps({"status": healthy}))
+    return json_response(views.dumps({"status": healthy}))
 
 
 def responsible_counts(front: Front) -> tuple[int, int]:

@@ -22,6 +22,7 @@ from nacos_actors.http.params.base import ParamError, Params, QueryMemo, clip, q
 from nacos_actors.messages import Command, QuerySubscribers, Subscribe, WriteBatch
 from nacos_actors.metrics import NodeMetrics
 from nacos_actors.model import Service, ServiceKey
+from nacos_actors.render.lists import RenderedInstances
 from nacos_actors.settings import Settings
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ class Front:
     `metrics` is the node's NodeMetrics (the same one its actors record into). `push` is the
     PushActor, None when push is off; `push_board` holds its latest counters. `cluster` is the
     nacos_actors.http.cluster.ClusterFront of a cluster member, None when standalone.
+    `rendered` is the event loop thread's cache of rendered instances (the push path has its own).
     """
 
     settings: Settings
@@ -51,6 +53,7 @@ class Front:
     ready: bool = False
     cluster: ClusterFront | None = None
     distro: pykka.ActorRef | None = None
+    rendered: RenderedInstances = field(init=False, default_factory=RenderedInstances)
     writes: WriteBatcher = field(init=False)
 
     def __post_init__(self) -> None:

@@ -17,12 +17,12 @@ from typing import Iterable
 
 from aiohttp import web
 
-from nacos_actors.http import render
 from nacos_actors.http.front import front_of, json_response
 from nacos_actors.http.params.names import check_service_name, parse_namespace
 from nacos_actors.http.routing import AddRoute
 from nacos_actors.metrics import CONTENT_TYPE
 from nacos_actors.model import Service, ServiceKey
+from nacos_actors.render.prometheus import prometheus_target_list
 
 
 async def prometheus(request: web.Request) -> web.Response:
@@ -34,7 +34,7 @@ async def prometheus(request: web.Request) -> web.Response:
 
 def _targets(services: Iterable[Service]) -> web.Response:
     """The SD answer for `services`, ordered by namespace and grouped name."""
-    return json_response(render.prometheus_target_list(sorted(services, key=_key)))
+    return json_response(prometheus_target_list(sorted(services, key=_key)))
 
 
 def _key(service: Service) -> ServiceKey:

@@ -7,11 +7,11 @@ snapshot or sends one command to the registry actor. Runs on the event loop thre
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any, Iterable
 
 from aiohttp import web
 
 from nacos_actors.core.push import SubscriberKey, Subscription
-from nacos_actors.http import render
 from nacos_actors.http.params import clients, instances, metadata, names
 from nacos_actors.http.params.base import MAX_INT32, ParamError, QueryMemo, boolean, page_number, parse_boolean
 from nacos_actors.http.front import front_of, json_response, memoized_params, ok, request_params
@@ -38,10 +38,12 @@ from nacos_actors.model import (
     DEFAULT_HEART_BEAT_INTERVAL_MS,
     NO_SELECTOR,
     InstanceKey,
+    Service,
     freeze,
     in_order,
     split_grouped_name,
 )
+from nacos_actors.render import lists, views
 
 GZIP_JSON_HEADERS = {
     "Content-Type": "application/json",
@@ -50,17 +52,28 @@ GZIP_JSON_HEADERS = {
 }
 BEAT_OK = 10200
 BEAT_NOT_FOUND = 20404
-BEAT_NOT_FOUND_ANSWER = render.dumps({"clientBeatInterval": DEFAULT_HEART_BEAT_INTERVAL_MS, "code": BEAT_NOT_FOUND})
+BEAT_NOT_FOUND_ANSWER = views.dumps({"clientBeatInterval": DEFAULT_HEART_BEAT_INTERVAL_MS, "code": BEAT_NOT_FOUND})
 
 
 @lru_cache(maxsize=256)
 def beat_answer(interval_ms: int) -> bytes:
     """The answer to a beat on a known instance (the same bytes for every beat of an interval)."""
-    return render.dumps({"clientBeatInterval": interval_ms, "code": BEAT_OK, "lightBeatEnabled": True})
+    return views.dumps({"clientBeatInterval": interval_ms, "code": BEAT_OK, "lightBeatEnabled": True})
+
+
 ALL_GROUPS = "*"
 # The two queries clients repeat: the same URL polled, the same instance beating.
 LIST_QUERIES = QueryMemo(instances.list_query)
 BEAT_QUERIES = QueryMemo(instances.beat_query)
+
+
+def page(items: list[Any], page_no: int, page_size: int) -> list[Any]:
+    start = (page_no - 1) * page_size
+    return items[start : start + page_size] if start < len(items) else []
+
+
+def sorted_services(services: Iterable[Service]) -> list[Service]:
+    return sorted(services, key=lambda s: s.key.name)
 
 
 # -- instances ---------------------------------------------------------------------------
@@ -139,7 +152,7 @@ async def instance_detail(request: web.Request) -> web.Response:
     for ephemeral in (True, False):
         found = service.instances.get(InstanceKey(ip, port, cluster, ephemeral))
         if found is not None:
-            return json_response(render.dumps(render.instance_detail(service, found)))
+            return json_response(views.dumps(views.instance_detail(service, found)))
     raise web.HTTPNotFound(text="no matched ip found!")
 
 
@@ -151,7 +164,7 @@ async def instance_list(request: web.Request) -> web.Response:
     headers = request.headers
     agent = clients.user_agent(headers)
     java_client = clients.is_java_agent(agent)
-    cache_millis = render.DEFAULT_CACHE_MILLIS
+    cache_millis = lists.DEFAULT_CACHE_MILLIS
     if query.udp_port > 0 and front.push is not None and clients.is_push_client(agent):
         # Push goes to where the query came from; `clientIP` only when the operator trusts it
         # (clients behind a proxy), so nobody can aim the registry's UDP at a third party.
@@ -162,7 +175,7 @@ async def instance_list(request: web.Request) -> web.Response:
             subscriber = SubscriberKey(key, query.clusters_text, address, query.udp_port)
             front.subscribe(Subscription(subscriber, query.clusters, agent[:256], query.app, java_client))
             cache_millis = front.settings.push_cache_ms
-    body, compressed = render.instance_list(
+    body, compressed = lists.instance_list(
         front.service(key),
         key,
         query.clusters_text,
@@ -172,6 +185,7 @@ async def instance_list(request: web.Request) -> web.Response:
         cache_millis,
         front.clock(),
         clients.accepts_gzip(headers),
+        front.rendered,
     )
     if compressed:
         return web.Response(body=body, headers=GZIP_JSON_HEADERS)
@@ -232,7 +246,7 @@ async def update_metadata_batch(request: web.Request) -> web.Response:
     updated = await front.write(
         UpdateMetadataBatch(service, changes, request.method == "DELETE", kind, targets)
     )
-    return json_response(render.dumps({"updated": list(updated)}))
+    return json_response(views.dumps({"updated": list(updated)}))
 
 
 # -- services ----------------------------------------------------------------------------
@@ -285,7 +299,7 @@ async def service_detail(request: web.Request) -> web.Response:
     service = front.service(key)
     if service is None:
         raise web.HTTPNotFound(text=f"service {key.name} is not found!")
-    return json_response(render.dumps(render.service_detail(service)))
+    return json_response(views.dumps(views.service_detail(service)))
 
 
 async def service_list(request: web.Request) -> web.Response:
@@ -303,7 +317,7 @@ async def service_list(request: web.Request) -> web.Response:
         doms = service_names
     else:
         doms = [bare for g, bare in map(split_grouped_name, service_names) if g == group]
-    return json_response(render.dumps({"count": len(doms), "doms": render.page(doms, page_no, page_size)}))
+    return json_response(views.dumps({"count": len(doms), "doms": page(doms, page_no, page_size)}))
 
 
 async def service_subscribers(request: web.Request) -> web.Response:
@@ -321,9 +335,9 @@ async def service_subscribers(request: web.Request) -> web.Response:
         subscriber = subscription.key
         their_group, their_name = split_grouped_name(subscriber.service.name)
         if bare in their_name and group in their_group:
-            rows.append(render.subscriber(subscription))
+            rows.append(views.subscriber(subscription))
     rows.sort(key=lambda row: (row["serviceName"], row["addrStr"], row["cluster"]))
-    return json_response(render.dumps({"subscribers": render.page(rows, page_no, page_size), "count": len(rows)}))
+    return json_response(views.dumps({"subscribers": page(rows, page_no, page_size), "count": len(rows)}))
 
 
 # -- catalog (console) -------------------------------------------------------------------
@@ -342,14 +356,14 @@ async def catalog_services(request: web.Request) -> web.Response:
     has_ip_count = boolean(params, False, "hasIpCount")
     services = [
         s
-        for s in render.sorted_services(front.services_in(namespace))
+        for s in sorted_services(front.services_in(namespace))
         if name_filter in s.bare_name and group_filter in s.group and (s.instances or not has_ip_count)
     ]
     if with_instances:
-        chosen = render.page(services, page_no, page_size)
-        return json_response(render.dumps([render.catalog_with_instances(s) for s in chosen]))
-    rows = [render.catalog_summary(s) for s in render.page(services, page_no, page_size)]
-    return json_response(render.dumps({"count": len(services), "serviceList": rows}))
+        chosen = page(services, page_no, page_size)
+        return json_response(views.dumps([views.catalog_with_instances(s) for s in chosen]))
+    rows = [views.catalog_summary(s) for s in page(services, page_no, page_size)]
+    return json_response(views.dumps({"count": len(services), "serviceList": rows}))
 
 
 async def catalog_instances(request: web.Request) -> web.Response:
@@ -369,10 +383,10 @@ async def catalog_instances(request: web.Request) -> web.Response:
     if not in_cluster:
         raise web.HTTPNotFound(text=f"cluster {cluster} is not found!")
     rows = [
-        render.server_instance(service, i, front.beats.last(key, i.key))
-        for i in render.page(in_cluster, page_no, page_size)
+        views.server_instance(service, i, front.beats.last(key, i.key))
+        for i in page(in_cluster, page_no, page_size)
     ]
-    return json_response(render.dumps({"list": rows, "count": len(in_cluster)}))
+    return json_response(views.dumps({"list": rows, "count": len(in_cluster)}))
 
 
 def add_routes(add: AddRoute, prefix: str) -> None:

@@ -17,7 +17,7 @@ from nacos_actors.beats import BeatLog
 from nacos_actors.core.health import HealthConfig, HealthCore
 from nacos_actors.core.push import PushBoard, PushConfig, PushCore, SubscriberKey, Subscription
 from nacos_actors.core.registry import RegistryCore
-from nacos_actors.http import render
+from nacos_actors.render import lists as render
 from nacos_actors.messages import (
     NO_REPLY,
     DeregisterInstance,
