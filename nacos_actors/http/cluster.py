@@ -16,10 +16,7 @@ Runs on the event loop thread. A standalone node has no ClusterFront (`front.clu
 from __future__ import annotations
 
 import asyncio
-import hmac
-import ipaddress
 import logging
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import pykka
@@ -37,26 +34,23 @@ from nacos_actors.core.codec import (
     encode_services,
 )
 from nacos_actors.core.distro import Verdict, responsible_member, verdict
-from nacos_actors.core.members import REPORTED_STATES, UP, MemberBoard
+from nacos_actors.core.members import REPORTED_STATES, UP
 from nacos_actors.core.registry import Dropped
-from nacos_actors.http.front import Front, front_of, json_response, ok, request_params
+from nacos_actors.http.front import ClusterFront, Front, front_of, json_response, ok, request_params
 from nacos_actors.http.params.base import ParamError
 from nacos_actors.http.params.names import service_key
 from nacos_actors.http.routing import AddRoute, Handler
 from nacos_actors.logs import event
-from nacos_actors.messages import ApplyReplicated, LoadSnapshot, MarkReady, PeerFailed, ReportReceived
-from nacos_actors.model import Service, ServiceKey, stamp_of
+from nacos_actors.messages import ApplyReplicated, LoadSnapshot, MarkReady, ReportReceived
+from nacos_actors.model import Service, stamp_of
 from nacos_actors.peers import (
     CHECKSUM_PATH,
     DATUM_PATH,
     FORWARDED_HEADER,
-    MEMBER_HEADER,
     MSGPACK,
     REPORT_PATH,
-    SECRET_HEADER,
     SNAPSHOT_PATH,
     PeerError,
-    PeerLink,
 )
 from nacos_actors.render import views
 
@@ -67,56 +61,6 @@ JOIN_RETRY_S = 0.5
 SNAPSHOT_TIMEOUT_S = 60.0
 # Bodies larger than this are decoded off the loop.
 LARGE_BODY = 256 * 1024
-
-
-@dataclass
-class ClusterFront:
-    """This member's link to the others, for the handlers. `serving` turns true once the node
-    holds its data (loaded from a peer, or first up); until then client endpoints answer 503."""
-
-    self_address: str
-    members: MemberBoard
-    link: PeerLink
-    member_actor: pykka.ActorRef[Any]
-    secret: str | None = None
-    serving: bool = False
-    peers: tuple[str, ...] = field(default=())
-
-    def owner_of(self, key: ServiceKey) -> str | None:
-        """The member to forward a write of `key` to; None to handle it here."""
-        owner = responsible_member(key.name, self.members.view.healthy)
-        return None if owner is None or owner == self.self_address else owner
-
-    def owns(self, key: ServiceKey) -> bool:
-        return responsible_member(key.name, self.members.view.healthy) == self.self_address
-
-    def peer_failed(self, peer: str, refused: bool) -> None:
-        try:
-            self.member_actor.tell(PeerFailed(peer, refused))
-        except pykka.ActorDeadError:
-            pass
-
-    def check_peer(self, request: web.Request) -> str:
-        """The calling member's address; 403 for anyone else."""
-        claimed = request.headers.get(MEMBER_HEADER, "")
-        if claimed == self.self_address or claimed not in self.peers:
-            raise ParamError(f"Header '{MEMBER_HEADER}': {claimed[:64]!r} is not a member of this cluster", status=403)
-        host = claimed.rpartition(":")[0].strip("[]")
-        try:
-            expected = ipaddress.ip_address(host)
-        except ValueError:
-            expected = None  # a host name: trust the secret, not the address
-        if expected is not None and request.remote is not None:
-            try:
-                if ipaddress.ip_address(request.remote) != expected:
-                    raise ParamError(f"Header '{MEMBER_HEADER}': {claimed} does not match the caller", status=403)
-            except ValueError:
-                raise ParamError(f"Header '{MEMBER_HEADER}': the caller has no IP address", status=403) from None
-        if self.secret is not None:
-            given = request.headers.get(SECRET_HEADER, "")
-            if not hmac.compare_digest(given.encode(), self.secret.encode()):
-                raise ParamError(f"Header '{SECRET_HEADER}' is missing or wrong", status=403)
-        return claimed
 
 
 def forwarding(handler: Handler) -> Handler:

@@ -1,4 +1,5 @@
-"""What every handler shares: the registry's snapshots, the write crossing, the beat log.
+"""What every handler shares: the registry's snapshots, the write crossing, the beat log (Front),
+and on a cluster member its link to the other members (ClusterFront).
 
 Runs on the event loop thread. Reads come straight from the registry core's snapshots (a
 single-key dict lookup is atomic under the GIL and only the registry actor assigns); writes go
@@ -7,8 +8,10 @@ to the RegistryActor through nacos_actors.bridge and answer once applied.
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 import pykka
 from aiohttp import web
@@ -16,20 +19,70 @@ from aiohttp import web
 from nacos_actors.beats import BeatLog
 from nacos_actors.bridge import WriteBatcher, async_ask
 from nacos_actors.clock import wall_clock_ms
+from nacos_actors.core.distro import responsible_member
+from nacos_actors.core.members import MemberBoard
 from nacos_actors.core.push import PushBoard, Subscription
 from nacos_actors.core.registry import RegistryCore
 from nacos_actors.http.params.base import ParamError, Params, QueryMemo, clip, query_values
-from nacos_actors.messages import Command, QuerySubscribers, Subscribe, WriteBatch
+from nacos_actors.messages import Command, PeerFailed, QuerySubscribers, Subscribe, WriteBatch
 from nacos_actors.metrics import NodeMetrics
 from nacos_actors.model import Service, ServiceKey
+from nacos_actors.peers import MEMBER_HEADER, SECRET_HEADER, PeerLink
 from nacos_actors.render.lists import RenderedInstances
 from nacos_actors.settings import Settings
 
-if TYPE_CHECKING:
-    from nacos_actors.http.cluster import ClusterFront
-
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 T = TypeVar("T")
+
+
+@dataclass
+class ClusterFront:
+    """This member's link to the others, for the handlers. `serving` turns true once the node
+    holds its data (loaded from a peer, or first up); until then client endpoints answer 503."""
+
+    self_address: str
+    members: MemberBoard
+    link: PeerLink
+    member_actor: pykka.ActorRef[Any]
+    secret: str | None = None
+    serving: bool = False
+    peers: tuple[str, ...] = field(default=())
+
+    def owner_of(self, key: ServiceKey) -> str | None:
+        """The member to forward a write of `key` to; None to handle it here."""
+        owner = responsible_member(key.name, self.members.view.healthy)
+        return None if owner is None or owner == self.self_address else owner
+
+    def owns(self, key: ServiceKey) -> bool:
+        return responsible_member(key.name, self.members.view.healthy) == self.self_address
+
+    def peer_failed(self, peer: str, refused: bool) -> None:
+        try:
+            self.member_actor.tell(PeerFailed(peer, refused))
+        except pykka.ActorDeadError:
+            pass
+
+    def check_peer(self, request: web.Request) -> str:
+        """The calling member's address; 403 for anyone else."""
+        claimed = request.headers.get(MEMBER_HEADER, "")
+        if claimed == self.self_address or claimed not in self.peers:
+            raise ParamError(f"Header '{MEMBER_HEADER}': {claimed[:64]!r} is not a member of this cluster", status=403)
+        host = claimed.rpartition(":")[0].strip("[]")
+        try:
+            expected = ipaddress.ip_address(host)
+        except ValueError:
+            expected = None  # a host name: trust the secret, not the address
+        if expected is not None and request.remote is not None:
+            try:
+                if ipaddress.ip_address(request.remote) != expected:
+                    raise ParamError(f"Header '{MEMBER_HEADER}': {claimed} does not match the caller", status=403)
+            except ValueError:
+                raise ParamError(f"Header '{MEMBER_HEADER}': the caller has no IP address", status=403) from None
+        if self.secret is not None:
+            given = request.headers.get(SECRET_HEADER, "")
+            if not hmac.compare_digest(given.encode(), self.secret.encode()):
+                raise ParamError(f"Header '{SECRET_HEADER}' is missing or wrong", status=403)
+        return claimed
 
 
 @dataclass
@@ -38,7 +91,7 @@ class Front:
 
     `metrics` is the node's NodeMetrics (the same one its actors record into). `push` is the
     PushActor, None when push is off; `push_board` holds its latest counters. `cluster` is the
-    nacos_actors.http.cluster.ClusterFront of a cluster member, None when standalone.
+    ClusterFront of a cluster member, None when standalone.
     `rendered` is the event loop thread's cache of rendered instances (the push path has its own).
     """
 
