@@ -2,7 +2,7 @@
 
 Every object here is built once by the thread that creates it and never changed afterwards, so
 any thread may read it without a lock. The one exception is `Service.memo`, a cache of rendered
-bytes that only the event loop thread writes (see nacos_actors.http.render).
+bytes that only the event loop thread writes (see nacos_actors.render).
 """
 
 from __future__ import annotations

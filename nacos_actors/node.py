@@ -41,10 +41,10 @@ from nacos_actors.core.codec import CodecError, decode_services, encode_services
 from nacos_actors.core.push import PushBoard, PushConfig, PushCore
 from nacos_actors.core.registry import RegistryCore, RegistryView
 from nacos_actors.drivers.assembly import build_drivers
-from nacos_actors.http import render
+from nacos_actors.render import lists as render
 from nacos_actors.http.app import build_app
-from nacos_actors.http.cluster import ClusterFront, async_join
-from nacos_actors.http.front import Front
+from nacos_actors.http.cluster import async_join
+from nacos_actors.http.front import ClusterFront, Front
 from nacos_actors.messages import DISTRO, MEMBERS, REGISTRY, Drain, Leave, Ping, WriteBatch
 from nacos_actors.metrics import NodeMetrics
 from nacos_actors.model import Service, ServiceKey
@@ -188,8 +188,10 @@ def subscriber_lifetime_ms(push_cache_ms: int) -> int:
 
 
 def push_core(settings: Settings) -> PushCore:
-    """A PushCore whose packets carry what each subscriber's own list query would answer."""
+    """A PushCore whose packets carry what each subscriber's own list query would answer, with
+    a rendered-instance cache of the push driver's own (never shared with the loop)."""
     cache_millis = settings.push_cache_ms
+    rendered = render.RenderedInstances()
 
     def render_list(
         service: Service | None,
@@ -199,7 +201,9 @@ def push_core(settings: Settings) -> PushCore:
         java_client: bool,
         now_ms: int,
     ) -> bytes:
-        return render.list_body(service, key, clusters_text, clusters, False, java_client, cache_millis, now_ms)
+        return render.list_body(
+            service, key, clusters_text, clusters, False, java_client, cache_millis, now_ms, rendered
+        )
 
     config = PushConfig(
         window_ms=settings.push_window_ms,

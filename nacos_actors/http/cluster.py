@@ -16,15 +16,12 @@ Runs on the event loop thread. A standalone node has no ClusterFront (`front.clu
 from __future__ import annotations
 
 import asyncio
-import hmac
-import ipaddress
 import logging
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from aiohttp import web
 
-from nacos_actors.bridge import ActorUnavailable, LoopBridge
+from nacos_actors.bridge import ActorUnavailable
 from nacos_actors.core.codec import (
     CodecError,
     decode_batch,
@@ -36,28 +33,24 @@ from nacos_actors.core.codec import (
     encode_services,
 )
 from nacos_actors.core.distro import Verdict, responsible_member, verdict
-from nacos_actors.core.members import REPORTED_STATES, UP, MemberBoard
-from nacos_actors.model import Dropped
-from nacos_actors.http import params as p
-from nacos_actors.http import render
-from nacos_actors.http.front import Front, front_of, json_response, ok, request_params
-from nacos_actors.http.params import ParamError
+from nacos_actors.core.members import REPORTED_STATES, UP
+from nacos_actors.http.front import ClusterFront, Front, front_of, json_response, ok, request_params
+from nacos_actors.http.params.base import ParamError
+from nacos_actors.http.params.names import service_key
 from nacos_actors.http.routing import AddRoute, Handler
 from nacos_actors.logs import event
-from nacos_actors.messages import MEMBERS, REGISTRY, ApplyReplicated, LoadSnapshot, MarkReady, PeerFailed, ReportReceived
-from nacos_actors.model import Service, ServiceKey, stamp_of
+from nacos_actors.messages import MEMBERS, REGISTRY, ApplyReplicated, LoadSnapshot, MarkReady, ReportReceived
+from nacos_actors.model import Dropped, Service, stamp_of
 from nacos_actors.peers import (
     CHECKSUM_PATH,
     DATUM_PATH,
     FORWARDED_HEADER,
-    MEMBER_HEADER,
     MSGPACK,
     REPORT_PATH,
-    SECRET_HEADER,
     SNAPSHOT_PATH,
     PeerError,
-    PeerLink,
 )
+from nacos_actors.render import views
 
 log = logging.getLogger(__name__)
 FORWARD_ATTEMPTS = 3
@@ -66,53 +59,6 @@ JOIN_RETRY_S = 0.5
 SNAPSHOT_TIMEOUT_S = 60.0
 # Bodies larger than this are decoded off the loop.
 LARGE_BODY = 256 * 1024
-
-
-@dataclass
-class ClusterFront:
-    """This member's link to the others, for the handlers. `serving` turns true once the node
-    holds its data (loaded from a peer, or first up); until then client endpoints answer 503."""
-
-    self_address: str
-    members: MemberBoard
-    link: PeerLink
-    bridge: LoopBridge
-    secret: str | None = None
-    serving: bool = False
-    peers: tuple[str, ...] = field(default=())
-
-    def owner_of(self, key: ServiceKey) -> str | None:
-        """The member to forward a write of `key` to; None to handle it here."""
-        owner = responsible_member(key.name, self.members.view.healthy)
-        return None if owner is None or owner == self.self_address else owner
-
-    def owns(self, key: ServiceKey) -> bool:
-        return responsible_member(key.name, self.members.view.healthy) == self.self_address
-
-    def peer_failed(self, peer: str, refused: bool) -> None:
-        self.bridge.tell(MEMBERS, PeerFailed(peer, refused))
-
-    def check_peer(self, request: web.Request) -> str:
-        """The calling member's address; 403 for anyone else."""
-        claimed = request.headers.get(MEMBER_HEADER, "")
-        if claimed == self.self_address or claimed not in self.peers:
-            raise ParamError(f"Header '{MEMBER_HEADER}': {claimed[:64]!r} is not a member of this cluster", status=403)
-        host = claimed.rpartition(":")[0].strip("[]")
-        try:
-            expected = ipaddress.ip_address(host)
-        except ValueError:
-            expected = None  # a host name: trust the secret, not the address
-        if expected is not None and request.remote is not None:
-            try:
-                if ipaddress.ip_address(request.remote) != expected:
-                    raise ParamError(f"Header '{MEMBER_HEADER}': {claimed} does not match the caller", status=403)
-            except ValueError:
-                raise ParamError(f"Header '{MEMBER_HEADER}': the caller has no IP address", status=403) from None
-        if self.secret is not None:
-            given = request.headers.get(SECRET_HEADER, "")
-            if not hmac.compare_digest(given.encode(), self.secret.encode()):
-                raise ParamError(f"Header '{SECRET_HEADER}' is missing or wrong", status=403)
-        return claimed
 
 
 def forwarding(handler: Handler) -> Handler:
@@ -125,7 +71,7 @@ def forwarding(handler: Handler) -> Handler:
         cluster = cluster_of(request)
         if FORWARDED_HEADER in request.headers:
             return await handler(request)
-        key = p.service_key(await request_params(request))
+        key = service_key(await request_params(request))
         for attempt in range(FORWARD_ATTEMPTS):
             owner = cluster.owner_of(key)
             if owner is None:
@@ -258,7 +204,7 @@ async def serve_snapshot(request: web.Request) -> web.Response:
 
 
 def _member_json(front: Front, address: str) -> dict[str, Any]:
-    document = render.member(address, front.clock())
+    document = views.member(address, front.clock())
     cluster = front.cluster
     if cluster is not None:
         status = cluster.members.view.members.get(address)
@@ -282,7 +228,7 @@ def member_rows(front: Front, healthy_only: bool = False) -> list[dict[str, Any]
 
 
 def _rest(data: Any) -> web.Response:
-    return json_response(render.dumps({"code": 200, "message": None, "data": data}))
+    return json_response(views.dumps({"code": 200, "message": None, "data": data}))
 
 
 async def cluster_self(request: web.Request) -> web.Response:
@@ -314,19 +260,19 @@ async def cluster_health(request: web.Request) -> web.Response:
 async def distro_server(request: web.Request) -> web.Response:
     """GET /v1/ns/operator/distro/server?serviceName=: the member responsible for a service."""
     front = front_of(request)
-    key = p.service_key(await request_params(request))
+    key = service_key(await request_params(request))
     if front.cluster is None:
         owner = front.settings.self_address
     else:
         owner = responsible_member(key.name, front.cluster.members.view.healthy) or ""
-    return json_response(render.dumps({"responsibleServer": owner}))
+    return json_response(views.dumps({"responsibleServer": owner}))
 
 
 async def distro_status(request: web.Request) -> web.Response:
     """GET /v1/ns/operator/distro/status: the healthy members Distro hashes over."""
     front = front_of(request)
     healthy = list(front.cluster.members.view.healthy) if front.cluster is not None else [front.settings.self_address]
-    return json_response(render.dumps({"status": healthy}))
+    return json_response(views.dumps({"status": healthy}))
 
 
 def responsible_counts(front: Front) -> tuple[int, int]:

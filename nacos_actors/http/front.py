@@ -1,33 +1,85 @@
-"""What every handler shares: the registry's snapshots, the write crossing, the beat log.
+"""What every handler shares: the registry's snapshots, the write crossing, the beat log (Front),
+and on a cluster member its link to the other members (ClusterFront).
 
-Runs on the event loop thread. Reads come straight from the registry core's snapshots (a
-single-key dict lookup is atomic under the GIL and only the registry actor assigns); writes go
-to the RegistryActor through nacos_actors.bridge and answer once applied.
+Runs on the event loop thread. Reads come straight from the registry's published snapshots (a
+single-key dict lookup is atomic under the GIL and only the registry driver assigns); writes
+and every other message to an actor go through nacos_actors.bridge, and writes answer once
+applied.
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 from aiohttp import web
 
 from nacos_actors.beats import BeatLog
 from nacos_actors.bridge import LoopBridge
 from nacos_actors.clock import wall_clock_ms
+from nacos_actors.core.distro import responsible_member
+from nacos_actors.core.members import MemberBoard
 from nacos_actors.core.push import PushBoard, Subscription
 from nacos_actors.core.registry import RegistryView
-from nacos_actors.http.params import ParamError, Params, QueryMemo, clip, query_values
-from nacos_actors.messages import PUSH, Command, QuerySubscribers, Subscribe
+from nacos_actors.http.params.base import ParamError, Params, QueryMemo, clip, query_values
+from nacos_actors.messages import MEMBERS, PUSH, Command, PeerFailed, QuerySubscribers, Subscribe
 from nacos_actors.metrics import NodeMetrics
 from nacos_actors.model import Service, ServiceKey
+from nacos_actors.peers import MEMBER_HEADER, SECRET_HEADER, PeerLink
+from nacos_actors.render.lists import RenderedInstances
 from nacos_actors.settings import Settings
-
-if TYPE_CHECKING:
-    from nacos_actors.http.cluster import ClusterFront
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 T = TypeVar("T")
+
+
+@dataclass
+class ClusterFront:
+    """This member's link to the others, for the handlers. `serving` turns true once the node
+    holds its data (loaded from a peer, or first up); until then client endpoints answer 503."""
+
+    self_address: str
+    members: MemberBoard
+    link: PeerLink
+    bridge: LoopBridge
+    secret: str | None = None
+    serving: bool = False
+    peers: tuple[str, ...] = field(default=())
+
+    def owner_of(self, key: ServiceKey) -> str | None:
+        """The member to forward a write of `key` to; None to handle it here."""
+        owner = responsible_member(key.name, self.members.view.healthy)
+        return None if owner is None or owner == self.self_address else owner
+
+    def owns(self, key: ServiceKey) -> bool:
+        return responsible_member(key.name, self.members.view.healthy) == self.self_address
+
+    def peer_failed(self, peer: str, refused: bool) -> None:
+        self.bridge.tell(MEMBERS, PeerFailed(peer, refused))
+
+    def check_peer(self, request: web.Request) -> str:
+        """The calling member's address; 403 for anyone else."""
+        claimed = request.headers.get(MEMBER_HEADER, "")
+        if claimed == self.self_address or claimed not in self.peers:
+            raise ParamError(f"Header '{MEMBER_HEADER}': {claimed[:64]!r} is not a member of this cluster", status=403)
+        host = claimed.rpartition(":")[0].strip("[]")
+        try:
+            expected = ipaddress.ip_address(host)
+        except ValueError:
+            expected = None  # a host name: trust the secret, not the address
+        if expected is not None and request.remote is not None:
+            try:
+                if ipaddress.ip_address(request.remote) != expected:
+                    raise ParamError(f"Header '{MEMBER_HEADER}': {claimed} does not match the caller", status=403)
+            except ValueError:
+                raise ParamError(f"Header '{MEMBER_HEADER}': the caller has no IP address", status=403) from None
+        if self.secret is not None:
+            given = request.headers.get(SECRET_HEADER, "")
+            if not hmac.compare_digest(given.encode(), self.secret.encode()):
+                raise ParamError(f"Header '{SECRET_HEADER}' is missing or wrong", status=403)
+        return claimed
 
 
 @dataclass
@@ -39,6 +91,7 @@ class Front:
     whether a push actor runs; `push_board` holds its latest counters. `cluster` is the
     ClusterFront of a cluster member, None when standalone. `closing` is run by `async_close`.
     Loop thread only.
+    `rendered` is the event loop thread's cache of rendered instances (the push path has its own).
     """
 
     settings: Settings
@@ -52,6 +105,7 @@ class Front:
     ready: bool = False
     cluster: ClusterFront | None = None
     closing: tuple[Callable[[], None], ...] = ()
+    rendered: RenderedInstances = field(init=False, default_factory=RenderedInstances)
 
     @property
     def serving(self) -> bool:
@@ -153,5 +207,5 @@ def ok() -> web.Response:
     return web.Response(text=OK)
 
 
-def json_response(body: bytes, status: int = 200) -> web.Response:
-    return web.Response(body=body, status=status, content_type="application/json")
+def json_response(body: bytes) -> web.Response:
+    return web.Response(body=body, content_type="application/json")

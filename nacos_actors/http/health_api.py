@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from nacos_actors.http import params as p
+from nacos_actors.http.params import instances, metadata, names
+from nacos_actors.http.params.base import required, required_boolean
 from nacos_actors.http.front import front_of, ok, request_params
 from nacos_actors.http.routing import AddRoute, distro_write
 from nacos_actors.messages import SetInstanceHealth, UpdateCluster
@@ -28,17 +29,17 @@ async def update_cluster(request: web.Request) -> web.Response:
     """
     front = front_of(request)
     params = await request_params(request)
-    service = p.service_key(params)
-    cluster = p.check_cluster(p.required(params, "clusterName"), "clusterName")
-    check_port = p.port(params, "checkPort")
-    use_instance_port = p.required_boolean(params, "useInstancePort4Check")
-    checker = p.health_checker(params)
-    metadata = p.metadata(params) or freeze({})
+    service = names.service_key(params)
+    cluster = names.check_cluster(required(params, "clusterName"), "clusterName")
+    check_port = instances.port(params, "checkPort")
+    use_instance_port = required_boolean(params, "useInstancePort4Check")
+    checker = metadata.health_checker(params)
+    cluster_metadata = metadata.metadata(params) or freeze({})
     config = ClusterConfig(
         health_checker=checker,
         check_port=check_port,
         use_instance_port=use_instance_port,
-        metadata=metadata,
+        metadata=cluster_metadata,
     )
     await front.write(UpdateCluster(service, cluster, config))
     return ok()
@@ -54,11 +55,11 @@ async def set_instance_health(request: web.Request) -> web.Response:
     """
     front = front_of(request)
     params = await request_params(request)
-    healthy = p.required_boolean(params, "healthy", "valid")
-    service = p.service_key(params)
-    cluster = p.cluster(params, "clusterName")
-    ip = p.ip(params)
-    port = p.port(params)
+    healthy = required_boolean(params, "healthy", "valid")
+    service = names.service_key(params)
+    cluster = names.cluster(params, "clusterName")
+    ip = instances.ip(params)
+    port = instances.port(params)
     await front.write(SetInstanceHealth(service, ip, port, cluster, healthy))
     return ok()
 

@@ -17,12 +17,12 @@ from typing import Iterable
 
 from aiohttp import web
 
-from nacos_actors.http import params as p
-from nacos_actors.http import render
 from nacos_actors.http.front import front_of, json_response
+from nacos_actors.http.params.names import check_service_name, parse_namespace
 from nacos_actors.http.routing import AddRoute
 from nacos_actors.metrics import CONTENT_TYPE
 from nacos_actors.model import Service, ServiceKey
+from nacos_actors.render.prometheus import prometheus_target_list
 
 
 async def prometheus(request: web.Request) -> web.Response:
@@ -34,7 +34,7 @@ async def prometheus(request: web.Request) -> web.Response:
 
 def _targets(services: Iterable[Service]) -> web.Response:
     """The SD answer for `services`, ordered by namespace and grouped name."""
-    return json_response(render.prometheus_target_list(sorted(services, key=_key)))
+    return json_response(prometheus_target_list(sorted(services, key=_key)))
 
 
 def _key(service: Service) -> ServiceKey:
@@ -49,15 +49,15 @@ async def service_discovery(request: web.Request) -> web.Response:
 
 async def service_discovery_namespace(request: web.Request) -> web.Response:
     """GET {context}/prometheus/namespaceId/{namespaceId}: one namespace's instances ([] if none)."""
-    namespace = p.parse_namespace(request.match_info["namespaceId"], "namespaceId")
+    namespace = parse_namespace(request.match_info["namespaceId"], "namespaceId")
     return _targets(front_of(request).services_in(namespace))
 
 
 async def service_discovery_service(request: web.Request) -> web.Response:
     """GET .../namespaceId/{namespaceId}/service/{service}: the instances of every service of that
     bare name (any group) in the namespace, as Nacos matches it ([] if none)."""
-    namespace = p.parse_namespace(request.match_info["namespaceId"], "namespaceId")
-    name = p.check_service_name(request.match_info["service"], "service")
+    namespace = parse_namespace(request.match_info["namespaceId"], "namespaceId")
+    name = check_service_name(request.match_info["service"], "service")
     return _targets(s for s in front_of(request).services_in(namespace) if s.bare_name == name)
 
 

@@ -7,12 +7,13 @@ snapshot or sends one command to the registry actor. Runs on the event loop thre
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any, Iterable
 
 from aiohttp import web
 
 from nacos_actors.core.push import SubscriberKey, Subscription
-from nacos_actors.http import params as p
-from nacos_actors.http import render
+from nacos_actors.http.params import clients, instances, metadata, names
+from nacos_actors.http.params.base import MAX_INT32, ParamError, QueryMemo, boolean, page_number, parse_boolean
 from nacos_actors.http.front import front_of, json_response, memoized_params, ok, request_params
 from nacos_actors.http.routing import AddRoute, distro_write
 from nacos_actors.messages import (
@@ -37,10 +38,12 @@ from nacos_actors.model import (
     DEFAULT_HEART_BEAT_INTERVAL_MS,
     NO_SELECTOR,
     InstanceKey,
+    Service,
     freeze,
     in_order,
     split_grouped_name,
 )
+from nacos_actors.render import lists, views
 
 GZIP_JSON_HEADERS = {
     "Content-Type": "application/json",
@@ -49,17 +52,28 @@ GZIP_JSON_HEADERS = {
 }
 BEAT_OK = 10200
 BEAT_NOT_FOUND = 20404
-BEAT_NOT_FOUND_ANSWER = render.dumps({"clientBeatInterval": DEFAULT_HEART_BEAT_INTERVAL_MS, "code": BEAT_NOT_FOUND})
+BEAT_NOT_FOUND_ANSWER = views.dumps({"clientBeatInterval": DEFAULT_HEART_BEAT_INTERVAL_MS, "code": BEAT_NOT_FOUND})
 
 
 @lru_cache(maxsize=256)
 def beat_answer(interval_ms: int) -> bytes:
     """The answer to a beat on a known instance (the same bytes for every beat of an interval)."""
-    return render.dumps({"clientBeatInterval": interval_ms, "code": BEAT_OK, "lightBeatEnabled": True})
+    return views.dumps({"clientBeatInterval": interval_ms, "code": BEAT_OK, "lightBeatEnabled": True})
+
+
 ALL_GROUPS = "*"
 # The two queries clients repeat: the same URL polled, the same instance beating.
-LIST_QUERIES = p.QueryMemo(p.list_query)
-BEAT_QUERIES = p.QueryMemo(p.beat_query)
+LIST_QUERIES = QueryMemo(instances.list_query)
+BEAT_QUERIES = QueryMemo(instances.beat_query)
+
+
+def page(items: list[Any], page_no: int, page_size: int) -> list[Any]:
+    start = (page_no - 1) * page_size
+    return items[start : start + page_size] if start < len(items) else []
+
+
+def sorted_services(services: Iterable[Service]) -> list[Service]:
+    return sorted(services, key=lambda s: s.key.name)
 
 
 # -- instances ---------------------------------------------------------------------------
@@ -70,8 +84,8 @@ async def register_instance(request: web.Request) -> web.Response:
     """POST /v1/ns/instance: add or replace an instance; answers once applied."""
     front = front_of(request)
     params = await request_params(request)
-    service = p.service_key(params)
-    instance = p.instance(params, service)
+    service = names.service_key(params)
+    instance = instances.instance(params, service)
     # The beat clock starts before the write: the health actor may see the change before this
     # request resumes, and must not judge the instance by an older beat.
     front.beats.record(service, instance.key, front.clock())
@@ -84,8 +98,8 @@ async def deregister_instance(request: web.Request) -> web.Response:
     """DELETE /v1/ns/instance: remove an instance; unknown ones are fine, as in Nacos."""
     front = front_of(request)
     params = await request_params(request)
-    service = p.service_key(params)
-    key = p.instance_key(params)
+    service = names.service_key(params)
+    key = instances.instance_key(params)
     await front.write(DeregisterInstance(service, key))
     front.beats.forget(service, key)
     return ok()
@@ -96,9 +110,9 @@ async def update_instance(request: web.Request) -> web.Response:
     """PUT /v1/ns/instance: rebuild from the request; Java clients >= 1.0 need it to exist."""
     front = front_of(request)
     params = await request_params(request)
-    service = p.service_key(params)
-    instance = p.instance(params, service)
-    await front.write(UpdateInstance(service, instance, must_exist=p.is_java_client(request.headers)))
+    service = names.service_key(params)
+    instance = instances.instance(params, service)
+    await front.write(UpdateInstance(service, instance, must_exist=clients.is_java_client(request.headers)))
     return ok()
 
 
@@ -109,16 +123,16 @@ async def patch_instance(request: web.Request) -> web.Response:
     params = await request_params(request)
     ephemeral = params.get("ephemeral")
     command = PatchInstance(
-        service=p.service_key(params),
-        ip=p.ip(params),
-        port=p.port(params),
-        cluster=p.cluster(params),
-        ephemeral=None if ephemeral is None else p.parse_boolean(ephemeral, "ephemeral"),
-        weight=p.weight(params) if params.get("weight") is not None else None,
-        healthy=p.boolean(params, True, "healthy") if params.get("healthy") is not None else None,
-        enabled=p.boolean(params, True, "enabled", "enable") if params.first("enabled", "enable") else None,
-        metadata=p.metadata(params),
-        app=p.app(params) if params.get("app") is not None else None,
+        service=names.service_key(params),
+        ip=instances.ip(params),
+        port=instances.port(params),
+        cluster=names.cluster(params),
+        ephemeral=None if ephemeral is None else parse_boolean(ephemeral, "ephemeral"),
+        weight=instances.weight(params) if params.get("weight") is not None else None,
+        healthy=boolean(params, True, "healthy") if params.get("healthy") is not None else None,
+        enabled=boolean(params, True, "enabled", "enable") if params.first("enabled", "enable") else None,
+        metadata=metadata.metadata(params),
+        app=instances.app(params) if params.get("app") is not None else None,
     )
     await front.write(command)
     return ok()
@@ -128,8 +142,8 @@ async def instance_detail(request: web.Request) -> web.Response:
     """GET /v1/ns/instance: one instance, ephemeral first, else persistent."""
     front = front_of(request)
     params = await request_params(request)
-    key = p.service_key(params)
-    ip, port, cluster = p.ip(params), p.port(params), p.cluster(params)
+    key = names.service_key(params)
+    ip, port, cluster = instances.ip(params), instances.port(params), names.cluster(params)
     service = front.service(key)
     if service is None:
         raise web.HTTPNotFound(text=f"no service {key.name} found!")
@@ -138,7 +152,7 @@ async def instance_detail(request: web.Request) -> web.Response:
     for ephemeral in (True, False):
         found = service.instances.get(InstanceKey(ip, port, cluster, ephemeral))
         if found is not None:
-            return json_response(render.dumps(render.instance_detail(service, found)))
+            return json_response(views.dumps(views.instance_detail(service, found)))
     raise web.HTTPNotFound(text="no matched ip found!")
 
 
@@ -148,20 +162,20 @@ async def instance_list(request: web.Request) -> web.Response:
     query = await memoized_params(request, LIST_QUERIES)
     key = query.service
     headers = request.headers
-    agent = p.user_agent(headers)
-    java_client = p.is_java_agent(agent)
-    cache_millis = render.DEFAULT_CACHE_MILLIS
-    if query.udp_port > 0 and front.push_enabled and p.is_push_client(agent):
+    agent = clients.user_agent(headers)
+    java_client = clients.is_java_agent(agent)
+    cache_millis = lists.DEFAULT_CACHE_MILLIS
+    if query.udp_port > 0 and front.push_enabled and clients.is_push_client(agent):
         # Push goes to where the query came from; `clientIP` only when the operator trusts it
         # (clients behind a proxy), so nobody can aim the registry's UDP at a third party.
         client_ip = query.client_ip
-        trusted = front.settings.push_trust_client_ip and client_ip is not None and p.is_ip_literal(client_ip)
+        trusted = front.settings.push_trust_client_ip and client_ip is not None and instances.is_ip_literal(client_ip)
         address = client_ip if trusted else request.remote
         if address:
             subscriber = SubscriberKey(key, query.clusters_text, address, query.udp_port)
             front.subscribe(Subscription(subscriber, query.clusters, agent[:256], query.app, java_client))
             cache_millis = front.settings.push_cache_ms
-    body, compressed = render.instance_list(
+    body, compressed = lists.instance_list(
         front.service(key),
         key,
         query.clusters_text,
@@ -170,7 +184,8 @@ async def instance_list(request: web.Request) -> web.Response:
         java_client,
         cache_millis,
         front.clock(),
-        p.accepts_gzip(headers),
+        clients.accepts_gzip(headers),
+        front.rendered,
     )
     if compressed:
         return web.Response(body=body, headers=GZIP_JSON_HEADERS)
@@ -217,21 +232,21 @@ async def update_metadata_batch(request: web.Request) -> web.Response:
     """PUT (merge) or DELETE (remove keys) /v1/ns/instance/metadata/batch."""
     front = front_of(request)
     params = await request_params(request)
-    service = p.service_key(params)
-    metadata = p.metadata(params)
-    if metadata is None:
-        raise p.ParamError("Param 'metadata' is required.")
+    service = names.service_key(params)
+    changes = metadata.metadata(params)
+    if changes is None:
+        raise ParamError("Param 'metadata' is required.")
     kind = params.get("consistencyType")
     if kind is not None and kind not in ("ephemeral", "persist"):
-        raise p.ParamError("Param 'consistencyType' must be 'ephemeral' or 'persist'.")
-    document = p.json_value(params, "instances")
+        raise ParamError("Param 'consistencyType' must be 'ephemeral' or 'persist'.")
+    document = metadata.json_value(params, "instances")
     if kind is None and document is None:
-        raise p.ParamError("Param 'instances' (or 'consistencyType') is required.")
-    targets = p.instance_targets(document) if kind is None else ()
+        raise ParamError("Param 'instances' (or 'consistencyType') is required.")
+    targets = instances.instance_targets(document) if kind is None else ()
     updated = await front.write(
-        UpdateMetadataBatch(service, metadata, request.method == "DELETE", kind, targets)
+        UpdateMetadataBatch(service, changes, request.method == "DELETE", kind, targets)
     )
-    return json_response(render.dumps({"updated": list(updated)}))
+    return json_response(views.dumps({"updated": list(updated)}))
 
 
 # -- services ----------------------------------------------------------------------------
@@ -243,10 +258,10 @@ async def create_service(request: web.Request) -> web.Response:
     front = front_of(request)
     params = await request_params(request)
     command = CreateService(
-        p.service_key(params),
-        p.protect_threshold(params, required_param=False),
-        p.metadata(params) or freeze({}),
-        p.selector(params) or NO_SELECTOR,
+        names.service_key(params),
+        metadata.protect_threshold(params, required_param=False),
+        metadata.metadata(params) or freeze({}),
+        metadata.selector(params) or NO_SELECTOR,
     )
     await front.write(command)
     return ok()
@@ -258,10 +273,10 @@ async def update_service(request: web.Request) -> web.Response:
     front = front_of(request)
     params = await request_params(request)
     command = UpdateService(
-        p.service_key(params),
-        p.protect_threshold(params, required_param=True),
-        p.metadata(params),
-        p.selector(params),
+        names.service_key(params),
+        metadata.protect_threshold(params, required_param=True),
+        metadata.metadata(params),
+        metadata.selector(params),
     )
     await front.write(command)
     return ok()
@@ -272,7 +287,7 @@ async def delete_service(request: web.Request) -> web.Response:
     """DELETE /v1/ns/service: only a service with no instances (as Nacos 2.x)."""
     front = front_of(request)
     params = await request_params(request)
-    await front.write(DeleteService(p.service_key(params)))
+    await front.write(DeleteService(names.service_key(params)))
     return ok()
 
 
@@ -280,29 +295,29 @@ async def service_detail(request: web.Request) -> web.Response:
     """GET /v1/ns/service."""
     front = front_of(request)
     params = await request_params(request)
-    key = p.service_key(params)
+    key = names.service_key(params)
     service = front.service(key)
     if service is None:
         raise web.HTTPNotFound(text=f"service {key.name} is not found!")
-    return json_response(render.dumps(render.service_detail(service)))
+    return json_response(views.dumps(views.service_detail(service)))
 
 
 async def service_list(request: web.Request) -> web.Response:
     """GET /v1/ns/service/list: `{count, doms}`; groupName `*` lists every group."""
     front = front_of(request)
     params = await request_params(request)
-    page_no = p.page_number(params, "pageNo")
-    page_size = p.page_number(params, "pageSize")
-    namespace = p.namespace(params)
+    page_no = page_number(params, "pageNo")
+    page_size = page_number(params, "pageSize")
+    namespace = names.namespace(params)
     group = params.get("groupName")
     if group != ALL_GROUPS:
-        group = p.group(params)
-    names = sorted(s.key.name for s in front.services_in(namespace))
+        group = names.group(params)
+    service_names = sorted(s.key.name for s in front.services_in(namespace))
     if group == ALL_GROUPS:
-        doms = names
+        doms = service_names
     else:
-        doms = [bare for g, bare in map(split_grouped_name, names) if g == group]
-    return json_response(render.dumps({"count": len(doms), "doms": render.page(doms, page_no, page_size)}))
+        doms = [bare for g, bare in map(split_grouped_name, service_names) if g == group]
+    return json_response(views.dumps({"count": len(doms), "doms": page(doms, page_no, page_size)}))
 
 
 async def service_subscribers(request: web.Request) -> web.Response:
@@ -310,19 +325,19 @@ async def service_subscribers(request: web.Request) -> web.Response:
     contain the given ones (Nacos's fuzzy match), paged; `aggregation` is accepted (one node)."""
     front = front_of(request)
     params = await request_params(request)
-    key = p.service_key(params)
-    page_no = p.page_number(params, "pageNo", 1)
-    page_size = p.page_number(params, "pageSize", 1000)
-    p.boolean(params, True, "aggregation")
+    key = names.service_key(params)
+    page_no = page_number(params, "pageNo", 1)
+    page_size = page_number(params, "pageSize", 1000)
+    boolean(params, True, "aggregation")
     group, bare = split_grouped_name(key.name)
     rows = []
     for subscription in await front.subscriptions(key.namespace):
         subscriber = subscription.key
         their_group, their_name = split_grouped_name(subscriber.service.name)
         if bare in their_name and group in their_group:
-            rows.append(render.subscriber(subscription))
+            rows.append(views.subscriber(subscription))
     rows.sort(key=lambda row: (row["serviceName"], row["addrStr"], row["cluster"]))
-    return json_response(render.dumps({"subscribers": render.page(rows, page_no, page_size), "count": len(rows)}))
+    return json_response(views.dumps({"subscribers": page(rows, page_no, page_size), "count": len(rows)}))
 
 
 # -- catalog (console) -------------------------------------------------------------------
@@ -332,46 +347,46 @@ async def catalog_services(request: web.Request) -> web.Response:
     """GET /v1/ns/catalog/services: service summaries, or with `withInstances` their hosts."""
     front = front_of(request)
     params = await request_params(request)
-    with_instances = p.boolean(params, False, "withInstances")
-    page_no = p.page_number(params, "pageNo", None if not with_instances else 1)
-    page_size = p.page_number(params, "pageSize", None if not with_instances else p.MAX_INT32)
-    namespace = p.namespace(params)
+    with_instances = boolean(params, False, "withInstances")
+    page_no = page_number(params, "pageNo", None if not with_instances else 1)
+    page_size = page_number(params, "pageSize", None if not with_instances else MAX_INT32)
+    namespace = names.namespace(params)
     name_filter = params.get("serviceNameParam") or ""
     group_filter = params.get("groupNameParam") or ""
-    has_ip_count = p.boolean(params, False, "hasIpCount")
+    has_ip_count = boolean(params, False, "hasIpCount")
     services = [
         s
-        for s in render.sorted_services(front.services_in(namespace))
+        for s in sorted_services(front.services_in(namespace))
         if name_filter in s.bare_name and group_filter in s.group and (s.instances or not has_ip_count)
     ]
     if with_instances:
-        chosen = render.page(services, page_no, page_size)
-        return json_response(render.dumps([render.catalog_with_instances(s) for s in chosen]))
-    rows = [render.catalog_summary(s) for s in render.page(services, page_no, page_size)]
-    return json_response(render.dumps({"count": len(services), "serviceList": rows}))
+        chosen = page(services, page_no, page_size)
+        return json_response(views.dumps([views.catalog_with_instances(s) for s in chosen]))
+    rows = [views.catalog_summary(s) for s in page(services, page_no, page_size)]
+    return json_response(views.dumps({"count": len(services), "serviceList": rows}))
 
 
 async def catalog_instances(request: web.Request) -> web.Response:
     """GET /v1/ns/catalog/instances: one cluster's instances, full server JSON, paged."""
     front = front_of(request)
     params = await request_params(request)
-    key = p.service_key(params)
-    cluster = p.cluster(params, "clusterName")
+    key = names.service_key(params)
+    cluster = names.cluster(params, "clusterName")
     if params.get("clusterName") is None:
-        raise p.ParamError("Param 'clusterName' is required.")
-    page_no = p.page_number(params, "pageNo")
-    page_size = p.page_number(params, "pageSize")
+        raise ParamError("Param 'clusterName' is required.")
+    page_no = page_number(params, "pageNo")
+    page_size = page_number(params, "pageSize")
     service = front.service(key)
     if service is None:
         raise web.HTTPNotFound(text=f"service {key.name} is not found!")
-    instances = [i for i in in_order(service.instances.values()) if i.cluster == cluster]
-    if not instances:
+    in_cluster = [i for i in in_order(service.instances.values()) if i.cluster == cluster]
+    if not in_cluster:
         raise web.HTTPNotFound(text=f"cluster {cluster} is not found!")
     rows = [
-        render.server_instance(service, i, front.beats.last(key, i.key))
-        for i in render.page(instances, page_no, page_size)
+        views.server_instance(service, i, front.beats.last(key, i.key))
+        for i in page(in_cluster, page_no, page_size)
     ]
-    return json_response(render.dumps({"list": rows, "count": len(instances)}))
+    return json_response(views.dumps({"list": rows, "count": len(in_cluster)}))
 
 
 def add_routes(add: AddRoute, prefix: str) -> None:

@@ -10,18 +10,20 @@ import os
 from aiohttp import web
 
 from nacos_actors import __version__
-from nacos_actors.http import cluster, render
-from nacos_actors.http import params as p
+from nacos_actors.http import cluster
 from nacos_actors.http.front import front_of, json_response, request_params
+from nacos_actors.http.params.base import boolean
 from nacos_actors.http.routing import AddRoute
 from nacos_actors.model import DEFAULT_NAMESPACE
+from nacos_actors.render import views
+from nacos_actors.render.lists import DEFAULT_CACHE_MILLIS
 
 SWITCH_DOMAIN = {
     "name": "00-00---000-NACOS_SWITCH_DOMAIN-000---00-00",
     "adWeightMap": {},
     "defaultPushCacheMillis": 10000,
     "clientBeatInterval": 5000,
-    "defaultCacheMillis": render.DEFAULT_CACHE_MILLIS,
+    "defaultCacheMillis": DEFAULT_CACHE_MILLIS,
     "distroThreshold": 0.7,
     "healthCheckEnabled": True,
     "autoChangeHealthCheckEnabled": True,
@@ -65,7 +67,7 @@ async def metrics(request: web.Request) -> web.Response:
     instances = front.view.instance_count
     responsible_services, responsible_instances = cluster.responsible_counts(front)
     return json_response(
-        render.dumps(
+        views.dumps(
             {
                 "status": "UP" if front.serving else "STARTING",
                 "serviceCount": services,
@@ -86,8 +88,8 @@ async def servers(request: web.Request) -> web.Response:
     alone when standalone); `healthy=true` keeps those UP."""
     front = front_of(request)
     params = await request_params(request)
-    healthy_only = p.boolean(params, False, "healthy")
-    return json_response(render.dumps({"servers": cluster.member_rows(front, healthy_only)}))
+    healthy_only = boolean(params, False, "healthy")
+    return json_response(views.dumps({"servers": cluster.member_rows(front, healthy_only)}))
 
 
 async def switches(request: web.Request) -> web.Response:
@@ -99,7 +101,7 @@ async def switches(request: web.Request) -> web.Response:
         "healthCheckEnabled": settings.health_check_enabled,
         "pushEnabled": settings.push_enabled,
     }
-    return json_response(render.dumps(document))
+    return json_response(views.dumps(document))
 
 
 async def push_state(request: web.Request) -> web.Response:
@@ -107,10 +109,10 @@ async def push_state(request: web.Request) -> web.Response:
     counters are never reset, so they keep agreeing with the Prometheus figures)."""
     front = front_of(request)
     params = await request_params(request)
-    p.boolean(params, False, "detail")
-    p.boolean(params, False, "reset")
-    document = render.push_state(front.push_board.stats)
-    return json_response(render.dumps(document))
+    boolean(params, False, "detail")
+    boolean(params, False, "reset")
+    document = views.push_state(front.push_board.stats)
+    return json_response(views.dumps(document))
 
 
 async def namespaces(request: web.Request) -> web.Response:
@@ -122,7 +124,7 @@ async def namespaces(request: web.Request) -> web.Response:
             data.append(
                 {"namespace": namespace, "namespaceShowName": namespace, "quota": 200, "configCount": 0, "type": 2}
             )
-    return json_response(render.dumps({"code": 200, "message": None, "data": data}))
+    return json_response(views.dumps({"code": 200, "message": None, "data": data}))
 
 
 async def readiness(request: web.Request) -> web.Response:
@@ -145,7 +147,7 @@ async def server_health(request: web.Request) -> web.Response:
         f"Hello! I am Nacos-Naming and healthy! total services: {front.view.service_count}, "
         f"local port:{front.settings.port}"
     )
-    return json_response(render.dumps({"msg": message, "version": __version__}))
+    return json_response(views.dumps({"msg": message, "version": __version__}))
 
 
 def add_routes(add: AddRoute, prefix: str) -> None:

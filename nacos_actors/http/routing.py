@@ -18,18 +18,15 @@ from __future__ import annotations
 
 import logging
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
 from nacos_actors.bridge import ActorUnavailable
 from nacos_actors.core.registry import Rejected
-from nacos_actors.http.front import Front
-from nacos_actors.http.params import ParamError
+from nacos_actors.http.front import ClusterFront, Front
+from nacos_actors.http.params.base import ParamError
 from nacos_actors.metrics import UNMATCHED_ROUTE, NodeMetrics, method_label
-
-if TYPE_CHECKING:
-    from nacos_actors.http.cluster import ClusterFront
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

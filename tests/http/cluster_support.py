@@ -27,8 +27,7 @@ from nacos_actors.core.distro import responsible_member
 from nacos_actors.core.members import HEALTHY_STATES, MemberBoard, MemberStatus, MemberView
 from nacos_actors.bridge import ActorDirectory
 from nacos_actors.core.registry import RegistryCore, RegistryView
-from nacos_actors.http.cluster import ClusterFront
-from nacos_actors.http.front import Front
+from nacos_actors.http.front import ClusterFront, Front
 from nacos_actors.messages import MEMBERS
 from nacos_actors.metrics import NodeMetrics
 from nacos_actors.model import DEFAULT_GROUP, DEFAULT_NAMESPACE, Instance, Service, ServiceKey, instance_map

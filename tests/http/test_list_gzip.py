@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from nacos_actors.http.params import accepts_gzip
-from nacos_actors.http.render import GZIP_MIN_BYTES
+from nacos_actors.http.params.clients import accepts_gzip
+from nacos_actors.render.lists import GZIP_MIN_BYTES
 from tests.http.conftest import BASE
 from tests.http.support import ok
 

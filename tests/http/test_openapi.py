@@ -27,7 +27,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from nacos_actors.http.app import build_app, openapi_document
-from nacos_actors.http.params import ParamError, parse_ip
+from nacos_actors.http.params.base import ParamError
+from nacos_actors.http.params.instances import parse_ip
 from nacos_actors.settings import Settings
 from tests.nodes import registry_front, stop_actors
 

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nacos_actors.http.params import is_java_client, version_tuple
+from nacos_actors.http.params.clients import is_java_client, version_tuple
 
 
 @pytest.mark.parametrize(
@@ -31,7 +31,7 @@ def test_version_parts_default_to_zero():
 
 
 def test_params_take_each_sources_first_value_query_before_form():
-    from nacos_actors.http.params import Params, query_values
+    from nacos_actors.http.params.base import Params, query_values
 
     query = query_values("a=+1+&a=2&b=%20&b=3&c=")
     params = Params(query, {"b": "form-b", "c": " form-c ", "d": "4"})
@@ -58,7 +58,7 @@ def test_query_values_are_yarls_first_values(raw):
     from multidict import MultiDict
     from yarl import URL
 
-    from nacos_actors.http.params import query_values
+    from nacos_actors.http.params.base import query_values
 
     parsed: MultiDict[str] = MultiDict(URL.build(path="/", query_string=raw, encoded=True).query)
     assert query_values(raw) == {name: parsed[name] for name in parsed}

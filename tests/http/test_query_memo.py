@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from nacos_actors.http.front import memoized_params, request_params
 from nacos_actors.http.naming_v1 import BEAT_QUERIES, LIST_QUERIES
-from nacos_actors.http.params import MEMO_QUERY_LENGTH, ParamError, Params, QueryMemo, beat_query, list_query
+from nacos_actors.http.params.base import MEMO_QUERY_LENGTH, ParamError, Params, QueryMemo
+from nacos_actors.http.params.instances import beat_query, list_query
 from tests.http.conftest import BASE
 
 

@@ -1,0 +1,124 @@
+"""What a request names: its namespace, group, service (`service_key`, Nacos's `group@@name`)
+and clusters. Each is checked against Nacos's length and character rules; a bad one is a
+ParamError naming the parameter. Pure functions (event loop thread)."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from nacos_actors.http.params.base import ParamError, Params, clip
+from nacos_actors.model import (
+    DEFAULT_CLUSTER,
+    DEFAULT_GROUP,
+    DEFAULT_NAMESPACE,
+    GROUP_SEPARATOR,
+    ServiceKey,
+    grouped_name,
+)
+
+MAX_NAME_LENGTH = 255
+MAX_GROUP_LENGTH = 128
+MAX_NAMESPACE_LENGTH = 128
+MAX_CLUSTER_LENGTH = 64
+
+# `\Z`, not `$`: `$` also matches before a trailing newline.
+_NAME = re.compile(r"^[0-9A-Za-z.:_-]+\Z")
+_NAMESPACE = re.compile(r"^[0-9A-Za-z_-]+\Z")
+_CLUSTER = re.compile(r"^[0-9A-Za-z-]+\Z")
+
+
+def namespace(params: Params) -> str:
+    raw = params.get("namespaceId")
+    return DEFAULT_NAMESPACE if raw is None else parse_namespace(raw, "namespaceId")
+
+
+def parse_namespace(raw: str, name: str) -> str:
+    if len(raw) > MAX_NAMESPACE_LENGTH or not _NAMESPACE.match(raw):
+        raise ParamError(
+            f"Param '{name}' must be 1..{MAX_NAMESPACE_LENGTH} characters of 0-9a-zA-Z_-, got '{clip(raw)}'."
+        )
+    return raw
+
+
+def group(params: Params) -> str:
+    raw = params.get("groupName")
+    return DEFAULT_GROUP if raw is None else check_group(raw, "groupName")
+
+
+def check_group(raw: str, name: str) -> str:
+    if len(raw) > MAX_GROUP_LENGTH or not _NAME.match(raw):
+        raise ParamError(
+            f"Param '{name}' must be 1..{MAX_GROUP_LENGTH} characters of 0-9a-zA-Z.:_-, got '{clip(raw)}'."
+        )
+    return raw
+
+
+def check_service_name(raw: str, name: str) -> str:
+    """A bare service name (no `group@@`): 1..255 characters of 0-9a-zA-Z.:_-."""
+    if len(raw) > MAX_NAME_LENGTH or not _NAME.match(raw):
+        raise ParamError(
+            f"Param '{name}' must be 1..{MAX_NAME_LENGTH} characters of 0-9a-zA-Z.:_-, got '{clip(raw)}'."
+        )
+    return raw
+
+
+def grouped_service_name(raw: str, group_param: str | None) -> str:
+    """Nacos's `group@@name` from a service name that may already carry its group."""
+    if GROUP_SEPARATOR in raw:
+        group_part, _, bare = raw.partition(GROUP_SEPARATOR)
+        if GROUP_SEPARATOR in bare:
+            raise ParamError("Param 'serviceName' is illegal, it should be format as 'groupName@@serviceName'.")
+        if not group_part:
+            raise ParamError("Param 'serviceName' is illegal, groupName can't be empty.")
+        if not bare:
+            raise ParamError("Param 'serviceName' is illegal, serviceName can't be empty.")
+        check_group(group_part, "serviceName")
+    else:
+        group_part = DEFAULT_GROUP if group_param is None else check_group(group_param, "groupName")
+        bare = raw
+    if len(bare) > MAX_NAME_LENGTH or not _NAME.match(bare):
+        raise ParamError(
+            f"Param 'serviceName' must be 1..{MAX_NAME_LENGTH} characters of 0-9a-zA-Z.:_- "
+            f"(plus one 'group@@' prefix), got '{clip(raw)}'."
+        )
+    return grouped_name(group_part, bare)
+
+
+def service_key(params: Params) -> ServiceKey:
+    """The service a request names: namespaceId + serviceName (+ groupName)."""
+    return _service_key(params.get("namespaceId"), params.get("serviceName"), params.get("groupName"))
+
+
+@lru_cache(maxsize=4096)
+def _service_key(namespace_id: str | None, name: str | None, group_param: str | None) -> ServiceKey:
+    """Validated once per distinct name (a failure raises each time and is not cached)."""
+    namespace = DEFAULT_NAMESPACE if namespace_id is None else parse_namespace(namespace_id, "namespaceId")
+    if name is None:
+        raise ParamError("Param 'serviceName' is required.")
+    return ServiceKey(namespace, grouped_service_name(name, group_param))
+
+
+def cluster(params: Params, *names: str) -> str:
+    names = names or ("clusterName", "cluster")
+    raw = params.first(*names)
+    return DEFAULT_CLUSTER if raw is None else check_cluster(raw, names[0])
+
+
+def check_cluster(raw: str, name: str) -> str:
+    if len(raw) > MAX_CLUSTER_LENGTH or not _CLUSTER.match(raw):
+        raise ParamError(
+            f"Param '{name}' must be 1..{MAX_CLUSTER_LENGTH} characters of 0-9a-zA-Z-, got '{clip(raw)}'."
+        )
+    return raw
+
+
+def cluster_list(params: Params) -> tuple[str, tuple[str, ...]]:
+    """The `clusters` param: (the raw text, echoed to clients as given; the names, empty = all)."""
+    raw = params.get("clusters")
+    if raw is None:
+        return "", ()
+    names = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for part in names:
+        check_cluster(part, "clusters")
+    return raw, names

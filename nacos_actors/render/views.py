@@ -1,0 +1,198 @@
+"""The Nacos JSON documents other than the instance list: an instance (the client's view and
+the console's full server view), a service with its clusters, the console catalog, push
+subscribers and push state, and cluster members. Each is a dict for `dumps`; pure functions of
+the snapshot or counters they are given, safe on any thread."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from nacos_actors.core.push import PushStats, Subscription
+from nacos_actors.model import INSTANCE_ID_GENERATOR_KEY, Instance, Service, in_order
+from nacos_actors.settings import join_host_port
+
+CLUSTER_DEFAULT_PORT = 80  # Nacos's Cluster.defaultPort: shown, never set by any endpoint
+NACOS_VERSION = "1.4.8"  # the version a member shows in its extendInfo (the v1 API's Nacos)
+
+
+def dumps(document: Any) -> bytes:
+    return orjson.dumps(document)
+
+
+def instance_detail(service: Service, instance: Instance) -> dict[str, Any]:
+    """GET /v1/ns/instance."""
+    return {
+        "service": service.key.name,
+        "ip": instance.ip,
+        "port": instance.port,
+        "clusterName": instance.cluster,
+        "weight": instance.weight,
+        "healthy": instance.healthy,
+        "instanceId": instance.instance_id,
+        "metadata": dict(instance.metadata),
+        "enabled": instance.enabled,
+        "ephemeral": instance.ephemeral,
+    }
+
+
+def server_instance(service: Service, instance: Instance, last_beat_ms: int | None) -> dict[str, Any]:
+    """The full server-side instance JSON of the console's catalog/instances."""
+    return {
+        "instanceId": instance.instance_id,
+        "ip": instance.ip,
+        "port": instance.port,
+        "weight": instance.weight,
+        "healthy": instance.healthy,
+        "enabled": instance.enabled,
+        "ephemeral": instance.ephemeral,
+        "clusterName": instance.cluster,
+        "serviceName": service.key.name,
+        "metadata": dict(instance.metadata),
+        "lastBeat": last_beat_ms if last_beat_ms is not None else service.modified_ms,
+        "marked": instance.marked,
+        "app": instance.app,
+        "instanceHeartBeatInterval": instance.beat_interval_ms,
+        "instanceHeartBeatTimeOut": instance.beat_timeout_ms,
+        "ipDeleteTimeout": instance.delete_timeout_ms,
+        "instanceIdGenerator": instance.metadata.get(INSTANCE_ID_GENERATOR_KEY, "simple"),
+    }
+
+
+def subscriber(subscription: Subscription) -> dict[str, Any]:
+    """One row of GET /v1/ns/service/subscribers (Nacos's Subscriber, plus port and cluster)."""
+    key = subscription.key
+    return {
+        "addrStr": join_host_port(key.address, key.port),
+        "agent": subscription.agent,
+        "app": subscription.app,
+        "ip": key.address,
+        "port": key.port,
+        "namespaceId": key.service.namespace,
+        "serviceName": key.service.name,
+        "cluster": key.clusters,
+    }
+
+
+def push_state(stats: PushStats) -> dict[str, Any]:
+    """GET /v1/ns/operator/push/state: Nacos's succeed/total/ratio, and our finer counts."""
+    succeeded = stats.total - stats.failed
+    return {
+        "succeed": succeeded,
+        "total": stats.total,
+        "ratio": succeeded / stats.total if stats.total else 0,
+        "failed": stats.failed,
+        "acked": stats.acked,
+        "superseded": stats.superseded,
+        "awaitingAck": stats.awaiting_ack,
+        "pendingTasks": stats.pending_services,
+        "subscriberCount": stats.subscribers,
+        "avgPushCost": stats.average_cost_ms,
+        "maxPushCost": stats.cost_max_ms,
+        "malformedDatagrams": stats.malformed,
+        "unmatchedAcks": stats.unmatched,
+        "reset": False,
+    }
+
+
+def cluster_entries(service: Service) -> list[dict[str, Any]]:
+    """Every cluster that holds an instance or is configured, sorted by name, as Nacos's
+    Cluster JSON: the checker object and metadata as stored (an unconfigured cluster shows the
+    TCP default), `defaultCheckPort` and `useIPPort4Check` as PUT /v1/ns/cluster set them, and
+    the console's `defCkport`/`defIPPort` spellings of the check port."""
+    entries = []
+    for name in service.known_cluster_names():
+        config = service.cluster_config(name)
+        entries.append(
+            {
+                "name": name,
+                "serviceName": service.key.name,
+                "healthChecker": dict(config.health_checker),
+                "metadata": dict(config.metadata),
+                "defaultPort": CLUSTER_DEFAULT_PORT,
+                "defaultCheckPort": config.check_port,
+                "useIPPort4Check": config.use_instance_port,
+                "defCkport": config.check_port,
+                "defIPPort": config.check_port,
+            }
+        )
+    return entries
+
+
+def selector_json(service: Service) -> dict[str, Any]:
+    if service.selector.type == "label":
+        return {"type": "label", "expression": service.selector.expression}
+    return {"type": "none"}
+
+
+def service_detail(service: Service) -> dict[str, Any]:
+    """GET /v1/ns/service."""
+    return {
+        "namespaceId": service.key.namespace,
+        "groupName": service.group,
+        "name": service.bare_name,
+        "protectThreshold": service.protect_threshold,
+        "metadata": dict(service.metadata),
+        "selector": selector_json(service),
+        "clusters": cluster_entries(service),
+    }
+
+
+def catalog_summary(service: Service) -> dict[str, Any]:
+    """One row of GET /v1/ns/catalog/services."""
+    total = len(service.instances)
+    healthy = sum(1 for i in service.instances.values() if i.healthy)
+    triggered = total > 0 and healthy / total <= service.protect_threshold
+    return {
+        "name": service.bare_name,
+        "groupName": service.group,
+        "clusterCount": len(service.cluster_names()),
+        "ipCount": total,
+        "healthyInstanceCount": healthy,
+        "triggerFlag": "true" if triggered else "false",
+    }
+
+
+def catalog_with_instances(service: Service) -> dict[str, Any]:
+    """One item of GET /v1/ns/catalog/services?withInstances=true."""
+    cluster_map: dict[str, Any] = {}
+    for instance in in_order(service.instances.values()):
+        hosts = cluster_map.setdefault(instance.cluster, {"hosts": []})["hosts"]
+        hosts.append(
+            {
+                "ip": instance.ip,
+                "port": instance.port,
+                "valid": instance.healthy,
+                "weight": instance.weight,
+                "enabled": instance.enabled,
+                "metadata": dict(instance.metadata),
+            }
+        )
+    return {
+        "serviceName": service.bare_name,
+        "groupName": service.group,
+        "metadata": dict(service.metadata),
+        "clusterMap": cluster_map,
+    }
+
+
+def member(address: str, now_ms: int) -> dict[str, Any]:
+    """A Nacos Member JSON for one node address (`host:port`)."""
+    host, _, port_text = address.rpartition(":")
+    port = int(port_text)
+    return {
+        "ip": host,
+        "port": port,
+        "state": "UP",
+        "address": address,
+        "failAccessCnt": 0,
+        "extendInfo": {
+            "raftPort": str(port - 1000),
+            "site": "unknow",
+            "adWeight": "0",
+            "weight": "1",
+            "version": NACOS_VERSION,
+            "lastRefreshTime": now_ms,
+        },
+    }
