@@ -6,7 +6,7 @@ import argparse
 import logging
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from nacos_actors import __version__
 from nacos_actors.logs import configure_logging
@@ -33,20 +33,66 @@ def build_parser() -> argparse.ArgumentParser:
     flag("--access-log", dest="access_log", action="store_const", const=True, help="log every request")
     flag("--health-check-enabled", dest="health_check_enabled", help="true/false: beat deadlines on (default true)")
     flag("--expire-instances", dest="expire_instances", help="true/false: remove silent instances (default true)")
-    flag("--empty-service-auto-clean", dest="empty_service_auto_clean", help="true/false: delete empty services (default false)")
-    flag("--empty-service-ttl-ms", dest="empty_service_ttl_ms", help="ms a service stays empty before cleanup (default 60000)")
+    flag(
+        "--empty-service-auto-clean",
+        dest="empty_service_auto_clean",
+        help="true/false: delete empty services (default false)",
+    )
+    flag(
+        "--empty-service-ttl-ms",
+        dest="empty_service_ttl_ms",
+        help="ms a service stays empty before cleanup (default 60000)",
+    )
     flag("--push-enabled", dest="push_enabled", help="true/false: UDP push to subscribers (default true)")
-    flag("--push-window-ms", dest="push_window_ms", help="coalesce one service's changes within this window (default 5)")
-    flag("--push-cache-ms", dest="push_cache_ms", help="cacheMillis told to subscribers; dropped after 1.5x without a poll (default 10000)")
-    flag("--push-ack-timeout-ms", dest="push_ack_timeout_ms", help="first resend after this without an ack (default 1000)")
+    flag(
+        "--push-window-ms", dest="push_window_ms", help="coalesce one service's changes within this window (default 5)"
+    )
+    flag(
+        "--push-cache-ms",
+        dest="push_cache_ms",
+        help="cacheMillis told to subscribers; dropped after 1.5x without a poll (default 10000)",
+    )
+    flag(
+        "--push-ack-timeout-ms",
+        dest="push_ack_timeout_ms",
+        help="first resend after this without an ack (default 1000)",
+    )
     flag("--push-max-sends", dest="push_max_sends", help="sends of one packet before it counts as failed (default 3)")
-    flag("--push-trust-client-ip", dest="push_trust_client_ip", help="true/false: push to clientIP, not the source (default false)")
-    flag("--cluster-secret", dest="cluster_secret", help="shared secret peers must present (default none: member addresses only)")
-    flag("--member-report-interval-ms", dest="member_report_interval_ms", help="ms between status reports to each peer (default 500)")
-    flag("--member-fail-threshold", dest="member_fail_threshold", help="failed reports in a row beyond which a peer is DOWN (default 3)")
-    flag("--distro-sync-window-ms", dest="distro_sync_window_ms", help="at most one sync batch per peer per window (default 20)")
-    flag("--distro-retry-delay-ms", dest="distro_retry_delay_ms", help="retry a failed sync batch after this (default 500)")
-    flag("--distro-verify-interval-ms", dest="distro_verify_interval_ms", help="ms between verify digests to each peer (default 3000)")
+    flag(
+        "--push-trust-client-ip",
+        dest="push_trust_client_ip",
+        help="true/false: push to clientIP, not the source (default false)",
+    )
+    flag(
+        "--cluster-secret",
+        dest="cluster_secret",
+        help="shared secret peers must present (default none: member addresses only)",
+    )
+    flag(
+        "--member-report-interval-ms",
+        dest="member_report_interval_ms",
+        help="ms between status reports to each peer (default 500)",
+    )
+    flag(
+        "--member-fail-threshold",
+        dest="member_fail_threshold",
+        help="failed reports in a row beyond which a peer is DOWN (default 3)",
+    )
+    flag(
+        "--distro-sync-window-ms",
+        dest="distro_sync_window_ms",
+        help="at most one sync batch per peer per window (default 20)",
+    )
+    flag(
+        "--distro-retry-delay-ms",
+        dest="distro_retry_delay_ms",
+        help="retry a failed sync batch after this (default 500)",
+    )
+    flag(
+        "--distro-verify-interval-ms",
+        dest="distro_verify_interval_ms",
+        help="ms between verify digests to each peer (default 3000)",
+    )
     return parser
 
 

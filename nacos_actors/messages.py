@@ -11,8 +11,9 @@ cluster simulation map a name to whatever carries a message there.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Generic, Literal, Mapping, Protocol, TypeVar
+from typing import Any, Final, Generic, Literal, Protocol, TypeVar
 
 from nacos_actors.core.members import MemberView
 from nacos_actors.core.push import Subscription

@@ -22,7 +22,8 @@ import os
 import re
 import threading
 from bisect import bisect_left
-from typing import Any, Iterable, Protocol, get_args
+from collections.abc import Iterable
+from typing import Any, Protocol, get_args
 
 import pykka
 from prometheus_client import (
@@ -132,7 +133,7 @@ class LoopHistogram(Collector):
 
     def collect(self) -> Iterable[Metric]:
         family = HistogramMetricFamily(self._name, self._documentation, labels=list(self._labelnames))
-        edges = [*(floatToGoString(b) for b in self._bounds), "+Inf"]
+        edges = [*(floatToGoString(b) for b in self._bounds), "+Inf"]  # type: ignore[no-untyped-call]
         for values, child in list(self._children.items()):
             counts, total = list(child.counts), child.total
             cumulative, running = [], 0

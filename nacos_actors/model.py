@@ -7,10 +7,11 @@ bytes that only the event loop thread writes (see nacos_actors.render).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from operator import attrgetter
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from immutables import Map
 
@@ -195,7 +196,7 @@ class Service:
     revision: int = 0
     modified_ms: int = 0
     clusters: Mapping[str, ClusterConfig] = field(default_factory=lambda: EMPTY_METADATA)
-    memo: dict = field(default_factory=dict, compare=False, repr=False)
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def group(self) -> str:

@@ -16,8 +16,9 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import prometheus_client
 import pykka
@@ -41,7 +42,6 @@ from nacos_actors.core.codec import CodecError, decode_services, encode_services
 from nacos_actors.core.push import PushBoard, PushConfig, PushCore
 from nacos_actors.core.registry import RegistryCore, RegistryView
 from nacos_actors.drivers.assembly import build_drivers
-from nacos_actors.render import lists as render
 from nacos_actors.http.app import build_app
 from nacos_actors.http.cluster import async_join
 from nacos_actors.http.front import ClusterFront, Front
@@ -49,6 +49,7 @@ from nacos_actors.messages import DISTRO, MEMBERS, REGISTRY, Drain, Leave, Ping,
 from nacos_actors.metrics import NodeMetrics
 from nacos_actors.model import Service, ServiceKey
 from nacos_actors.peers import PeerLink
+from nacos_actors.render import lists as render
 from nacos_actors.settings import Settings, join_host_port
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,9 @@ async def serve(settings: Settings, front: Front, shutdown: Shutdown) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, shutdown.request)
     runner = web.AppRunner(
-        build_app(front), handle_signals=False, access_log=logging.getLogger("nacos_actors.access") if settings.access_log else None
+        build_app(front),
+        handle_signals=False,
+        access_log=logging.getLogger("nacos_actors.access") if settings.access_log else None,
     )
     await runner.setup()
     joining: asyncio.Task[None] | None = None
@@ -305,7 +308,7 @@ def run_node(settings: Settings) -> int:
         load_snapshot(core, settings.data_dir)
     tune_garbage_collector()
     # No `_created` series: Nacos exports none, and in the text format each is one more series.
-    prometheus_client.disable_created_metrics()
+    prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
     board = PushBoard()
     metrics = NodeMetrics(CollectorRegistry(), RegistryView(core), board)
     beats = BeatLog()

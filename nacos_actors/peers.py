@@ -11,12 +11,11 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-from typing import Any, Coroutine, Mapping
+from collections.abc import Coroutine, Mapping
+from typing import Any
 
 import aiohttp
 from multidict import CIMultiDict
-
-from nacos_actors.core.codec import CHECKSUM_PATH, DATUM_PATH, REPORT_PATH, SNAPSHOT_PATH
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +26,15 @@ MSGPACK = "application/msgpack"
 # Not copied when a client request is forwarded: aiohttp sets these itself.
 HOP_HEADERS = frozenset(
     h.lower()
-    for h in ("Host", "Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive", "Content-Encoding", "Accept-Encoding")
+    for h in (
+        "Host",
+        "Content-Length",
+        "Transfer-Encoding",
+        "Connection",
+        "Keep-Alive",
+        "Content-Encoding",
+        "Accept-Encoding",
+    )
 )
 
 
@@ -99,7 +106,7 @@ class PeerLink:
                 method, self.url(peer, path), data=body, headers=headers, timeout=timeout or self._timeout
             ) as response:
                 return response.status, await response.read()
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as error:
+        except (TimeoutError, aiohttp.ClientError, OSError) as error:
             raise PeerError(f"{method} {path} to {peer}: {error!r}", refused=is_refused(error)) from None
 
     async def async_forward(
@@ -114,7 +121,7 @@ class PeerLink:
                 method, f"http://{peer}{path_qs}", data=body, headers=sent
             ) as response:
                 return response.status, await response.read(), response.headers.get("Content-Type", "text/plain")
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as error:
+        except (TimeoutError, aiohttp.ClientError, OSError) as error:
             raise PeerError(f"forward {method} to {peer}: {error!r}", refused=is_refused(error)) from None
 
     async def async_close(self) -> None:

@@ -9,14 +9,17 @@ from __future__ import annotations
 import ipaddress
 import re
 import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 ENV_PREFIX = "NACOS_ACTORS_"
 DEFAULT_MEMBER_PORT = 8848
 # `\Z`, not `$`: `$` also matches before a trailing newline.
-_HOSTNAME = re.compile(r"^(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\Z")
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\Z"
+)
 _CONTEXT_PATH = re.compile(r"^(/[A-Za-z0-9._~-]+)*\Z")
 _DIGITS_AND_DOTS = re.compile(r"^[0-9.]+\Z")
 

@@ -9,10 +9,23 @@ configs; version-1 documents (no clusters) are still read.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import msgpack
+
+from nacos_actors.model import (
+    HEALTH_CHECKER_TYPES,
+    ClusterConfig,
+    Instance,
+    Selector,
+    Service,
+    ServiceKey,
+    Tombstone,
+    freeze,
+    instance_map,
+)
 
 # The peer endpoints these bodies travel to, under the context path (served by
 # nacos_actors.http.cluster, called through nacos_actors.peers).
@@ -20,18 +33,6 @@ REPORT_PATH = "/v1/core/cluster/report"
 DATUM_PATH = "/v1/ns/distro/datum"
 CHECKSUM_PATH = "/v1/ns/distro/checksum"
 SNAPSHOT_PATH = "/v1/ns/distro/datums"
-
-from nacos_actors.model import (
-    Tombstone,
-    HEALTH_CHECKER_TYPES,
-    ClusterConfig,
-    Instance,
-    Selector,
-    Service,
-    ServiceKey,
-    freeze,
-    instance_map,
-)
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -78,7 +79,7 @@ def _cluster_record(name: str, config: ClusterConfig) -> list[Any]:
 
 def encode_services(services: Iterable[Service]) -> bytes:
     """Every given snapshot, in one msgpack document."""
-    return msgpack.packb({"version": FORMAT_VERSION, "services": [_service_record(s) for s in services]})
+    return _pack({"version": FORMAT_VERSION, "services": [_service_record(s) for s in services]})
 
 
 def _expect(value: Any, kind: type | tuple[type, ...], what: str) -> Any:
@@ -88,7 +89,7 @@ def _expect(value: Any, kind: type | tuple[type, ...], what: str) -> Any:
 
 
 def _strings(value: Any, what: str) -> dict[str, str]:
-    mapping = _expect(value, dict, what)
+    mapping: dict[str, str] = _expect(value, dict, what)
     for k, v in mapping.items():
         _expect(k, str, what)
         _expect(v, str, what)
@@ -152,7 +153,9 @@ def _decode_service(record: Any, version: int) -> Service:
         instances=instance_map(decoded),
         protect_threshold=float(_expect(threshold, (int, float), "protect threshold")),
         metadata=freeze(_strings(metadata, "service metadata")),
-        selector=Selector(_expect(selector_fields[0], str, "selector type"), _expect(selector_fields[1], str, "selector expression")),
+        selector=Selector(
+            _expect(selector_fields[0], str, "selector type"), _expect(selector_fields[1], str, "selector expression")
+        ),
         explicit=_expect(explicit, bool, "service explicit"),
         revision=_expect(revision, int, "service revision"),
         modified_ms=_expect(modified_ms, int, "service modified time"),
@@ -165,7 +168,8 @@ def _document(data: bytes, what: str) -> dict[Any, Any]:
         document = msgpack.unpackb(data, strict_map_key=True)
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as error:
         raise CodecError(f"not a msgpack document: {error}") from None
-    return _expect(document, dict, what)
+    found: dict[Any, Any] = _expect(document, dict, what)
+    return found
 
 
 def _version(document: Mapping[Any, Any], what: str) -> int:
@@ -201,13 +205,13 @@ def encode_batch(sender: str, states: Iterable[Service | Tombstone], force: bool
             tombstones.append([state.key.namespace, state.key.name, state.revision])
         else:
             services.append(_service_record(state))
-    return msgpack.packb(
+    return _pack(
         {"version": FORMAT_VERSION, "sender": sender, "force": force, "services": services, "tombstones": tombstones}
     )
 
 
 def _key_fields(record: Any, size: int, what: str) -> list[Any]:
-    fields = _expect(record, list, what)
+    fields: list[Any] = _expect(record, list, what)
     if len(fields) != size:
         raise CodecError(f"{what}: wrong number of fields")
     _expect(fields[0], str, f"{what} namespace")
@@ -246,7 +250,7 @@ class Digests:
 
 def encode_digests(sender: str, healthy: Iterable[str], stamps: Iterable[tuple[ServiceKey, tuple[int, int]]]) -> bytes:
     rows = [[key.namespace, key.name, revision, modified] for key, (revision, modified) in stamps]
-    return msgpack.packb({"version": FORMAT_VERSION, "sender": sender, "healthy": list(healthy), "digests": rows})
+    return _pack({"version": FORMAT_VERSION, "sender": sender, "healthy": list(healthy), "digests": rows})
 
 
 def decode_digests(data: bytes) -> Digests:
@@ -262,14 +266,15 @@ def decode_digests(data: bytes) -> Digests:
 
 def encode_keys(keys: Iterable[ServiceKey]) -> bytes:
     """The answer to digests: the services the receiver wants sent again."""
-    return msgpack.packb({"version": FORMAT_VERSION, "wanted": [[k.namespace, k.name] for k in keys]})
+    return _pack({"version": FORMAT_VERSION, "wanted": [[k.namespace, k.name] for k in keys]})
 
 
 def decode_keys(data: bytes) -> tuple[ServiceKey, ...]:
     document = _document(data, "wanted keys")
     _version(document, "wanted keys")
     return tuple(
-        ServiceKey(f[0], f[1]) for f in (_key_fields(r, 2, "key") for r in _expect(document.get("wanted"), list, "wanted"))
+        ServiceKey(f[0], f[1])
+        for f in (_key_fields(r, 2, "key") for r in _expect(document.get("wanted"), list, "wanted"))
     )
 
 
@@ -282,7 +287,7 @@ class MemberReport:
 
 
 def encode_report(address: str, state: str) -> bytes:
-    return msgpack.packb({"version": FORMAT_VERSION, "address": address, "state": state})
+    return _pack({"version": FORMAT_VERSION, "address": address, "state": state})
 
 
 def decode_report(data: bytes, states: Iterable[str]) -> MemberReport:
@@ -292,3 +297,8 @@ def decode_report(data: bytes, states: Iterable[str]) -> MemberReport:
     if state not in tuple(states):
         raise CodecError(f"state: unknown {state[:32]!r}")
     return MemberReport(_expect(document.get("address"), str, "address"), state)
+
+
+def _pack(document: object) -> bytes:
+    packed: bytes = msgpack.packb(document)
+    return packed

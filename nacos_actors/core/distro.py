@@ -22,9 +22,10 @@ chooses. No threads or clock: `now_ms` comes in, effects go out.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Callable, Iterable, Literal, Mapping, Sequence
+from typing import Literal
 
 from nacos_actors.core.members import HEALTHY_STATES, MemberView
 from nacos_actors.model import Service, ServiceKey, Stamp, stamp_of
@@ -277,7 +278,9 @@ class DistroCore:
         """Services waiting to be sent to reachable peers, plus batches in flight (what a drain
         waits for; a DOWN peer gets its changes from verify or a snapshot when it is back)."""
         return sum(
-            len(p.dirty) + len(p.forced) + (0 if p.in_flight is None else 1) for p in self._peers.values() if p.reachable
+            len(p.dirty) + len(p.forced) + (0 if p.in_flight is None else 1)
+            for p in self._peers.values()
+            if p.reachable
         )
 
     def pending_for(self, peer_address: str) -> int:

@@ -20,8 +20,8 @@ the previous owner.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
-from typing import Callable, Collection, Iterable
 
 from nacos_actors.core.distro import health_judged_here
 from nacos_actors.core.members import MemberView

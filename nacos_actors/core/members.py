@@ -16,9 +16,9 @@ No threads or clock: time comes in as `now_ms`; the actor carries out the report
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Iterable, Mapping
 
 STARTING = "STARTING"
 UP = "UP"

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import gzip
 import heapq
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import orjson
 
@@ -290,9 +291,7 @@ class PushCore:
                 )
             self._send_new(subscriber_key, data, now_ms, applied_ns, effects)
 
-    def _send_new(
-        self, subscriber: SubscriberKey, data: bytes, now_ms: int, applied_ns: int, effects: Effects
-    ) -> None:
+    def _send_new(self, subscriber: SubscriberKey, data: bytes, now_ms: int, applied_ns: int, effects: Effects) -> None:
         sequence = self._sequence
         self._sequence += 1
         payload = encode_packet(data, sequence)
@@ -356,7 +355,6 @@ class PushCore:
             self._dirty.pop(key.service, None)
         self._subscriber_count -= 1
         effects.expired.append(key)
-
 
 
 class PushBoard:

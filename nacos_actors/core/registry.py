@@ -9,27 +9,28 @@ snapshot shares everything but the changed path of the previous one.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping, assert_never
+from typing import Any, assert_never
 
 from immutables import Map
 
 from nacos_actors.messages import (
     BeatInstance,
     Command,
-    Ok,
-    Outcome,
-    Refused,
-    ServiceChange,
     CreateService,
     DeleteService,
     DeregisterInstance,
     ExpireInstance,
     MarkUnhealthy,
+    Ok,
+    Outcome,
     PatchInstance,
+    Refused,
     RegisterInstance,
     RemoveEmptyService,
+    ServiceChange,
     SetInstanceHealth,
     UpdateCluster,
     UpdateInstance,
@@ -173,9 +174,7 @@ class RegistryCore:
             self.end_batch()
         return BatchApplied(
             tuple(outcomes),
-            tuple(
-                ServiceChange(k, v, None if v is None else frozenset(touched[k])) for k, v in changes.items()
-            ),
+            tuple(ServiceChange(k, v, None if v is None else frozenset(touched[k])) for k, v in changes.items()),
             applied_counts,
             refused_counts,
             tuple(effective),
@@ -253,14 +252,11 @@ class RegistryCore:
                 )
                 return self._publish(updated)
             case DeleteService(service):
-                current = self._existing_service(
-                    service, f"specified service not exist, serviceName : {service.name}"
-                )
+                current = self._existing_service(service, f"specified service not exist, serviceName : {service.name}")
                 if current.instances:
                     raise Rejected(
                         400,
-                        f"Service {service.name} is not empty, can't be delete. "
-                        "Please unregister instance first",
+                        f"Service {service.name} is not empty, can't be delete. Please unregister instance first",
                     )
                 return self._delete_service(service)
             case RemoveEmptyService(service, revision):
@@ -319,9 +315,7 @@ class RegistryCore:
         changes = {name: value for name, value in given.items() if value is not None}
         return self._put_instance(patch.service, replace(found, **changes), now_ms)
 
-    def _beat(
-        self, service_key: ServiceKey, key: InstanceKey, reregister: Instance | None, now_ms: int
-    ) -> Applied:
+    def _beat(self, service_key: ServiceKey, key: InstanceKey, reregister: Instance | None, now_ms: int) -> Applied:
         current = self._current(service_key)
         found = current.instances.get(key) if current is not None else None
         if found is None:
@@ -556,12 +550,11 @@ class RegistryCore:
             self._publish(service)
 
 
-
 class RegistryView:
     """The registry as every thread but its writer sees it: published snapshots only, no way to
     write. Any thread (a single-key lookup and whole-value reads are atomic under the GIL)."""
 
-    __slots__ = ("_core", "service", "state_of", "all_services")
+    __slots__ = ("_core", "all_services", "service", "state_of")
 
     def __init__(self, core: RegistryCore) -> None:
         self._core = core

@@ -13,7 +13,7 @@ from nacos_actors.core.codec import (
     encode_batch,
     encode_digests,
 )
-from nacos_actors.core.distro import DistroCore, SendBatch, stamp_of
+from nacos_actors.core.distro import DistroCore, SendBatch
 from nacos_actors.core.registry import RegistryView
 from nacos_actors.drivers.outbox import Outbox
 from nacos_actors.logs import event
@@ -31,7 +31,7 @@ from nacos_actors.messages import (
     Tick,
 )
 from nacos_actors.metrics import ClusterMetrics
-from nacos_actors.model import ServiceKey
+from nacos_actors.model import ServiceKey, stamp_of
 
 log = logging.getLogger(__name__)
 PEER_TIMEOUT_MS = 2000

@@ -8,7 +8,8 @@ the moment it wants to be woken with a Tick.
 
 from __future__ import annotations
 
-from typing import ClassVar, Protocol, Sequence
+from collections.abc import Sequence
+from typing import ClassVar, Protocol
 
 from nacos_actors.core.push import Datagram
 from nacos_actors.messages import ActorName, PeerCall

@@ -106,7 +106,9 @@ class RegistryDriver:
             case Watch(watcher):
                 self._watchers.append(watcher)
                 # Not a local change: Distro must not send the whole registry to every peer.
-                self._outbox.tell(watcher, ServicesChanged(self.core.current_changes(), monotonic_ns(), replicated=True))
+                self._outbox.tell(
+                    watcher, ServicesChanged(self.core.current_changes(), monotonic_ns(), replicated=True)
+                )
             case _:
                 assert_never(received)
         return None

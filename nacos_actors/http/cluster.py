@@ -17,12 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 from aiohttp import web
 
 from nacos_actors.bridge import ActorUnavailable
 from nacos_actors.core.codec import (
+    CHECKSUM_PATH,
+    DATUM_PATH,
+    REPORT_PATH,
+    SNAPSHOT_PATH,
     CodecError,
     decode_batch,
     decode_digests,
@@ -41,15 +47,7 @@ from nacos_actors.http.routing import AddRoute, Handler
 from nacos_actors.logs import event
 from nacos_actors.messages import MEMBERS, REGISTRY, ApplyReplicated, LoadSnapshot, MarkReady, ReportReceived
 from nacos_actors.model import Dropped, Service, stamp_of
-from nacos_actors.peers import (
-    CHECKSUM_PATH,
-    DATUM_PATH,
-    FORWARDED_HEADER,
-    MSGPACK,
-    REPORT_PATH,
-    SNAPSHOT_PATH,
-    PeerError,
-)
+from nacos_actors.peers import FORWARDED_HEADER, MSGPACK, PeerError
 from nacos_actors.render import views
 
 log = logging.getLogger(__name__)
@@ -150,8 +148,8 @@ async def receive_batch(request: web.Request) -> web.Response:
     """PUT /v1/ns/distro/datum: a Distro batch; answered once applied."""
     front = front_of(request)
     batch = await _sent_by_peer(request, decode_batch)
-    _: int = await front.bridge.async_ask(
-        REGISTRY, lambda reply: ApplyReplicated(batch.states, batch.force, reply), front.settings.request_timeout
+    await front.bridge.async_ask(
+        REGISTRY, partial(ApplyReplicated, batch.states, batch.force), front.settings.request_timeout
     )
     return ok()
 
@@ -182,9 +180,7 @@ async def receive_digests(request: web.Request) -> web.Response:
             peer,
             extra=event("verify_drop", peer=peer, services=len(drops)),
         )
-        _: int = await front.bridge.async_ask(
-            REGISTRY, lambda reply: ApplyReplicated(drops, True, reply), front.settings.request_timeout
-        )
+        await front.bridge.async_ask(REGISTRY, partial(ApplyReplicated, drops, True), front.settings.request_timeout)
     return _msgpack(encode_keys(found.wanted))
 
 
@@ -312,8 +308,7 @@ async def async_join(front: Front) -> None:
                 waiting = True
                 log.warning("snapshot from %s does not decode: %s", peer, error)
                 continue
-            loaded = tuple(services)
-            _: int = await front.bridge.async_ask(REGISTRY, lambda reply: LoadSnapshot(loaded, reply), SNAPSHOT_TIMEOUT_S)  # noqa: B023
+            await front.bridge.async_ask(REGISTRY, partial(LoadSnapshot, tuple(services)), SNAPSHOT_TIMEOUT_S)
             log.info("joined the cluster with a snapshot from %s", peer, extra=event("joined", peer=peer))
             break
         else:
@@ -341,5 +336,3 @@ def add_routes(add: AddRoute, prefix: str, with_peers: bool) -> None:
     for base in (f"{prefix}/v1/ns/operator", f"{prefix}/v1/ns/ops"):
         add("GET", f"{base}/distro/server", distro_server)
         add("GET", f"{base}/distro/status", distro_status)
-
-

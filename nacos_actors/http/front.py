@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -162,7 +163,7 @@ PARAMS_KEY = web.RequestKey("params", Params)
 async def request_params(request: web.Request) -> Params:
     """Query parameters, then form-body parameters, for any verb (as Nacos's getParameter).
     Parsed once per request (forwarding reads them before the handler does)."""
-    cached = request.get(PARAMS_KEY)
+    cached: Params | None = request.get(PARAMS_KEY)
     if cached is not None:
         return cached
     if request.can_read_body and request.content_type == FORM_CONTENT_TYPE:

@@ -13,7 +13,7 @@ reads /proc), everything else on the loop.
 from __future__ import annotations
 
 import asyncio
-from typing import Iterable
+from collections.abc import Iterable
 
 from aiohttp import web
 
@@ -67,6 +67,4 @@ def add_routes(add: AddRoute, prefix: str) -> None:
     add("GET", "/metrics", prometheus)
     add("GET", f"{prefix}/prometheus", service_discovery)
     add("GET", f"{prefix}/prometheus/namespaceId/{{namespaceId}}", service_discovery_namespace)
-    add(
-        "GET", f"{prefix}/prometheus/namespaceId/{{namespaceId}}/service/{{service}}", service_discovery_service
-    )
+    add("GET", f"{prefix}/prometheus/namespaceId/{{namespaceId}}/service/{{service}}", service_discovery_service)

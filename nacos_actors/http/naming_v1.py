@@ -6,15 +6,16 @@ snapshot or sends one command to the registry actor. Runs on the event loop thre
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import lru_cache
-from typing import Any, Iterable
+from typing import Any
 
 from aiohttp import web
 
 from nacos_actors.core.push import SubscriberKey, Subscription
+from nacos_actors.http.front import front_of, json_response, memoized_params, ok, request_params
 from nacos_actors.http.params import clients, instances, metadata, names
 from nacos_actors.http.params.base import MAX_INT32, ParamError, QueryMemo, boolean, page_number, parse_boolean
-from nacos_actors.http.front import front_of, json_response, memoized_params, ok, request_params
 from nacos_actors.http.routing import AddRoute, distro_write
 from nacos_actors.messages import (
     BeatInstance,
@@ -243,9 +244,7 @@ async def update_metadata_batch(request: web.Request) -> web.Response:
     if kind is None and document is None:
         raise ParamError("Param 'instances' (or 'consistencyType') is required.")
     targets = instances.instance_targets(document) if kind is None else ()
-    updated = await front.write(
-        UpdateMetadataBatch(service, changes, request.method == "DELETE", kind, targets)
-    )
+    updated = await front.write(UpdateMetadataBatch(service, changes, request.method == "DELETE", kind, targets))
     return json_response(views.dumps({"updated": list(updated)}))
 
 
@@ -383,8 +382,7 @@ async def catalog_instances(request: web.Request) -> web.Response:
     if not in_cluster:
         raise web.HTTPNotFound(text=f"cluster {cluster} is not found!")
     rows = [
-        views.server_instance(service, i, front.beats.last(key, i.key))
-        for i in page(in_cluster, page_no, page_size)
+        views.server_instance(service, i, front.beats.last(key, i.key)) for i in page(in_cluster, page_no, page_size)
     ]
     return json_response(views.dumps({"list": rows, "count": len(in_cluster)}))
 

@@ -17,8 +17,9 @@ Runs on the event loop thread.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from time import perf_counter
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Callable, Generic, Mapping, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qsl
 
 MAX_INT32 = 2**31 - 1
@@ -108,7 +109,7 @@ class QueryMemo(Generic[T]):
     afresh (amortised O(1), no per-entry bookkeeping). Event loop thread only.
     """
 
-    __slots__ = ("parse", "known", "_limit")
+    __slots__ = ("_limit", "known", "parse")
 
     def __init__(self, parse: Callable[[Params], T], limit: int = MEMO_QUERIES) -> None:
         self.parse = parse

@@ -5,8 +5,8 @@ whether it takes a gzip answer, whether it is a Java client (Nacos's PUT semanti
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from functools import lru_cache
-from typing import Mapping
 
 
 def user_agent(headers: Mapping[str, str]) -> str:
@@ -50,7 +50,7 @@ def is_java_agent(agent: str) -> bool:
     prefix = "Nacos-Java-Client:v"
     if not agent.startswith(prefix):
         return False
-    return version_tuple(agent[len(prefix):]) >= (1, 0, 0)
+    return version_tuple(agent[len(prefix) :]) >= (1, 0, 0)
 
 
 # Agents Nacos pushes to, with the least version of each (its switch defaults pushJavaVersion,

@@ -36,7 +36,9 @@ from nacos_actors.model import (
 MAX_APP_LENGTH = 128
 MAX_WEIGHT = 10000.0
 
-_HOSTNAME = re.compile(r"^(?=.{1,253}\Z)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62}))*\.?\Z")
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}\Z)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62}))*\.?\Z"
+)
 _DIGITS_AND_DOTS = re.compile(r"^[0-9.]+\Z")
 
 
@@ -141,7 +143,9 @@ def list_query(params: Params) -> ListQuery:
     client_ip = params.get("clientIP")
     if client_ip is not None:
         client_ip = parse_ip(client_ip, "clientIP")
-    return ListQuery(service, clusters_text, clusters, healthy_only, udp_port, client_ip, (params.get("app") or "")[:128])
+    return ListQuery(
+        service, clusters_text, clusters, healthy_only, udp_port, client_ip, (params.get("app") or "")[:128]
+    )
 
 
 def beat(params: Params) -> dict[str, Any] | None:

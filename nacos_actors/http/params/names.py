@@ -57,9 +57,7 @@ def check_group(raw: str, name: str) -> str:
 def check_service_name(raw: str, name: str) -> str:
     """A bare service name (no `group@@`): 1..255 characters of 0-9a-zA-Z.:_-."""
     if len(raw) > MAX_NAME_LENGTH or not _NAME.match(raw):
-        raise ParamError(
-            f"Param '{name}' must be 1..{MAX_NAME_LENGTH} characters of 0-9a-zA-Z.:_-, got '{clip(raw)}'."
-        )
+        raise ParamError(f"Param '{name}' must be 1..{MAX_NAME_LENGTH} characters of 0-9a-zA-Z.:_-, got '{clip(raw)}'.")
     return raw
 
 
@@ -107,9 +105,7 @@ def cluster(params: Params, *names: str) -> str:
 
 def check_cluster(raw: str, name: str) -> str:
     if len(raw) > MAX_CLUSTER_LENGTH or not _CLUSTER.match(raw):
-        raise ParamError(
-            f"Param '{name}' must be 1..{MAX_CLUSTER_LENGTH} characters of 0-9a-zA-Z-, got '{clip(raw)}'."
-        )
+        raise ParamError(f"Param '{name}' must be 1..{MAX_CLUSTER_LENGTH} characters of 0-9a-zA-Z-, got '{clip(raw)}'.")
     return raw
 
 
