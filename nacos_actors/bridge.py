@@ -422,14 +422,14 @@ class WriteBatcher:
 
 
 class LoopBridge:
-    """What the event loop uses to reach the actors: `tell` (no answer), `async_ask` (one
+    """What the event loop uses to reach the actors: `async_tell` (no answer), `async_ask` (one
     answer) and `writes` (registry commands, batched per loop turn). Loop thread only."""
 
     def __init__(self, actors: ActorDirectory, writes: WriteBatcher) -> None:
         self.actors = actors
         self.writes = writes
 
-    def tell(self, actor: ActorName, message: object) -> bool:
+    def async_tell(self, actor: ActorName, message: object) -> bool:
         """Tell `actor` a message; False when it is absent or stopped (the caller carries on)."""
         return self.actors.tell(actor, message)
 

@@ -40,6 +40,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFam
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from nacos_actors.core.health import BEAT_NOT_FOUND, BEAT_RECORDED, BEAT_REREGISTERED, BEAT_REVIVED
 from nacos_actors.core.members import STATES, MemberBoard
 from nacos_actors.core.push import PushBoard
 from nacos_actors.messages import Command
@@ -69,11 +70,7 @@ LEADER_STATUS_VALUE = 0
 EXCEPTION_REQUEST = "requestFailed"  # a request answered 500 (a bug in the front)
 EXCEPTION_ACTOR = "actorFailed"  # an actor failed on a message (the node then stops)
 
-BEAT_OUTCOME_RECORDED = "recorded"  # a healthy instance: time recorded, no registry write
-BEAT_OUTCOME_REVIVED = "revived"  # an unhealthy instance made healthy again (a registry write)
-BEAT_OUTCOME_REREGISTERED = "reregistered"  # an unknown instance registered again from a full beat
-BEAT_OUTCOME_NOT_FOUND = "not_found"  # a light beat for an unknown instance (code 20404)
-BEAT_OUTCOMES = (BEAT_OUTCOME_RECORDED, BEAT_OUTCOME_REVIVED, BEAT_OUTCOME_REREGISTERED, BEAT_OUTCOME_NOT_FOUND)
+BEAT_OUTCOMES = (BEAT_RECORDED, BEAT_REVIVED, BEAT_REREGISTERED, BEAT_NOT_FOUND)  # see core.health.beat_outcome
 
 HEALTH_UNHEALTHY = "unhealthy"  # a healthy instance missed its beat timeout
 HEALTH_REMOVED = "removed"  # an instance missed its delete timeout and was removed

@@ -38,6 +38,24 @@ def owns_everything(key: ServiceKey) -> bool:
     return True
 
 
+BEAT_RECORDED = "recorded"  # a healthy (or marked) instance: the beat log only, no registry write
+BEAT_REVIVED = "revived"  # an unhealthy instance made healthy again (a registry write)
+BEAT_REREGISTERED = "reregistered"  # an unknown instance registered again from a full beat
+BEAT_NOT_FOUND = "not_found"  # a light beat for an unknown instance (code 20404)
+
+
+def beat_outcome(found: Instance | None, full_beat: bool) -> str:
+    """What a beat calls for, given the instance as the front finds it (None: unknown):
+    BEAT_NOT_FOUND for a light beat on an unknown instance (nothing is recorded), BEAT_RECORDED
+    for a healthy or marked one (its time goes to the beat log), else BEAT_REVIVED or
+    BEAT_REREGISTERED: the beat log first, then a BeatInstance write."""
+    if found is None:
+        return BEAT_REREGISTERED if full_beat else BEAT_NOT_FOUND
+    if found.healthy or found.marked:
+        return BEAT_RECORDED
+    return BEAT_REVIVED
+
+
 @dataclass(frozen=True, slots=True)
 class HealthConfig:
     """`check_beats` (Nacos's healthCheckEnabled) turns beat deadlines on; `expire_instances`

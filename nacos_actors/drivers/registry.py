@@ -39,7 +39,7 @@ class RegistryDriver:
     command; a refused command is its own outcome and the batch goes on. Anything else the core
     raises is a bug: the whole reply fails and the error propagates (the actor then stops the
     node). After each batch that changed something it tells every watcher one ServicesChanged
-    with the latest snapshot of each changed service.
+    with the latest snapshot of each changed service, before it answers the batch.
 
     Records each command by type and outcome, each batch's size, health transitions and
     replicated services; logs one line per register, deregister, expiry and empty-service
@@ -72,6 +72,10 @@ class RegistryDriver:
                 except BaseException as error:
                     reply.fail(error)
                     raise
+                # Watchers first: whatever a client does once answered (a poll that subscribes)
+                # reaches them after this change, never before it.
+                if done.changes:
+                    self._tell_watchers(ServicesChanged(done.changes, monotonic_ns()))
                 reply.resolve(done.outcomes)
                 for kind, count in done.applied.items():
                     self._writes[kind][0].inc(count)
@@ -79,8 +83,6 @@ class RegistryDriver:
                     self._writes[kind][1].inc(count)
                 for command, touched in done.effective:
                     self._note_change(command, touched)
-                if done.changes:
-                    self._tell_watchers(ServicesChanged(done.changes, monotonic_ns()))
                 self._batch_size.observe(len(commands))
             case ApplyReplicated(states, force, reply):
                 try:
@@ -88,15 +90,15 @@ class RegistryDriver:
                 except BaseException as error:
                     reply.fail(error)
                     raise
-                reply.resolve(len(changes))
-                self._replicated.inc(len(changes))
                 if changes:
                     self._tell_watchers(ServicesChanged(changes, monotonic_ns(), replicated=True))
+                reply.resolve(len(changes))
+                self._replicated.inc(len(changes))
             case LoadSnapshot(services, reply):
                 loaded = self.core.load_snapshot(services)
-                reply.resolve(self.core.service_count)
                 if loaded:
                     self._tell_watchers(ServicesChanged(loaded, monotonic_ns(), replicated=True))
+                reply.resolve(self.core.service_count)
                 log.info(
                     "loaded %d services, %d instances from a peer",
                     self.core.service_count,

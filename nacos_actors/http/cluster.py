@@ -19,7 +19,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -30,30 +30,38 @@ from nacos_actors.core.codec import (
     REPORT_PATH,
     SNAPSHOT_PATH,
     CodecError,
-    decode_batch,
-    decode_digests,
-    decode_report,
     decode_services,
-    encode_keys,
     encode_report,
     encode_services,
 )
-from nacos_actors.core.distro import Verdict, responsible_member, verdict
-from nacos_actors.core.members import REPORTED_STATES, UP
+from nacos_actors.core.distro import responsible_member
+from nacos_actors.core.members import UP
+from nacos_actors.core.peering import (
+    FetchSnapshot,
+    JoinCore,
+    JoinStep,
+    LoadFrom,
+    PeerBodyError,
+    RetryJoin,
+    judge_digests,
+    read_batch,
+    read_digests,
+    read_report,
+)
 from nacos_actors.http.front import ClusterFront, Front, front_of, json_response, ok, request_params
 from nacos_actors.http.params.base import ParamError
 from nacos_actors.http.params.names import service_key
 from nacos_actors.http.routing import AddRoute, Handler
 from nacos_actors.logs import event
-from nacos_actors.messages import MEMBERS, REGISTRY, ApplyReplicated, LoadSnapshot, MarkReady, ReportReceived
-from nacos_actors.model import Dropped, Service, stamp_of
+from nacos_actors.messages import MEMBERS, REGISTRY, ApplyReplicated, LoadSnapshot, MarkReady
 from nacos_actors.peers import FORWARDED_HEADER, MSGPACK, PeerError
 from nacos_actors.render import views
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 FORWARD_ATTEMPTS = 3
 FORWARD_BACKOFF_S = 0.05
-JOIN_RETRY_S = 0.5
+JOIN_RETRY_MS = 500
 SNAPSHOT_TIMEOUT_S = 60.0
 # Bodies larger than this are decoded off the loop.
 LARGE_BODY = 256 * 1024
@@ -107,23 +115,17 @@ async def _body(request: web.Request) -> bytes:
     return body
 
 
-async def _decode(body: bytes, decode: Callable[[bytes], Any]) -> Any:
+async def _read(request: web.Request, read: Callable[[str, bytes], T]) -> T:
+    """The caller's body as `read(caller, body)` makes it (403 for a non-member, 400 for a body
+    that does not decode or speaks for another member); large bodies are read off the loop."""
+    caller = cluster_of(request).check_peer(request)
+    body = await _body(request)
     try:
         if len(body) > LARGE_BODY:
-            return await asyncio.get_running_loop().run_in_executor(None, decode, body)
-        return decode(body)
-    except CodecError as error:
-        raise ParamError(f"The request body is not valid: {error}") from None
-
-
-async def _sent_by_peer(request: web.Request, decode: Callable[[bytes], Any]) -> Any:
-    """The decoded body of a peer's request (403 for a non-member), whose `sender` field must
-    name the calling member."""
-    peer = cluster_of(request).check_peer(request)
-    message = await _decode(await _body(request), decode)
-    if message.sender != peer:
-        raise ParamError(f"Field 'sender': {message.sender[:64]!r} is not the caller {peer}")
-    return message
+            return await asyncio.get_running_loop().run_in_executor(None, read, caller, body)
+        return read(caller, body)
+    except PeerBodyError as error:
+        raise ParamError(error.message) from None
 
 
 def _msgpack(body: bytes) -> web.Response:
@@ -136,18 +138,15 @@ def _msgpack(body: bytes) -> web.Response:
 async def receive_report(request: web.Request) -> web.Response:
     """POST /v1/core/cluster/report: a peer's state; answered with ours."""
     cluster = cluster_of(request)
-    peer = cluster.check_peer(request)
-    report = await _decode(await _body(request), lambda b: decode_report(b, REPORTED_STATES))
-    if report.address != peer:
-        raise ParamError(f"Field 'address': {report.address[:64]!r} is not the caller {peer}")
-    cluster.bridge.tell(MEMBERS, ReportReceived(peer, report.state))
+    report = await _read(request, read_report)
+    cluster.bridge.async_tell(MEMBERS, report)
     return _msgpack(encode_report(cluster.self_address, cluster.members.view.self_state))
 
 
 async def receive_batch(request: web.Request) -> web.Response:
     """PUT /v1/ns/distro/datum: a Distro batch; answered once applied."""
     front = front_of(request)
-    batch = await _sent_by_peer(request, decode_batch)
+    batch = await _read(request, read_batch)
     await front.bridge.async_ask(
         REGISTRY, partial(ApplyReplicated, batch.states, batch.force), front.settings.request_timeout
     )
@@ -156,32 +155,26 @@ async def receive_batch(request: web.Request) -> web.Response:
 
 async def receive_digests(request: web.Request) -> web.Response:
     """PUT /v1/ns/distro/checksum: a peer's verify digests; answered with the services we want
-    sent again. Services the sender owns and no longer has are dropped here."""
+    sent again. Services the sender owns and no longer has are dropped here first."""
     front = front_of(request)
     cluster = cluster_of(request)
-    digests = await _sent_by_peer(request, decode_digests)
-    peer = digests.sender
-    if not cluster.serving:
-        return _msgpack(encode_keys(()))
-    healthy = cluster.members.view.healthy
-
-    def judge() -> tuple[list[Service], Verdict]:
-        local = list(front.view.all_services())
-        return local, verdict(peer, digests.healthy, digests.stamps, healthy, local)
-
+    digests = await _read(request, read_digests)
+    healthy, serving, view = cluster.members.view.healthy, cluster.serving, front.view
     # O(services) every verify interval for every peer: off the loop (snapshots are any-thread).
-    local, found = await asyncio.get_running_loop().run_in_executor(None, judge)
-    if found.dropped:
-        by_key = {s.key: s for s in local}
-        drops = tuple(Dropped(k, stamp_of(by_key[k])) for k in found.dropped)
+    judged = await asyncio.get_running_loop().run_in_executor(
+        None, lambda: judge_digests(digests, serving, healthy, view.all_services())
+    )
+    if judged.drops:
         log.info(
             "dropping %d services %s no longer has",
-            len(drops),
-            peer,
-            extra=event("verify_drop", peer=peer, services=len(drops)),
+            len(judged.drops),
+            digests.sender,
+            extra=event("verify_drop", peer=digests.sender, services=len(judged.drops)),
         )
-        await front.bridge.async_ask(REGISTRY, partial(ApplyReplicated, drops, True), front.settings.request_timeout)
-    return _msgpack(encode_keys(found.wanted))
+        await front.bridge.async_ask(
+            REGISTRY, partial(ApplyReplicated, judged.drops, True), front.settings.request_timeout
+        )
+    return _msgpack(judged.answer)
 
 
 async def serve_snapshot(request: web.Request) -> web.Response:
@@ -283,42 +276,46 @@ def responsible_counts(front: Front) -> tuple[int, int]:
 
 
 async def async_join(front: Front) -> None:
-    """Load a snapshot from a serving peer, then serve. When every peer is down or starting too
-    this member is among the first up, and serves what it has. Retries while some peer answers
-    but cannot give a snapshot yet."""
+    """Load a snapshot from a serving peer, then serve (the peer is chosen by JoinCore). When
+    every peer is down or starting too this member is among the first up, and serves what it
+    has."""
     cluster = front.cluster
     assert cluster is not None
+    joining = JoinCore(cluster.peers, JOIN_RETRY_MS)
+    step = joining.start()
     while True:
-        waiting = False
-        for peer in cluster.peers:
-            try:
-                status, body = await cluster.link.async_call("GET", peer, SNAPSHOT_PATH, timeout_s=SNAPSHOT_TIMEOUT_S)
-            except PeerError as error:
-                waiting = waiting or not error.refused
-                continue
-            if status == 503:
-                continue
-            if status != 200:
-                waiting = True
-                log.warning("snapshot from %s: status %d", peer, status)
-                continue
-            try:
-                services = await asyncio.get_running_loop().run_in_executor(None, decode_services, body)
-            except CodecError as error:
-                waiting = True
-                log.warning("snapshot from %s does not decode: %s", peer, error)
-                continue
-            await front.bridge.async_ask(REGISTRY, partial(LoadSnapshot, tuple(services)), SNAPSHOT_TIMEOUT_S)
-            log.info("joined the cluster with a snapshot from %s", peer, extra=event("joined", peer=peer))
+        if isinstance(step, FetchSnapshot):
+            step = await _async_fetch(cluster, joining, step.peer)
+        elif isinstance(step, RetryJoin):
+            await asyncio.sleep(step.after_ms / 1000)
+            step = joining.start()
+        elif isinstance(step, LoadFrom):
+            await front.bridge.async_ask(REGISTRY, partial(LoadSnapshot, step.services), SNAPSHOT_TIMEOUT_S)
+            log.info("joined the cluster with a snapshot from %s", step.peer, extra=event("joined", peer=step.peer))
             break
         else:
-            if waiting:
-                await asyncio.sleep(JOIN_RETRY_S)
-                continue
             log.info("no peer serves yet: starting with this member's own data", extra=event("joined", peer=None))
-        break
+            break
     cluster.serving = True
-    cluster.bridge.tell(MEMBERS, MarkReady())
+    cluster.bridge.async_tell(MEMBERS, MarkReady())
+
+
+async def _async_fetch(cluster: ClusterFront, joining: JoinCore, peer: str) -> JoinStep:
+    """Ask `peer` for its snapshot; the JoinCore's next step."""
+    try:
+        status, body = await cluster.link.async_call("GET", peer, SNAPSHOT_PATH, timeout_s=SNAPSHOT_TIMEOUT_S)
+    except PeerError as error:
+        return joining.answered(peer, None, refused=error.refused)
+    if status != 200:
+        if status != 503:
+            log.warning("snapshot from %s: status %d", peer, status)
+        return joining.answered(peer, status)
+    try:
+        services = await asyncio.get_running_loop().run_in_executor(None, decode_services, body)
+    except CodecError as error:
+        log.warning("snapshot from %s does not decode: %s", peer, error)
+        return joining.answered(peer, status, services=None)
+    return joining.answered(peer, status, services=services)
 
 
 def add_routes(add: AddRoute, prefix: str, with_peers: bool) -> None:

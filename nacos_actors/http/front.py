@@ -58,7 +58,7 @@ class ClusterFront:
         return responsible_member(key.name, self.members.view.healthy) == self.self_address
 
     def peer_failed(self, peer: str, refused: bool) -> None:
-        self.bridge.tell(MEMBERS, PeerFailed(peer, refused))
+        self.bridge.async_tell(MEMBERS, PeerFailed(peer, refused))
 
     def check_peer(self, request: web.Request) -> str:
         """The calling member's address; 403 for anyone else."""
@@ -121,7 +121,7 @@ class Front:
         """Add or refresh a push subscriber (no answer is awaited; when push is stopping the
         client keeps polling)."""
         if self.push_enabled:
-            self.bridge.tell(PUSH, Subscribe(subscription))
+            self.bridge.async_tell(PUSH, Subscribe(subscription))
 
     async def subscriptions(self, namespace: str) -> tuple[Subscription, ...]:
         """The live push subscriptions of a namespace, asked of the push actor."""

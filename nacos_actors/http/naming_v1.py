@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from nacos_actors.core.health import BEAT_NOT_FOUND, BEAT_REREGISTERED, BEAT_REVIVED, beat_outcome
 from nacos_actors.core.push import SubscriberKey, Subscription
 from nacos_actors.http.front import front_of, json_response, memoized_params, ok, request_params
 from nacos_actors.http.params import clients, instances, metadata, names
@@ -28,13 +29,7 @@ from nacos_actors.messages import (
     UpdateMetadataBatch,
     UpdateService,
 )
-from nacos_actors.metrics import (
-    BEAT_OUTCOME_NOT_FOUND,
-    BEAT_OUTCOME_RECORDED,
-    BEAT_OUTCOME_REREGISTERED,
-    BEAT_OUTCOME_REVIVED,
-    HEALTH_REVIVED,
-)
+from nacos_actors.metrics import HEALTH_REVIVED
 from nacos_actors.model import (
     DEFAULT_HEART_BEAT_INTERVAL_MS,
     NO_SELECTOR,
@@ -51,15 +46,15 @@ GZIP_JSON_HEADERS = {
     "Content-Encoding": "gzip",
     "Vary": "Accept-Encoding",
 }
-BEAT_OK = 10200
-BEAT_NOT_FOUND = 20404
-BEAT_NOT_FOUND_ANSWER = views.dumps({"clientBeatInterval": DEFAULT_HEART_BEAT_INTERVAL_MS, "code": BEAT_NOT_FOUND})
+BEAT_CODE_OK = 10200
+BEAT_CODE_NOT_FOUND = 20404
+BEAT_NOT_FOUND_ANSWER = views.dumps({"clientBeatInterval": DEFAULT_HEART_BEAT_INTERVAL_MS, "code": BEAT_CODE_NOT_FOUND})
 
 
 @lru_cache(maxsize=256)
 def beat_answer(interval_ms: int) -> bytes:
     """The answer to a beat on a known instance (the same bytes for every beat of an interval)."""
-    return views.dumps({"clientBeatInterval": interval_ms, "code": BEAT_OK, "lightBeatEnabled": True})
+    return views.dumps({"clientBeatInterval": interval_ms, "code": BEAT_CODE_OK, "lightBeatEnabled": True})
 
 
 ALL_GROUPS = "*"
@@ -206,22 +201,18 @@ async def beat(request: web.Request) -> web.Response:
     service, key, from_beat = query.service, query.key, query.from_beat
     snapshot = front.service(service)
     found = snapshot.instances.get(key) if snapshot is not None else None
-    if found is None and from_beat is None:
-        outcome = BEAT_OUTCOME_NOT_FOUND
-    else:
+    outcome = beat_outcome(found, from_beat is not None)
+    if outcome != BEAT_NOT_FOUND:
         # Recorded before any write, which the health actor may see before this request resumes:
         # judged by the older beat, a revived instance would be marked unhealthy again at once.
         front.beats.record(service, key, front.clock())
-        if found is not None and (found.healthy or found.marked):
-            outcome = BEAT_OUTCOME_RECORDED
-        else:
-            outcome = BEAT_OUTCOME_REVIVED if found is not None else BEAT_OUTCOME_REREGISTERED
-            found = await front.write(BeatInstance(service, key, from_beat))
-            if found is None:  # a light beat whose instance was removed meanwhile: unknown now
-                outcome = BEAT_OUTCOME_NOT_FOUND
-                front.beats.forget(service, key)
-            elif outcome == BEAT_OUTCOME_REVIVED:
-                front.metrics.health_transitions[HEALTH_REVIVED].inc()
+    if outcome in (BEAT_REVIVED, BEAT_REREGISTERED):
+        found = await front.write(BeatInstance(service, key, from_beat))
+        if found is None:  # a light beat whose instance was removed meanwhile: unknown now
+            outcome = BEAT_NOT_FOUND
+            front.beats.forget(service, key)
+        elif outcome == BEAT_REVIVED:
+            front.metrics.health_transitions[HEALTH_REVIVED].inc()
     front.metrics.beats[outcome].inc()
     if found is None:
         return json_response(BEAT_NOT_FOUND_ANSWER)

@@ -32,23 +32,33 @@ from nacos_actors.core.codec import (
     REPORT_PATH,
     SNAPSHOT_PATH,
     CodecError,
-    decode_batch,
-    decode_digests,
-    decode_report,
     decode_services,
-    encode_keys,
     encode_report,
     encode_services,
 )
-from nacos_actors.core.distro import responsible_member, verdict
-from nacos_actors.core.members import REPORTED_STATES, MemberView
+from nacos_actors.core.distro import responsible_member
+from nacos_actors.core.health import BEAT_RECORDED, beat_outcome
+from nacos_actors.core.members import MemberView
+from nacos_actors.core.peering import (
+    FetchSnapshot,
+    JoinCore,
+    JoinStep,
+    LoadFrom,
+    PeerBodyError,
+    RetryJoin,
+    judge_digests,
+    read_batch,
+    read_digests,
+    read_report,
+)
 from nacos_actors.core.push import Datagram
 from nacos_actors.core.registry import RegistryCore, RegistryView
 from nacos_actors.drivers.assembly import build_drivers
 from nacos_actors.drivers.distro import PEER_TIMEOUT_MS
 from nacos_actors.drivers.members import LEAVE_TIMEOUT_MS
 from nacos_actors.drivers.outbox import Driver
-from nacos_actors.http.cluster import FORWARD_ATTEMPTS, FORWARD_BACKOFF_S, JOIN_RETRY_S, SNAPSHOT_TIMEOUT_S
+from nacos_actors.http.cluster import FORWARD_ATTEMPTS, FORWARD_BACKOFF_S, JOIN_RETRY_MS, SNAPSHOT_TIMEOUT_S
+from nacos_actors.http.naming_v1 import BEAT_CODE_NOT_FOUND, BEAT_CODE_OK
 from nacos_actors.messages import (
     DISTRO,
     MEMBERS,
@@ -68,7 +78,6 @@ from nacos_actors.messages import (
     PeerCall,
     PeerFailed,
     RegisterInstance,
-    ReportReceived,
     Tick,
     WriteBatch,
 )
@@ -81,7 +90,6 @@ from nacos_actors.model import (
     Service,
     ServiceKey,
     freeze,
-    stamp_of,
 )
 from nacos_actors.node import DRAIN_TIMEOUT_S
 from nacos_actors.settings import Settings
@@ -90,13 +98,10 @@ from tests.sim.network import CLIENT, Answer, Failure, Network, Outcome, Respond
 
 EPOCH_MS = 1_700_000_000_000
 SNAPSHOT_TIMEOUT_MS = int(SNAPSHOT_TIMEOUT_S * 1000)
-JOIN_RETRY_MS = int(JOIN_RETRY_S * 1000)
 FORWARD_BACKOFF_MS = int(FORWARD_BACKOFF_S * 1000)
 DRAIN_TIMEOUT_MS = int(DRAIN_TIMEOUT_S * 1000)
 CLIENT_TIMEOUT_MS = 3000  # nacos-sdk-python's default request timeout
 BEAT_INTERVAL_MS = 5000
-BEAT_OK = 10200
-BEAT_NOT_FOUND = 20404
 # Every node runs with the defaults, push off (the simulation has no UDP subscribers).
 SETTINGS = Settings(push_enabled=False)
 
@@ -370,49 +375,42 @@ class SimNode:
         self._guard(handler)(source, body, respond)
 
     def _check_peer(self, source: str, respond: Respond) -> bool:
+        """ClusterFront.check_peer: only another listed member may call a peer endpoint."""
         if source == self.address or source not in self.peers:
             respond(403, b"not a member")
             return False
         return True
 
-    def _receive_report(self, source: str, body: bytes, respond: Respond) -> None:
+    def _read(self, source: str, body: bytes, respond: Respond, read: Callable[[str, bytes], Any]) -> Any:
+        """http.cluster._read: the caller's body as the shared reader makes it, else a 400."""
         if not self._check_peer(source, respond):
-            return
+            return None
         try:
-            report = decode_report(body, REPORTED_STATES)
-        except CodecError:
-            respond(400, b"bad report")
-            return
-        if report.address != source:
-            respond(400, b"not the caller")
-            return
-        self.tell(MEMBERS, ReportReceived(source, report.state))
-        respond(200, encode_report(self.address, self.board.view.self_state))
+            return read(source, body)
+        except PeerBodyError as error:
+            respond(400, error.message.encode())
+            return None
+
+    def _receive_report(self, source: str, body: bytes, respond: Respond) -> None:
+        report = self._read(source, body, respond, read_report)
+        if report is not None:
+            self.tell(MEMBERS, report)
+            respond(200, encode_report(self.address, self.board.view.self_state))
 
     def _receive_batch(self, source: str, body: bytes, respond: Respond) -> None:
-        if not self._check_peer(source, respond):
-            return
-        batch = decode_batch(body)
-        assert batch.sender == source
-        self.tell(REGISTRY, ApplyReplicated(batch.states, batch.force, SimReply(lambda _: respond(200, b"ok"))))
+        batch = self._read(source, body, respond, read_batch)
+        if batch is not None:
+            self.tell(REGISTRY, ApplyReplicated(batch.states, batch.force, SimReply(lambda _: respond(200, b"ok"))))
 
     def _receive_digests(self, source: str, body: bytes, respond: Respond) -> None:
-        if not self._check_peer(source, respond):
+        digests = self._read(source, body, respond, read_digests)
+        if digests is None:
             return
-        digests = decode_digests(body)
-        assert digests.sender == source
-        if not self.serving:
-            respond(200, encode_keys(()))
+        judged = judge_digests(digests, self.serving, self.board.view.healthy, self.registry.all_services())
+        if not judged.drops:
+            respond(200, judged.answer)
             return
-        local = list(self.registry.all_services())
-        found = verdict(source, digests.healthy, digests.stamps, self.board.view.healthy, local)
-        answer = encode_keys(found.wanted)
-        if not found.dropped:
-            respond(200, answer)
-            return
-        by_key = {s.key: s for s in local}
-        drops = tuple(Dropped(k, stamp_of(by_key[k])) for k in found.dropped)
-        self.tell(REGISTRY, ApplyReplicated(drops, True, SimReply(lambda _: respond(200, answer))))
+        self.tell(REGISTRY, ApplyReplicated(judged.drops, True, SimReply(lambda _: respond(200, judged.answer))))
 
     def _serve_snapshot(self, source: str, body: bytes, respond: Respond) -> None:
         if not self._check_peer(source, respond):
@@ -423,36 +421,33 @@ class SimNode:
         respond(200, encode_services(self.registry.all_services()))
 
     def _join(self) -> None:
-        """async_join: a snapshot from the first peer that serves one, or serve alone when every
-        peer refuses or is starting too; retry while some peer did not answer."""
+        """async_join: the JoinCore picks the peer to load a snapshot from, or says to retry or
+        to serve alone."""
+        joining = JoinCore(self.peers, JOIN_RETRY_MS)
 
-        def attempt(index: int, waiting: bool) -> None:
-            if index == len(self.peers):
-                if waiting:
-                    self._guarded_after(JOIN_RETRY_MS, lambda: attempt(0, False))
-                else:
-                    self._serve(None)
+        def carry_out(step: JoinStep) -> None:
+            if isinstance(step, FetchSnapshot):
+                self.send(step.peer, SNAPSHOT_PATH, b"", SNAPSHOT_TIMEOUT_MS, lambda result: fetched(step.peer, result))
+            elif isinstance(step, RetryJoin):
+                self._guarded_after(step.after_ms, lambda: carry_out(joining.start()))
+            elif isinstance(step, LoadFrom):
+                self.tell(REGISTRY, LoadSnapshot(step.services, SimReply(lambda _: self._serve(step.peer))))
+            else:
+                self._serve(None)
+
+        def fetched(peer: str, result: Outcome) -> None:
+            if isinstance(result, Failure):
+                carry_out(joining.answered(peer, None, refused=result.refused))
                 return
-            peer = self.peers[index]
+            services = None
+            if result.status == 200:
+                try:
+                    services = decode_services(result.body)
+                except CodecError:
+                    services = None
+            carry_out(joining.answered(peer, result.status, services=services))
 
-            def outcome(result: Outcome) -> None:
-                if isinstance(result, Failure):
-                    attempt(index + 1, waiting or not result.refused)
-                elif result.status == 503:
-                    attempt(index + 1, waiting)
-                elif result.status != 200:
-                    attempt(index + 1, True)
-                else:
-                    try:
-                        services = decode_services(result.body)
-                    except CodecError:
-                        attempt(index + 1, True)
-                        return
-                    self.tell(REGISTRY, LoadSnapshot(tuple(services), SimReply(lambda _: self._serve(peer))))
-
-            self.send(peer, SNAPSHOT_PATH, b"", SNAPSHOT_TIMEOUT_MS, outcome)
-
-        attempt(0, False)
+        carry_out(joining.start())
 
     def _serve(self, peer: str | None) -> None:
         self.serving = True
@@ -506,19 +501,20 @@ class SimNode:
                 respond(200, "ok")
 
             self.write((DeregisterInstance(service, key),), deregistered)
-        elif request.op == "beat":
+        elif request.op == "beat":  # a full beat: it carries the instance
             snapshot = self.registry.service(service)
             found = snapshot.instances.get(key) if snapshot is not None else None
+            outcome = beat_outcome(found, full_beat=True)
             self._record_beat(service, key, now)
-            if found is not None and (found.healthy or found.marked):
-                respond(200, {"code": BEAT_OK})
+            if outcome == BEAT_RECORDED:
+                respond(200, {"code": BEAT_CODE_OK})
                 return
 
             def beaten(outcomes: tuple[Any, ...]) -> None:
-                (outcome,) = outcomes
-                if outcome.value is None:
+                (written,) = outcomes
+                if written.value is None:
                     self.beats.forget(service, key)
-                respond(200, {"code": BEAT_OK if outcome.value is not None else BEAT_NOT_FOUND})
+                respond(200, {"code": BEAT_CODE_OK if written.value is not None else BEAT_CODE_NOT_FOUND})
 
             self.write((BeatInstance(service, key, instance),), beaten)
         else:
