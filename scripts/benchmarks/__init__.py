@@ -21,7 +21,10 @@ Modules. Shared: cli (flags, Settings, main), catalog (BENCHMARKS, the selection
 the loop over the benchmarks), servers (processes, ports, nodes, the ceiling server, the node's
 probes), wrk (loads, Lua scripts, pacing, fills, the ceiling probes), pinning (taskset),
 results (rows, the table, ratios, JSON), pin_study (--pin-study). Row families: http_load
-(ceiling, register, beat, list, mixed), push, cluster (peer lag), scale, soak (beat soak), etcd.
+(ceiling, register, beat, list, mixed), push, cluster (peer lag), scale, soak (beat soak), etcd,
+and instructions (--instructions: CPU instructions per request under cachegrind; its workload is
+instructions_driver, and instructions_node.start_node is the one place that builds a node
+in-process).
 
 Run from the repository's root: `python -m scripts.benchmarks` (what `scripts/bench` runs).
 """

@@ -17,6 +17,7 @@ from .http_load import (
     bench_node_stop,
     bench_register,
 )
+from .instructions import INSTRUCTIONS_FIGURES, bench_instructions
 from .push import PUSH_FIGURES, bench_push
 from .results import Row
 from .scale import bench_scale
@@ -63,9 +64,13 @@ BENCHMARKS: list[Bench | Pending] = [
     Bench("ceiling-end", bench_ceiling_end, (("ceiling_end", "ceiling (end)"),)),
 ]
 ALWAYS = {"ceiling", "ceiling-end", "node-stop"}
+# --instructions runs this alone (no wrk, no ceiling); it is not one of BENCHMARKS
+INSTRUCTIONS = Bench("instructions", bench_instructions, INSTRUCTIONS_FIGURES)
 
 
 def selected(settings: Settings) -> list[Bench | Pending]:
+    if settings.instructions:
+        return [INSTRUCTIONS]
     chosen = []
     for b in BENCHMARKS:
         if b.name in settings.skip:

@@ -49,6 +49,7 @@ class Settings:
     peer_lag_rate: int
     peer_lag_load: int
     peer_lag_same_node: bool
+    instructions: bool
 
 
 def bench_name(name: str) -> str:
@@ -111,6 +112,10 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, Settings]:
     flag("--peer-lag-same-node", action="store_true", help=argparse.SUPPRESS)
     flag("--pin-study", action="store_true",
          help="instead of the benchmarks: measure ceiling/list/beat pinned and unpinned, 3 rounds each, and compare")
+    flag("--instructions", action="store_true",
+         help="instead of the loads: CPU instructions per request (register, light beat, list of 100, push), "
+              "counted in-process under valgrind's cachegrind as (Ir of N2 requests - Ir of N1) / (N2 - N1); "
+              "steady where req/s are noisy (scripts/bench installs valgrind)")
     flag("--serve-ceiling", type=int, metavar="PORT", help=argparse.SUPPRESS)
     flag("--serve-ceiling-uvloop", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -145,10 +150,13 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, Settings]:
         peer_lag_rate=args.peer_lag_rate,
         peer_lag_load=args.peer_lag_load,
         peer_lag_same_node=args.peer_lag_same_node,
+        instructions=args.instructions,
     )
     unknown = (settings.only | settings.skip) - {b.name for b in BENCHMARKS}
     if unknown:
         parser.error(f"no benchmark named {', '.join(sorted(unknown))} (see --list)")
+    if settings.instructions and (settings.only or settings.skip or args.pin_study):
+        parser.error("--instructions runs alone: not with --only, --skip or --pin-study")
     if settings.threads < 1 or settings.connections < settings.threads:
         parser.error("need --threads >= 1 and --connections >= --threads")
     if settings.duration < 1 or settings.latency_duration < 1:
@@ -179,7 +187,11 @@ def main(argv: list[str]) -> int:
             what = f"n/a until {b.needs}" if isinstance(b, Pending) else (b.run.__doc__ or "").strip().split("\n")[0]
             print(f"{b.name:12} {what}")
         return 0
-    if shutil.which("wrk") is None:
+    if args.instructions:
+        if shutil.which("valgrind") is None:
+            print("bench: valgrind is not installed (scripts/bench --instructions installs it)", file=sys.stderr)
+            return 2
+    elif shutil.which("wrk") is None:
         print("bench: wrk is not installed (scripts/bench installs it)", file=sys.stderr)
         return 2
     # SIGTERM behaves as Ctrl-C: the finally blocks stop every server.

@@ -31,7 +31,8 @@ def fmt_value(row: Row) -> str:
     v = row.value
     if isinstance(v, str) or v is None:
         return v or ""
-    if row.unit in ("req/s", "inst/s", "bytes", "B/inst", "instances", "beats/s", "marks", "probes"):
+    if row.unit in ("req/s", "inst/s", "bytes", "B/inst", "instances", "beats/s", "marks", "probes",
+                    "instr/req", "instr/push"):
         return f"{v:,.0f}"
     if row.unit in ("MiB", "%"):
         return f"{v:,.1f}"

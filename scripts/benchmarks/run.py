@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .catalog import Pending, selected
+from .instructions import INSTRUCTIONS_N1, INSTRUCTIONS_N2
 from .pinning import Pinning
 from .results import Row, Skip, apply_ratios, fmt_value, print_table, write_results
 from .servers import Processes, Server
@@ -36,7 +37,8 @@ class Run(Pinning, Wrk):
         # throughput's ratio divides by the mean of the nearest ceilings before and after it
         self.timeline: list[tuple[str, float | None]] = []
         self.ceiling_server: Server | None = None
-        self.wrk_version = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.splitlines()[0:1]
+        self.wrk_version = (subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.splitlines()[0:1]
+                            if shutil.which("wrk") else [])
         self._lua_cache: dict[str, Path] = {}
         self._lua_lock = threading.Lock()  # wrk loads may start from several threads at once
         self.server_prefix: list[str] = []
@@ -65,8 +67,13 @@ def run_benchmarks(settings: Settings, argv: list[str]) -> int:
     run = Run(settings, procs)
     info = machine_info(run)
     print(f"bench: {run.pin_text()}")
-    print(f"bench: wrk -t{settings.threads} -c{settings.connections}, {settings.duration}s per load; "
-          f"load average {info['loadavg_at_start'][0]:.2f}; logs in {log_dir}", flush=True)
+    if settings.instructions:
+        print(f"bench: instructions per request under valgrind's cachegrind, N1 {INSTRUCTIONS_N1} and N2 "
+              f"{INSTRUCTIONS_N2} requests, one process each; load average {info['loadavg_at_start'][0]:.2f}; "
+              f"logs in {log_dir}", flush=True)
+    else:
+        print(f"bench: wrk -t{settings.threads} -c{settings.connections}, {settings.duration}s per load; "
+              f"load average {info['loadavg_at_start'][0]:.2f}; logs in {log_dir}", flush=True)
     try:
         for bench in selected(settings):
             if isinstance(bench, Pending):
