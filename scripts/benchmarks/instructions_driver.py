@@ -89,7 +89,8 @@ class Client:
             False, None, False, False,
             URL.build(path=path, query_string=query, encoded=True),
         )
-        request = self._make(message, EMPTY_PAYLOAD, self._connection, None, asyncio.current_task())
+        # the stand-in connection, no writer (nothing is written) and the task, as the server passes them
+        request = self._make(message, EMPTY_PAYLOAD, self._connection, None, asyncio.current_task())  # type: ignore[arg-type]
         response = await self._handle(request)
         self.requests += 1
         if response.status != 200 or not isinstance(response, web.Response):
@@ -230,6 +231,7 @@ async def floor(client: Client, n: int, done: dict[str, Any]) -> None:
 async def run(op: str, n: int) -> dict[str, Any]:
     done: dict[str, Any] = {"op": op, "n": n}
     stop: Callable[[], None] | None = None
+    loop_body: Callable[[Client, int, dict[str, Any]], Awaitable[None]]
     if op == "floor":
         app, loop_body, setup = floor_app(), floor, None
     else:
