@@ -1,4 +1,4 @@
--- Shared by every bench script (scripts/bench.py prepends it): argument parsing, per-thread
+-- Shared by every bench script (scripts/benchmarks/wrk.py prepends it): argument parsing, per-thread
 -- ids, instance addresses, base64, and a done() that prints one JSON line for the harness.
 -- Arguments come after `--` on the wrk command line as key=value pairs.
 

@@ -1,4 +1,4 @@
--- Paces a load at a fixed rate (wrk has no rate option; wrk2 is not in Debian). scripts/bench.py
+-- Paces a load at a fixed rate (wrk has no rate option; wrk2 is not in Debian). scripts/benchmarks/wrk.py
 -- puts this between common.lua and a load's script when it passes `rate=`. wrk calls delay()
 -- before every request but each connection's first: it hands out send slots 1/rate apart (per
 -- thread: rate/threads) and answers the milliseconds to wait for the next one, read from
