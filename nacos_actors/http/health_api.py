@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from nacos_actors.http.front import front_of, ok, request_params
 from nacos_actors.http.params import instances, metadata, names
 from nacos_actors.http.params.base import required, required_boolean
-from nacos_actors.http.front import front_of, ok, request_params
 from nacos_actors.http.routing import AddRoute, distro_write
 from nacos_actors.messages import SetInstanceHealth, UpdateCluster
 from nacos_actors.model import ClusterConfig, freeze

@@ -12,9 +12,9 @@ from typing import Any, Iterable
 from aiohttp import web
 
 from nacos_actors.core.push import SubscriberKey, Subscription
+from nacos_actors.http.front import front_of, json_response, memoized_params, ok, request_params
 from nacos_actors.http.params import clients, instances, metadata, names
 from nacos_actors.http.params.base import MAX_INT32, ParamError, QueryMemo, boolean, page_number, parse_boolean
-from nacos_actors.http.front import front_of, json_response, memoized_params, ok, request_params
 from nacos_actors.http.routing import AddRoute, distro_write
 from nacos_actors.messages import (
     BeatInstance,

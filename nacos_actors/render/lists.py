@@ -154,7 +154,9 @@ def instance_list(
     shape = ("list", clusters_text, healthy_only, java_client, cache_millis, accepts_gzip)
     cached = service.memo.get(shape)
     if cached is None:
-        body = list_body(service, key, clusters_text, clusters, healthy_only, java_client, cache_millis, now_ms, rendered)
+        body = list_body(
+            service, key, clusters_text, clusters, healthy_only, java_client, cache_millis, now_ms, rendered
+        )
         compressed = accepts_gzip and len(body) >= GZIP_MIN_BYTES
         cached = (gzip.compress(body, GZIP_LEVEL, mtime=0) if compressed else body, compressed)
         if len(service.memo) < MAX_MEMOIZED_SHAPES:

@@ -10,8 +10,8 @@ from dataclasses import replace
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from nacos_actors.render import prometheus as render
 from nacos_actors.model import Instance, Service, ServiceKey, freeze, instance_map
+from nacos_actors.render import prometheus as render
 from nacos_actors.settings import Settings
 from tests.http.conftest import BASE
 
