@@ -34,11 +34,11 @@ from nacos_actors.messages import (
     PUSH,
     ActorName,
     DatagramReceived,
-    Ok,
     Outcome,
     PeerAnswered,
     PeerCall,
     Ping,
+    Refused,
     Tick,
 )
 from nacos_actors.metrics import NodeMetrics
@@ -367,10 +367,10 @@ class BatchReply:
         for future, outcome in zip(self._futures, outcomes, strict=True):
             if future.done():  # the request timed out and went away already
                 continue
-            if type(outcome) is Ok:
-                future.set_result(outcome.value)
+            if isinstance(outcome, Refused):
+                future.set_exception(Rejected(outcome.status, outcome.message))
             else:
-                future.set_exception(Rejected(outcome.status, outcome.message))  # type: ignore[union-attr]
+                future.set_result(outcome.value)
 
     def _expire(self, timeout: float) -> None:
         for future in self._futures:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Generic, Literal, Protocol, TypeVar
+from typing import Any, Final, Generic, Literal, NamedTuple, Protocol, TypeVar
 
 from nacos_actors.core.members import MemberView
 from nacos_actors.core.push import Subscription
@@ -46,9 +46,9 @@ class Reply(Protocol[T_contra]):
     def fail(self, error: BaseException) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Ok(Generic[T]):
-    """A command that was applied, with its answer."""
+class Ok(NamedTuple, Generic[T]):
+    """A command that was applied, with its answer. (A NamedTuple: one is built per write, and
+    a tuple is built at half the cost of a frozen dataclass.)"""
 
     value: T
 

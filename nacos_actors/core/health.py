@@ -22,6 +22,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from nacos_actors.core.distro import health_judged_here
 from nacos_actors.core.members import MemberView
@@ -77,8 +78,7 @@ class Observed:
     removed: tuple[InstanceKey, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class BeatClocks:
+class BeatClocks(NamedTuple):
     """What the beat log must learn from a round of changes: instances whose clock starts now
     unless a beat is on record (`start`), and instances that left at some ms, whose beats are
     forgotten unless they beat again since (`forget`)."""
@@ -179,10 +179,14 @@ class HealthCore:
         start: list[tuple[ServiceKey, InstanceKey]] = []
         forget: list[tuple[ServiceKey, InstanceKey, int]] = []
         for change in changes:
-            observed = self.observe(change.key, change.snapshot, now_ms, last_beat, change.touched)
-            start.extend((change.key, key) for key in observed.appeared)
-            left_at = change.snapshot.modified_ms if change.snapshot is not None else now_ms
-            forget.extend((change.key, key, left_at) for key in observed.removed)
+            service = change.key
+            observed = self.observe(service, change.snapshot, now_ms, last_beat, change.touched)
+            for key in observed.appeared:
+                start.append((service, key))
+            if observed.removed:
+                left_at = change.snapshot.modified_ms if change.snapshot is not None else now_ms
+                for key in observed.removed:
+                    forget.append((service, key, left_at))
         if not start and not forget:
             return NO_BEAT_CLOCKS
         return BeatClocks(tuple(start), tuple(forget))

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Any, assert_never
+from typing import Any, NamedTuple, assert_never
 
 from immutables import Map
 
@@ -85,8 +85,7 @@ class Applied:
     touched: tuple[InstanceKey, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class BatchApplied:
+class BatchApplied(NamedTuple):
     """What one WriteBatch did: an Outcome per command, in order; the latest state of every
     service it changed (each once, naming every instance the batch touched in it); how many
     commands of each type were applied and refused; and the commands that changed something,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import ClassVar, assert_never, cast
+from typing import ClassVar, assert_never
 
 from nacos_actors.core.codec import (
     CHECKSUM_PATH,
@@ -63,7 +63,7 @@ class DistroDriver:
         self._drains.clear()
 
     def handle(self, message: object, now_ms: int) -> object:
-        received = cast(DistroMessage, message)
+        received: DistroMessage = message  # type: ignore[assignment]  # what may arrive; the match covers it
         core = self.core
         match received:
             case ServicesChanged(changes, _, replicated):

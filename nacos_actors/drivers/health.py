@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, assert_never, cast
+from typing import ClassVar, assert_never
 
 from nacos_actors.beats import BeatLog
 from nacos_actors.core.health import HealthCore
@@ -46,7 +46,7 @@ class HealthDriver:
         pass
 
     def handle(self, message: object, now_ms: int) -> object:
-        received = cast(HealthMessage, message)
+        received: HealthMessage = message  # type: ignore[assignment]  # what may arrive; the match covers it
         match received:
             case ServicesChanged(changes):
                 beats = self._beats

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import ClassVar, assert_never, cast
+from typing import ClassVar, assert_never
 
 from nacos_actors.core.codec import REPORT_PATH, CodecError, decode_report, encode_report
 from nacos_actors.core.members import REPORTED_STATES, MemberBoard, MemberCore, MemberView
@@ -59,7 +59,7 @@ class MemberDriver:
             self._leaving = None
 
     def handle(self, message: object, now_ms: int) -> object:
-        received = cast(MemberMessage, message)
+        received: MemberMessage = message  # type: ignore[assignment]  # what may arrive; the match covers it
         core = self.core
         before = core.view
         match received:

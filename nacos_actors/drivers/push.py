@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from time import monotonic_ns
-from typing import ClassVar, assert_never, cast
+from typing import ClassVar, assert_never
 
 from nacos_actors.core.push import Effects, PushBoard, PushCore, SubscriberKey
 from nacos_actors.drivers.outbox import Outbox
@@ -47,7 +47,7 @@ class PushDriver:
         pass
 
     def handle(self, message: object, now_ms: int) -> object:
-        received = cast(PushMessage, message)
+        received: PushMessage = message  # type: ignore[assignment]  # what may arrive; the match covers it
         match received:
             case ServicesChanged(changes, applied_ns):
                 effects = Effects()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from time import monotonic_ns
-from typing import ClassVar, assert_never, cast
+from typing import ClassVar, assert_never
 
 from nacos_actors.core.registry import RegistryCore
 from nacos_actors.drivers.outbox import Outbox
@@ -64,7 +64,7 @@ class RegistryDriver:
         pass
 
     def handle(self, message: object, now_ms: int) -> object:
-        received = cast(RegistryMessage, message)  # what may arrive here; the match covers it
+        received: RegistryMessage = message  # type: ignore[assignment]  # what may arrive; the match covers it
         match received:
             case WriteBatch(commands, reply):
                 try:

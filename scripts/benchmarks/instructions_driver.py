@@ -157,15 +157,23 @@ class Subscriber:
         self.client = client
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((HOST, 0))
-        self.sock.settimeout(PUSH_WAIT_S)
+        self.sock.setblocking(False)
         self.query = f"serviceName={PUSH_SERVICE}&udpPort={self.sock.getsockname()[1]}&clusters="
         self.datagrams = 0
 
     async def poll(self) -> None:
         await self.client.call("GET", f"{CONTEXT}/v1/ns/instance/list", self.query, (("User-Agent", PUSH_AGENT),))
 
-    def receive_and_ack(self) -> bytes:
-        """The next push (blocking: the push actor sends from its own thread), acked."""
+    async def receive_and_ack(self) -> bytes:
+        """The next push, acked. Awaited, not blocking: the node sends (and reads the ack) on
+        this same event loop."""
+        loop = asyncio.get_running_loop()
+        readable: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(self.sock.fileno(), lambda: readable.done() or readable.set_result(None))
+        try:
+            await asyncio.wait_for(readable, PUSH_WAIT_S)
+        finally:
+            loop.remove_reader(self.sock.fileno())
         payload, source = self.sock.recvfrom(65536)
         self.datagrams += 1
         at = payload.rindex(b'"lastRefTime":') + len(b'"lastRefTime":')
@@ -187,10 +195,10 @@ async def push(client: Client, n: int, done: dict[str, Any]) -> None:
             await client.call(
                 "POST", f"{CONTEXT}/v1/ns/instance", instance_query(PUSH_SERVICE, 0, f"&ephemeral=true&weight={weight}")
             )
-            payload = subscriber.receive_and_ack()
+            payload = await subscriber.receive_and_ack()
             if f'\\"weight\\":{weight}.0'.encode() not in payload:
                 wrong += 1
-            time.sleep(PUSH_ACK_PAUSE_S)
+            await asyncio.sleep(PUSH_ACK_PAUSE_S)  # the ack reaches the push driver before the next change
             if (k + 1) % PUSH_REPOLL == 0:
                 await subscriber.poll()
         done["datagrams"] = subscriber.datagrams
@@ -230,13 +238,13 @@ async def floor(client: Client, n: int, done: dict[str, Any]) -> None:
 
 async def run(op: str, n: int) -> dict[str, Any]:
     done: dict[str, Any] = {"op": op, "n": n}
-    stop: Callable[[], None] | None = None
+    stop: Callable[[], Awaitable[None]] | None = None
     loop_body: Callable[[Client, int, dict[str, Any]], Awaitable[None]]
     if op == "floor":
         app, loop_body, setup = floor_app(), floor, None
     else:
         setup, loop_body = OPS[op]
-        app, stop = start_node()
+        app, stop = await start_node()
     try:
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
@@ -253,7 +261,7 @@ async def run(op: str, n: int) -> dict[str, Any]:
             await runner.cleanup()
     finally:
         if stop is not None:
-            stop()
+            await stop()
     return done
 
 

@@ -4,12 +4,12 @@ Everything else in the instructions harness (instructions_driver.py, instruction
 `start_node` and the node's HTTP paths, so when the package's wiring changes (the Front, the
 actors, the push socket, node.py), rewriting this function is all the harness needs.
 
-Written against nacos_actors at 9542e10: it mirrors run_node's standalone path.
+It uses the node's own async_start_node, so it builds exactly what run_node builds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import prometheus_client
@@ -17,40 +17,28 @@ import pykka
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from nacos_actors.actors.health import HealthCheckActor
-from nacos_actors.actors.push import PushActor, open_push_socket
-from nacos_actors.actors.registry import RegistryActor
 from nacos_actors.beats import BeatLog
-from nacos_actors.core.members import MemberBoard, standalone_view
 from nacos_actors.core.push import PushBoard
-from nacos_actors.core.registry import RegistryCore
+from nacos_actors.core.registry import RegistryCore, RegistryView
 from nacos_actors.http.app import build_app
-from nacos_actors.http.front import Front
 from nacos_actors.logs import configure_logging
-from nacos_actors.messages import Ping, Watch
 from nacos_actors.metrics import NodeMetrics
-from nacos_actors.node import (
-    ACTOR_STOP_TIMEOUT_S,
-    Shutdown,
-    health_core,
-    push_core,
-    tune_garbage_collector,
-)
+from nacos_actors.node import ACTOR_STOP_TIMEOUT_S, Shutdown, async_start_node, tune_garbage_collector
 from nacos_actors.settings import Settings
 
 
-def start_node(**overrides: Any) -> tuple[web.Application, Callable[[], None]]:
+async def start_node(**overrides: Any) -> tuple[web.Application, Callable[[], Awaitable[None]]]:
     """A standalone node in this process, as `nacos_actors.node.run_node` builds one: logging at
-    WARNING (as the bench's nodes run), the garbage collector tuned, the registry, health-check
-    and push actors started and pinged, the Front, and the aiohttp application over it.
+    WARNING (as the bench's nodes run), the garbage collector tuned, the drivers started in
+    their actors by the node's own `async_start_node` (registry, health, push; the push socket,
+    the ticker), and the aiohttp application over the Front it answers.
 
     Health checks are off (`health_check_enabled=False`), so no beat deadline is scheduled while
     instructions are counted. `overrides` are further nacos_actors.settings.Settings fields.
 
-    Call it on the thread that will run the event loop (as run_node does). Returns the
-    application, not started: the caller runs it (e.g. an AppRunner without a site) and sends
-    it requests. `stop()` stops every actor it started (pykka threads are not daemons), and
-    with the push actor its UDP socket.
+    Run it on the event loop that will serve the requests. Returns the application, not
+    started: the caller runs it (e.g. an AppRunner without a site) and sends it requests.
+    `await stop()` closes what lives on the loop and stops every actor it started.
     """
     settings = Settings(**{"health_check_enabled": False, "log_level": "WARNING", **overrides})
     if not settings.standalone:
@@ -59,45 +47,24 @@ def start_node(**overrides: Any) -> tuple[web.Application, Callable[[], None]]:
     shutdown = Shutdown()
     core = RegistryCore()
     tune_garbage_collector()
-    prometheus_client.disable_created_metrics()
+    prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
     board = PushBoard()
-    metrics = NodeMetrics(CollectorRegistry(), core, board)
-    beats = BeatLog()
-    started: list[pykka.ActorRef] = []
-
-    def stop() -> None:
-        front.ready = False
-        for actor in reversed(started):
-            actor.stop(block=True, timeout=ACTOR_STOP_TIMEOUT_S)
-        pykka.ActorRegistry.stop_all(block=True, timeout=ACTOR_STOP_TIMEOUT_S)
-
+    metrics = NodeMetrics(CollectorRegistry(), RegistryView(core), board)
+    started: list[pykka.ActorRef[Any]] = []
     try:
-        registry = RegistryActor.start(core, shutdown.on_fatal, metrics)
-        started.append(registry)
-        health = HealthCheckActor.start(health_core(settings), registry, beats, metrics, shutdown.on_fatal)
-        started.append(health)
-        registry.tell(Watch(health))
-        push = None
-        if settings.push_enabled:
-            push = PushActor.start(push_core(settings), open_push_socket(settings.host), board, metrics, shutdown.on_fatal)
-            started.append(push)
-            registry.tell(Watch(push))
-        metrics.cluster.states.board = MemberBoard(standalone_view(settings.self_address))
-        for actor in started:
-            actor.ask(Ping(), timeout=5)
-        front = Front(
-            settings=settings,
-            registry=registry,
-            view=core,
-            metrics=metrics,
-            beats=beats,
-            push=push,
-            push_board=board,
-        )
-        app = build_app(front)
-        front.ready = True  # run_node's serve() sets it once the site listens
+        front = await async_start_node(settings, core, metrics, BeatLog(), board, shutdown.on_fatal, started)
     except BaseException:
         for actor in reversed(started):
             actor.stop(block=True, timeout=ACTOR_STOP_TIMEOUT_S)
         raise
+    app = build_app(front)
+    front.ready = True  # run_node's serve() sets it once the site listens
+
+    async def stop() -> None:
+        front.ready = False
+        await front.async_close()
+        for actor in reversed(started):
+            actor.stop(block=True, timeout=ACTOR_STOP_TIMEOUT_S)
+        pykka.ActorRegistry.stop_all(block=True, timeout=ACTOR_STOP_TIMEOUT_S)
+
     return app, stop
