@@ -9,8 +9,9 @@ the caller, raises PeerBodyError (a 400 that changes nothing).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from nacos_actors.core.codec import (
     CodecError,
@@ -26,6 +27,8 @@ from nacos_actors.core.members import REPORTED_STATES
 from nacos_actors.messages import ReportReceived
 from nacos_actors.model import Dropped, Service, stamp_of
 
+T = TypeVar("T")
+
 
 class PeerBodyError(Exception):
     """A peer's body that does not decode or names another sender: answered 400, nothing changes."""
@@ -37,10 +40,7 @@ class PeerBodyError(Exception):
 
 def read_report(caller: str, body: bytes) -> ReportReceived:
     """POST /v1/core/cluster/report from `caller`: the state it reports about itself."""
-    try:
-        report = decode_report(body, REPORTED_STATES)
-    except CodecError as error:
-        raise PeerBodyError(f"The request body is not valid: {error}") from None
+    report = _decoded(lambda data: decode_report(data, REPORTED_STATES), body)
     if report.address != caller:
         raise PeerBodyError(f"Field 'address': {report.address[:64]!r} is not the caller {caller}")
     return ReportReceived(caller, report.state)
@@ -48,22 +48,23 @@ def read_report(caller: str, body: bytes) -> ReportReceived:
 
 def read_batch(caller: str, body: bytes) -> SyncBatch:
     """PUT /v1/ns/distro/datum from `caller`: the service states it sends."""
-    try:
-        batch = decode_batch(body)
-    except CodecError as error:
-        raise PeerBodyError(f"The request body is not valid: {error}") from None
+    batch = _decoded(decode_batch, body)
     _check_sender(batch.sender, caller)
     return batch
 
 
 def read_digests(caller: str, body: bytes) -> Digests:
     """PUT /v1/ns/distro/checksum from `caller`: the stamps of the services it owns."""
-    try:
-        digests = decode_digests(body)
-    except CodecError as error:
-        raise PeerBodyError(f"The request body is not valid: {error}") from None
+    digests = _decoded(decode_digests, body)
     _check_sender(digests.sender, caller)
     return digests
+
+
+def _decoded(decode: Callable[[bytes], T], body: bytes) -> T:
+    try:
+        return decode(body)
+    except CodecError as error:
+        raise PeerBodyError(f"The request body is not valid: {error}") from None
 
 
 def _check_sender(sender: str, caller: str) -> None:
