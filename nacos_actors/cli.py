@@ -93,6 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
         dest="distro_verify_interval_ms",
         help="ms between verify digests to each peer (default 3000)",
     )
+    flag(
+        "--peer-max-body-bytes",
+        dest="peer_max_body_bytes",
+        help="largest body a peer endpoint takes, else 413 (default 67108864)",
+    )
+    flag(
+        "--distro-quarantine-max-ms",
+        dest="distro_quarantine_max_ms",
+        help="cap of the backoff of a service whose sync keeps failing alone (default 60000)",
+    )
     return parser
 
 

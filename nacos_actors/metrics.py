@@ -29,6 +29,7 @@ import pykka
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     GCCollector,
     Histogram,
     PlatformCollector,
@@ -333,7 +334,7 @@ class MemberStateCollector(Collector):
 class ClusterMetrics:
     """Distro and member figures, labelled by peer (children made on first use).
 
-    Threads: `batch_*`, `sync_lag`, `verify_repairs` on the distro actor; `forwarded` on the loop;
+    Threads: `batch*`, `quarantined`, `verify_repairs` on the distro actor; `forwarded` on the loop;
     `member_changes` on the member actor.
     """
 
@@ -359,6 +360,24 @@ class ClusterMetrics:
             ["peer"],
             registry=registry,
             buckets=SYNC_BUCKETS,
+        )
+        self._batch_splits = Counter(
+            "nacos_actors_distro_batch_splits",
+            "Failed Distro sync requests split in two halves sent on their own, by peer",
+            ["peer"],
+            registry=registry,
+        )
+        self._quarantines = Counter(
+            "nacos_actors_distro_quarantines",
+            "Services put in quarantine for a peer (they failed alone again: sent only alone, with backoff)",
+            ["peer"],
+            registry=registry,
+        )
+        self._quarantined = Gauge(
+            "nacos_actors_distro_quarantined_services",
+            "Services in quarantine for a peer now",
+            ["peer"],
+            registry=registry,
         )
         self._verify_repairs = Counter(
             "nacos_actors_distro_verify_repairs",
@@ -393,12 +412,23 @@ class ClusterMetrics:
             self._batch_services.labels(peer)
             self._sync_lag.labels(peer)
             self._verify_repairs.labels(peer)
+            self._batch_splits.labels(peer)
+            self._quarantines.labels(peer)
+            self._quarantined.labels(peer)
 
     def batch(self, peer: str, ok: bool, services: int, lag_seconds: float) -> None:
         self._batches.labels(peer, "ok" if ok else "failed").inc()
         if ok:
             self._batch_services.labels(peer).observe(services)
             self._sync_lag.labels(peer).observe(lag_seconds)
+
+    def batch_split(self, peer: str) -> None:
+        self._batch_splits.labels(peer).inc()
+
+    def quarantined(self, peer: str, entered: int, now_held: int) -> None:
+        """`entered` services just went into quarantine for `peer`; `now_held` are in it now."""
+        self._quarantines.labels(peer).inc(entered)
+        self._quarantined.labels(peer).set(now_held)
 
     def verify_repairs(self, peer: str, services: int) -> None:
         self._verify_repairs.labels(peer).inc(services)

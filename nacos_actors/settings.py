@@ -58,6 +58,9 @@ class Settings:
     distro_sync_window_ms: int = 20
     distro_retry_delay_ms: int = 500
     distro_verify_interval_ms: int = 3_000
+    # Replication that no service can block (issue 14, finding 3).
+    peer_max_body_bytes: int = 64 * 1024 * 1024
+    distro_quarantine_max_ms: int = 60_000
 
     @property
     def self_address(self) -> str:
@@ -238,6 +241,8 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "distro_sync_window_ms": _int_between(0, 10_000),
     "distro_retry_delay_ms": _int_between(10, 60_000),
     "distro_verify_interval_ms": _int_between(100, 600_000),
+    "peer_max_body_bytes": _positive_int,
+    "distro_quarantine_max_ms": _int_between(10, 3_600_000),
 }
 SETTING_NAMES = tuple(f.name for f in fields(Settings))
 

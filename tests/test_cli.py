@@ -41,6 +41,8 @@ def test_serve_flags_parse_to_setting_names():
             "--distro-sync-window-ms", "10",
             "--distro-retry-delay-ms", "100",
             "--distro-verify-interval-ms", "1000",
+            "--peer-max-body-bytes", "2048",
+            "--distro-quarantine-max-ms", "5000",
         ]
     )
     assert vars(args) == {
@@ -73,6 +75,8 @@ def test_serve_flags_parse_to_setting_names():
         "distro_sync_window_ms": "10",
         "distro_retry_delay_ms": "100",
         "distro_verify_interval_ms": "1000",
+        "peer_max_body_bytes": "2048",
+        "distro_quarantine_max_ms": "5000",
     }
 
 
@@ -102,6 +106,8 @@ def no_settings_from_the_environment(monkeypatch):
         (["serve", "--log-format", "xml"], "log_format"),
         (["serve", "--request-timeout", "-1"], "request_timeout"),
         (["serve", "--max-body-bytes", "big"], "max_body_bytes"),
+        (["serve", "--peer-max-body-bytes", "0"], "peer_max_body_bytes"),
+        (["serve", "--distro-quarantine-max-ms", "5"], "distro_quarantine_max_ms"),
         (["serve", "--context-path", "/a b"], "context_path"),
         (["serve", "--members", "127.0.0.1", "--cluster-conf", "config/cluster.conf"], "--cluster-conf"),
     ],

@@ -226,6 +226,9 @@ def test_our_metric_names_carry_the_prefix_and_a_unit_and_have_help(metrics):
         "nacos_actors_distro_batch_services",
         "nacos_actors_distro_sync_lag_seconds",
         "nacos_actors_distro_verify_repairs",
+        "nacos_actors_distro_batch_splits",
+        "nacos_actors_distro_quarantines",
+        "nacos_actors_distro_quarantined_services",
         "nacos_actors_distro_forwarded_requests",
         "nacos_actors_distro_replicated_services",
     }

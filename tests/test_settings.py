@@ -234,6 +234,8 @@ def test_standalone_and_self_address():
         ({"cluster_conf": "missing.conf"}, "cluster_conf", "cannot read missing.conf"),
         ({"max_body_bytes": "0"}, "max_body_bytes", "at least 1"),
         ({"max_body_bytes": "1k"}, "max_body_bytes", "not a whole number"),
+        ({"peer_max_body_bytes": "0"}, "peer_max_body_bytes", "at least 1"),
+        ({"distro_quarantine_max_ms": "9"}, "distro_quarantine_max_ms", "not in 10..3600000"),
         ({"request_timeout": "0"}, "request_timeout", "between 0 and 3600"),
         ({"request_timeout": "3600"}, "request_timeout", "between 0 and 3600"),
         ({"request_timeout": "nan"}, "request_timeout", "between 0 and 3600"),
