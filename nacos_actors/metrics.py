@@ -43,7 +43,7 @@ from prometheus_client.utils import floatToGoString
 
 from nacos_actors.core.health import BEAT_NOT_FOUND, BEAT_RECORDED, BEAT_REREGISTERED, BEAT_REVIVED
 from nacos_actors.core.members import STATES, MemberBoard
-from nacos_actors.core.push import PushBoard
+from nacos_actors.core.push import REFUSAL_REASONS, PushBoard
 from nacos_actors.messages import Command
 
 # What GET /nacos/actuator/prometheus answers: the text format Nacos (Spring's actuator) serves.
@@ -255,7 +255,9 @@ class ThreadsCollector(Collector):
 
 
 class PushMetrics:
-    """The push actor's figures, as ready label children. Recorded on the push actor's thread."""
+    """The push actor's figures, as ready label children. Recorded on the push actor's thread,
+    but `send_errors` and `datagrams_oversized`/`_overflow`, which the push socket records on
+    the event loop."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.delay_seconds = Histogram(
@@ -273,13 +275,23 @@ class PushMetrics:
         pushes = Counter(
             "nacos_actors_pushes",
             "Pushes (one packet to one subscriber) by how they ended: acked; failed (no ack after "
-            "every send, or too large for UDP); superseded (a newer packet replaced it)",
+            "every send, the subscriber left, or too large for UDP); superseded (a newer packet "
+            "replaced it); dropped (too many pushes were awaiting their ack)",
             ["outcome"],
             registry=registry,
         )
         self.acked = pushes.labels("acked")
         self.failed = pushes.labels("failed")
         self.superseded = pushes.labels("superseded")
+        self.dropped = pushes.labels("dropped")
+        refused = Counter(
+            "nacos_actors_push_subscriptions_refused",
+            "Push subscriptions not added because a limit was reached: per source address, per "
+            "service, or in all (the client keeps polling)",
+            ["limit"],
+            registry=registry,
+        )
+        self.subscriptions_refused = {reason: refused.labels(reason) for reason in REFUSAL_REASONS}
         sends = Counter(
             "nacos_actors_push_sends",
             "Datagrams sent to subscribers: first sends and resends (after no ack in time)",
@@ -296,13 +308,16 @@ class PushMetrics:
         datagrams = Counter(
             "nacos_actors_push_datagrams_received",
             "Datagrams received on the push socket: ack (matched a push), unmatched (a valid ack "
-            "for no pending push), malformed (not a push-ack; dropped)",
+            "for no pending push), malformed (not a push-ack; dropped), oversized (larger than "
+            "any ack; dropped unread), overflow (too many on their way to the push actor; dropped)",
             ["outcome"],
             registry=registry,
         )
         self.datagrams_ack = datagrams.labels("ack")
         self.datagrams_unmatched = datagrams.labels("unmatched")
         self.datagrams_malformed = datagrams.labels("malformed")
+        self.datagrams_oversized = datagrams.labels("oversized")
+        self.datagrams_overflow = datagrams.labels("overflow")
 
 
 SYNC_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

@@ -220,6 +220,7 @@ def test_our_metric_names_carry_the_prefix_and_a_unit_and_have_help(metrics):
         "nacos_actors_push_sends",
         "nacos_actors_push_send_errors",
         "nacos_actors_push_datagrams_received",
+        "nacos_actors_push_subscriptions_refused",
         "nacos_actors_member_state",
         "nacos_actors_member_state_changes",
         "nacos_actors_distro_batches",
