@@ -2,11 +2,11 @@
 handler once, at start-up, instead of an aiohttp middleware run per request.
 
 Error contract: a bad parameter is a 400 naming it (ParamError), a refused write is the status
-the registry chose (Rejected), a body over the limit a 413 (`max_body_bytes` for clients,
-`peer_max_body_bytes` for the peer endpoints, which carry whole services), a registry that does
-not answer a 503, an unknown path a 404 and a known path with another verb a 405. Anything else is a bug:
-logged, counted (nacos_exception_total), answered 500. Every request's duration is observed
-once, by route pattern, method and status.
+the registry chose (Rejected), a body over the limit a 413 naming it (`max_body_bytes` for
+clients, `peer_max_body_bytes` for the peer endpoints, which carry whole services), a registry
+that does not answer a 503, an unknown path a 404 and a known path with another verb a 405.
+Anything else is a bug: logged, counted (nacos_exception_total), answered 500. Every request's
+duration is observed once, by route pattern, method and status.
 
 Why not a middleware: aiohttp runs middlewares through a chain of wrappers per request, plus
 one of its own whenever there is any; measured on a beat load, dropping them answered 20-30%
@@ -155,6 +155,7 @@ class Routes:
         method when None). With `peer_limit` the body may be that large (a peer endpoint; the
         application's own limit is the client one)."""
         limit = self._limit if peer_limit is None else peer_limit
+        limit_name = "max_body_bytes" if peer_limit is None else "peer_max_body_bytes"
         timer, request_failed = self._timer, self._request_failed
 
         async def guarded(request: web.Request) -> web.StreamResponse:
@@ -163,7 +164,7 @@ class Routes:
             length = request.content_length
             if length is not None and length > limit:
                 timer.async_observe(route, verb, 413, perf_counter() - started)
-                return _text(413, f"request body is {length} bytes; the limit is {limit}")
+                return _text(413, f"request body is {length} bytes; the limit ({limit_name}) is {limit}")
             if peer_limit is not None:
                 request = request.clone(client_max_size=peer_limit)
             response: web.StreamResponse
