@@ -11,7 +11,8 @@ thread and one pykka thread per driver. Nothing else in the package crosses thre
   `Future.__await__` blocks the whole loop until the actor answers.
 - **actor -> loop**: `ActorOutbox` carries out what drivers ask for (the Outbox port): tells to
   other actors, PeerCalls (made on the loop by the PeerLink, answered back as PeerAnswered),
-  datagrams (sent by the loop's `PushEndpoint`, whose received datagrams go to the push driver)
+  datagrams (sent by the loop's `PushEndpoint`, whose received datagrams go to the push driver,
+  a bounded number at a time)
   and wake-ups, which the loop's `Ticker` turns into Ticks with `call_at`.
 - `DriverActor` is the only actor class: a pykka thread around one driver.
 """
@@ -27,13 +28,13 @@ from typing import Any, Generic, TypeVar
 import pykka
 
 from nacos_actors.clock import wall_clock_ms
-from nacos_actors.core.push import Datagram
+from nacos_actors.core.push import Datagram, ReceiveGate
 from nacos_actors.core.registry import Rejected
 from nacos_actors.drivers.outbox import Driver
 from nacos_actors.messages import (
     PUSH,
     ActorName,
-    DatagramReceived,
+    DatagramsReceived,
     Outcome,
     PeerAnswered,
     PeerCall,
@@ -174,20 +175,46 @@ class Ticker:
 
 
 class PushEndpoint(asyncio.DatagramProtocol):
-    """The push socket, on the loop: sends what the push driver hands over, and tells it every
-    datagram that arrives (acks). A send error is counted and the packet left to its resend
-    schedule. Loop thread."""
+    """The push socket, on the loop: sends what the push driver hands over, and tells it the
+    datagrams that arrive (acks), those of one loop turn in one DatagramsReceived. Its
+    ReceiveGate (nacos_actors.core.push) decides which go on: one larger than any ack is dropped
+    unread, and while `max_in_flight` are on their way to the push driver (told, not yet
+    handled) more are dropped; both are counted. A send error is counted and the packet left to
+    its resend schedule. Loop thread."""
 
-    def __init__(self, actors: ActorDirectory, metrics: NodeMetrics) -> None:
+    def __init__(self, actors: ActorDirectory, metrics: NodeMetrics, max_in_flight: int) -> None:
         self._actors = actors
-        self._send_errors = metrics.push.send_errors
+        push = metrics.push
+        self._send_errors = push.send_errors
+        self._oversized = push.datagrams_oversized
+        self._overflow = push.datagrams_overflow
+        self.gate = ReceiveGate(max_in_flight)
+        self._arrived: list[Datagram] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._handled: _Handled | None = None
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self._loop = asyncio.get_running_loop()
+        self._handled = _Handled(self._loop, self.gate.handled)
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        self._actors.tell(PUSH, DatagramReceived(data, str(addr[0]), int(addr[1])))
+        verdict = self.gate.admit(len(data))
+        if verdict == "oversized":
+            self._oversized.inc()
+        elif verdict == "overflow":
+            self._overflow.inc()
+        elif self._loop is not None:
+            if not self._arrived:
+                self._loop.call_soon(self._async_flush)
+            self._arrived.append(Datagram(str(addr[0]), int(addr[1]), data))
+
+    def _async_flush(self) -> None:
+        arrived, self._arrived = self._arrived, []
+        handled = self._handled
+        if arrived and (handled is None or not self._actors.tell(PUSH, DatagramsReceived(tuple(arrived), handled))):
+            self.gate.handled(len(arrived))
 
     def error_received(self, exc: Exception) -> None:
         log.debug("push socket error: %s", exc)
@@ -214,10 +241,35 @@ class PushEndpoint(asyncio.DatagramProtocol):
                 log.debug("push to %s:%d failed: %s", datagram.address, datagram.port, error)
 
 
-async def async_open_push_endpoint(host: str, actors: ActorDirectory, metrics: NodeMetrics) -> PushEndpoint:
-    """A PushEndpoint on an ephemeral UDP port of `host` (IPv4, or IPv6 for an IPv6 host)."""
+class _Handled:
+    """The Reply of a DatagramsReceived: the push driver resolves it, on its thread, with how
+    many datagrams it handled; `release` (the endpoint's gate) learns it on the loop."""
+
+    __slots__ = ("_loop", "_release")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, release: Callable[[int], None]) -> None:
+        self._loop = loop
+        self._release = release
+
+    def resolve(self, value: int) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._release, value)
+        except RuntimeError:  # the loop closed: the node stops
+            pass
+
+    def fail(self, error: BaseException) -> None:
+        pass
+
+
+async def async_open_push_endpoint(
+    host: str, actors: ActorDirectory, metrics: NodeMetrics, max_in_flight: int
+) -> PushEndpoint:
+    """A PushEndpoint on an ephemeral UDP port of `host` (IPv4, or IPv6 for an IPv6 host) that
+    lets at most `max_in_flight` received datagrams be on their way to the push driver."""
     loop = asyncio.get_running_loop()
-    _, endpoint = await loop.create_datagram_endpoint(lambda: PushEndpoint(actors, metrics), local_addr=(host, 0))
+    _, endpoint = await loop.create_datagram_endpoint(
+        lambda: PushEndpoint(actors, metrics, max_in_flight), local_addr=(host, 0)
+    )
     return endpoint
 
 

@@ -64,6 +64,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="true/false: push to clientIP, not the source (default false)",
     )
     flag(
+        "--push-max-subscribers-per-address",
+        dest="push_max_subscribers_per_address",
+        help="push subscribers from one address; more keep polling (default 1024)",
+    )
+    flag(
+        "--push-max-subscribers-per-service",
+        dest="push_max_subscribers_per_service",
+        help="push subscribers of one service; more keep polling (default 10000)",
+    )
+    flag(
+        "--push-max-subscribers",
+        dest="push_max_subscribers",
+        help="push subscribers in all; more keep polling (default 100000)",
+    )
+    flag(
+        "--push-max-pending",
+        dest="push_max_pending",
+        help="pushes awaiting their ack; beyond, the oldest are dropped (default 65536)",
+    )
+    flag(
+        "--push-receive-queue",
+        dest="push_receive_queue",
+        help="received datagrams on their way to the push actor; beyond, dropped (default 1024)",
+    )
+    flag(
+        "--push-give-up-log-interval-ms",
+        dest="push_give_up_log_interval_ms",
+        help="one summary line per interval for pushes given up (default 60000)",
+    )
+    flag(
         "--cluster-secret",
         dest="cluster_secret",
         help="shared secret peers must present (default none: member addresses only)",
@@ -92,6 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--distro-verify-interval-ms",
         dest="distro_verify_interval_ms",
         help="ms between verify digests to each peer (default 3000)",
+    )
+    flag(
+        "--peer-max-body-bytes",
+        dest="peer_max_body_bytes",
+        help="largest body a peer endpoint takes, else 413 (default 67108864)",
+    )
+    flag(
+        "--distro-quarantine-max-ms",
+        dest="distro_quarantine_max_ms",
+        help="cap of the backoff of a service whose sync keeps failing alone (default 60000)",
     )
     return parser
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Generic, Literal, NamedTuple, Protocol, TypeVar
 
 from nacos_actors.core.members import MemberView
-from nacos_actors.core.push import Subscription
+from nacos_actors.core.push import Datagram, Subscription
 from nacos_actors.model import (
     ClusterConfig,
     Instance,
@@ -363,12 +363,14 @@ class Subscribe:
 
 
 @dataclass(frozen=True, slots=True)
-class DatagramReceived:
-    """A datagram arrived on the push socket (an ack, or anything else) from address:port."""
+class DatagramsReceived:
+    """Datagrams that arrived on the push socket during one loop turn (acks, or anything else no
+    larger than an ack), each with the address and port it came from. The push driver resolves
+    `handled` with their number once it has handled them: until then they count against the
+    socket's bound on datagrams in flight."""
 
-    payload: bytes
-    address: str
-    port: int
+    datagrams: tuple[Datagram, ...]
+    handled: Reply[int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -425,6 +427,6 @@ class Drain:
 
 RegistryMessage = WriteBatch | ApplyReplicated | LoadSnapshot | Watch
 HealthMessage = ServicesChanged | MembersChanged | Tick
-PushMessage = ServicesChanged | Subscribe | DatagramReceived | Tick | QuerySubscribers
+PushMessage = ServicesChanged | Subscribe | DatagramsReceived | Tick | QuerySubscribers
 MemberMessage = ReportReceived | PeerAnswered | PeerFailed | MarkReady | Leave | Tick
 DistroMessage = ServicesChanged | MembersChanged | PeerAnswered | Drain | Tick

@@ -29,6 +29,7 @@ import pykka
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     GCCollector,
     Histogram,
     PlatformCollector,
@@ -42,7 +43,7 @@ from prometheus_client.utils import floatToGoString
 
 from nacos_actors.core.health import BEAT_NOT_FOUND, BEAT_RECORDED, BEAT_REREGISTERED, BEAT_REVIVED
 from nacos_actors.core.members import STATES, MemberBoard
-from nacos_actors.core.push import PushBoard
+from nacos_actors.core.push import REFUSAL_REASONS, PushBoard
 from nacos_actors.messages import Command
 
 # What GET /nacos/actuator/prometheus answers: the text format Nacos (Spring's actuator) serves.
@@ -254,7 +255,9 @@ class ThreadsCollector(Collector):
 
 
 class PushMetrics:
-    """The push actor's figures, as ready label children. Recorded on the push actor's thread."""
+    """The push actor's figures, as ready label children. Recorded on the push actor's thread,
+    but `send_errors` and `datagrams_oversized`/`_overflow`, which the push socket records on
+    the event loop."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.delay_seconds = Histogram(
@@ -272,13 +275,23 @@ class PushMetrics:
         pushes = Counter(
             "nacos_actors_pushes",
             "Pushes (one packet to one subscriber) by how they ended: acked; failed (no ack after "
-            "every send, or too large for UDP); superseded (a newer packet replaced it)",
+            "every send, the subscriber left, or too large for UDP); superseded (a newer packet "
+            "replaced it); dropped (too many pushes were awaiting their ack)",
             ["outcome"],
             registry=registry,
         )
         self.acked = pushes.labels("acked")
         self.failed = pushes.labels("failed")
         self.superseded = pushes.labels("superseded")
+        self.dropped = pushes.labels("dropped")
+        refused = Counter(
+            "nacos_actors_push_subscriptions_refused",
+            "Push subscriptions not added because a limit was reached: per source address, per "
+            "service, or in all (the client keeps polling)",
+            ["limit"],
+            registry=registry,
+        )
+        self.subscriptions_refused = {reason: refused.labels(reason) for reason in REFUSAL_REASONS}
         sends = Counter(
             "nacos_actors_push_sends",
             "Datagrams sent to subscribers: first sends and resends (after no ack in time)",
@@ -295,13 +308,16 @@ class PushMetrics:
         datagrams = Counter(
             "nacos_actors_push_datagrams_received",
             "Datagrams received on the push socket: ack (matched a push), unmatched (a valid ack "
-            "for no pending push), malformed (not a push-ack; dropped)",
+            "for no pending push), malformed (not a push-ack; dropped), oversized (larger than "
+            "any ack; dropped unread), overflow (too many on their way to the push actor; dropped)",
             ["outcome"],
             registry=registry,
         )
         self.datagrams_ack = datagrams.labels("ack")
         self.datagrams_unmatched = datagrams.labels("unmatched")
         self.datagrams_malformed = datagrams.labels("malformed")
+        self.datagrams_oversized = datagrams.labels("oversized")
+        self.datagrams_overflow = datagrams.labels("overflow")
 
 
 SYNC_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -333,7 +349,7 @@ class MemberStateCollector(Collector):
 class ClusterMetrics:
     """Distro and member figures, labelled by peer (children made on first use).
 
-    Threads: `batch_*`, `sync_lag`, `verify_repairs` on the distro actor; `forwarded` on the loop;
+    Threads: `batch*`, `quarantined`, `verify_repairs` on the distro actor; `forwarded` on the loop;
     `member_changes` on the member actor.
     """
 
@@ -359,6 +375,24 @@ class ClusterMetrics:
             ["peer"],
             registry=registry,
             buckets=SYNC_BUCKETS,
+        )
+        self._batch_splits = Counter(
+            "nacos_actors_distro_batch_splits",
+            "Failed Distro sync requests split in two halves sent on their own, by peer",
+            ["peer"],
+            registry=registry,
+        )
+        self._quarantines = Counter(
+            "nacos_actors_distro_quarantines",
+            "Services put in quarantine for a peer (they failed alone again: sent only alone, with backoff)",
+            ["peer"],
+            registry=registry,
+        )
+        self._quarantined = Gauge(
+            "nacos_actors_distro_quarantined_services",
+            "Services in quarantine for a peer now",
+            ["peer"],
+            registry=registry,
         )
         self._verify_repairs = Counter(
             "nacos_actors_distro_verify_repairs",
@@ -393,12 +427,23 @@ class ClusterMetrics:
             self._batch_services.labels(peer)
             self._sync_lag.labels(peer)
             self._verify_repairs.labels(peer)
+            self._batch_splits.labels(peer)
+            self._quarantines.labels(peer)
+            self._quarantined.labels(peer)
 
     def batch(self, peer: str, ok: bool, services: int, lag_seconds: float) -> None:
         self._batches.labels(peer, "ok" if ok else "failed").inc()
         if ok:
             self._batch_services.labels(peer).observe(services)
             self._sync_lag.labels(peer).observe(lag_seconds)
+
+    def batch_split(self, peer: str) -> None:
+        self._batch_splits.labels(peer).inc()
+
+    def quarantined(self, peer: str, entered: int, now_held: int) -> None:
+        """`entered` services just went into quarantine for `peer`; `now_held` are in it now."""
+        self._quarantines.labels(peer).inc(entered)
+        self._quarantined.labels(peer).set(now_held)
 
     def verify_repairs(self, peer: str, services: int) -> None:
         self._verify_repairs.labels(peer).inc(services)

@@ -213,6 +213,11 @@ def push_core(settings: Settings) -> PushCore:
         subscriber_ttl_ms=subscriber_lifetime_ms(settings.push_cache_ms),
         ack_timeout_ms=settings.push_ack_timeout_ms,
         max_sends=settings.push_max_sends,
+        max_subscribers_per_address=settings.push_max_subscribers_per_address,
+        max_subscribers_per_service=settings.push_max_subscribers_per_service,
+        max_subscribers=settings.push_max_subscribers,
+        max_pending=settings.push_max_pending,
+        give_up_log_interval_ms=settings.push_give_up_log_interval_ms,
     )
     return PushCore(config, render_list, first_sequence=time.monotonic_ns())
 
@@ -239,7 +244,7 @@ async def async_start_node(
         link = PeerLink(loop, settings.self_address, settings.context_path, settings.cluster_secret, PEER_TIMEOUT_S)
     endpoint = None
     if settings.push_enabled:
-        endpoint = await async_open_push_endpoint(settings.host, actors, metrics)
+        endpoint = await async_open_push_endpoint(settings.host, actors, metrics, settings.push_receive_queue)
         log.info("push socket on udp %s", join_host_port(*endpoint.address))
     outbox = ActorOutbox(loop, actors, ticker, link, endpoint)
     drivers = build_drivers(

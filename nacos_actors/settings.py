@@ -52,12 +52,22 @@ class Settings:
     push_ack_timeout_ms: int = 1_000
     push_max_sends: int = 3
     push_trust_client_ip: bool = False
+    # Push with limits (issue 14, finding 6).
+    push_max_subscribers_per_address: int = 1_024
+    push_max_subscribers_per_service: int = 10_000
+    push_max_subscribers: int = 100_000
+    push_max_pending: int = 65_536
+    push_receive_queue: int = 1_024
+    push_give_up_log_interval_ms: int = 60_000
     cluster_secret: str | None = None
     member_report_interval_ms: int = 500
     member_fail_threshold: int = 3
     distro_sync_window_ms: int = 20
     distro_retry_delay_ms: int = 500
     distro_verify_interval_ms: int = 3_000
+    # Replication that no service can block (issue 14, finding 3).
+    peer_max_body_bytes: int = 64 * 1024 * 1024
+    distro_quarantine_max_ms: int = 60_000
 
     @property
     def self_address(self) -> str:
@@ -232,12 +242,20 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "push_ack_timeout_ms": _int_between(10, 60_000),
     "push_max_sends": _int_between(1, 10),
     "push_trust_client_ip": _bool,
+    "push_max_subscribers_per_address": _int_between(1, 10_000_000),
+    "push_max_subscribers_per_service": _int_between(1, 10_000_000),
+    "push_max_subscribers": _int_between(1, 10_000_000),
+    "push_max_pending": _int_between(1, 10_000_000),
+    "push_receive_queue": _int_between(1, 1_000_000),
+    "push_give_up_log_interval_ms": _int_between(100, 3_600_000),
     "cluster_secret": _secret,
     "member_report_interval_ms": _int_between(50, 60_000),
     "member_fail_threshold": _int_between(0, 100),
     "distro_sync_window_ms": _int_between(0, 10_000),
     "distro_retry_delay_ms": _int_between(10, 60_000),
     "distro_verify_interval_ms": _int_between(100, 600_000),
+    "peer_max_body_bytes": _positive_int,
+    "distro_quarantine_max_ms": _int_between(10, 3_600_000),
 }
 SETTING_NAMES = tuple(f.name for f in fields(Settings))
 

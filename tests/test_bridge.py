@@ -4,15 +4,26 @@ ticker wakes a driver at the moment it asked for."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 
 import pykka
 import pytest
 from blockbuster import BlockingError, blockbuster_ctx
+from prometheus_client import CollectorRegistry
 
-from nacos_actors.bridge import ActorDirectory, ActorUnavailable, LoopBridge, Ticker, WriteBatcher
+from nacos_actors.bridge import (
+    ActorDirectory,
+    ActorUnavailable,
+    LoopBridge,
+    PushEndpoint,
+    Ticker,
+    WriteBatcher,
+    async_open_push_endpoint,
+)
 from nacos_actors.core.registry import Rejected
-from nacos_actors.messages import REGISTRY, Ok, Refused, Tick
+from nacos_actors.messages import PUSH, REGISTRY, DatagramsReceived, Ok, Refused, Tick
+from nacos_actors.metrics import NodeMetrics
 
 
 class Echo(pykka.ThreadingActor):
@@ -151,3 +162,80 @@ async def test_an_ask_of_an_actor_that_is_not_running_fails_at_once():
     with pytest.raises(ActorUnavailable):
         await bridge.async_ask(REGISTRY, lambda reply: reply, 5)
     pykka.ActorRegistry.stop_all()
+
+
+# -- the push socket's receive path (issue 14, finding 6) --------------------------------------
+
+
+class Counts:
+    service_count = 0
+    instance_count = 0
+
+
+class Holding(pykka.ThreadingActor):
+    """Stands in for the push driver: keeps every DatagramsReceived and resolves its `handled`
+    only when told to (`release`), as a busy push actor would late."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[DatagramsReceived] = []
+
+    def on_receive(self, message):
+        if isinstance(message, DatagramsReceived):
+            self.batches.append(message)
+        elif message == "release":
+            for batch in self.batches:
+                batch.handled.resolve(len(batch.datagrams))
+        elif message == "count":
+            return [len(b.datagrams) for b in self.batches]
+        return None
+
+
+async def settle_udp(endpoint: PushEndpoint, metrics: NodeMetrics, expected: int, timeout: float = 5.0) -> None:
+    """Wait until `expected` datagrams were received (admitted or dropped) by the endpoint."""
+    push = metrics.push
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = (
+            endpoint.gate.in_flight
+            + push.datagrams_oversized._value.get()
+            + push.datagrams_overflow._value.get()
+        )
+        if seen >= expected or time.monotonic() > deadline:
+            return
+        await asyncio.sleep(0.01)
+
+
+async def test_the_push_socket_drops_large_datagrams_unread_and_bounds_those_in_flight():
+    ref = Holding.start()
+    actors = ActorDirectory()
+    actors.add(PUSH, ref)
+    metrics = NodeMetrics(CollectorRegistry(), Counts())
+    endpoint = await async_open_push_endpoint("127.0.0.1", actors, metrics, max_in_flight=5)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        with blockbuster_ctx("nacos_actors"):
+            for _ in range(3):
+                sender.sendto(b"x" * 60_000, endpoint.address)  # a flood of large datagrams
+            ack = b'{"type":"push-ack","lastRefTime":1,"data":""}'
+            for _ in range(8):
+                sender.sendto(ack, endpoint.address)
+            await settle_udp(endpoint, metrics, 11)
+            assert metrics.push.datagrams_oversized._value.get() == 3
+            assert metrics.push.datagrams_overflow._value.get() == 3  # 8 acks, room for 5
+            assert endpoint.gate.in_flight == 5
+            told = await asyncio.get_running_loop().run_in_executor(None, lambda: ref.ask("count"))
+            assert sum(told) == 5 and len(told) <= 5  # batched per loop turn
+            ref.tell("release")
+            deadline = time.monotonic() + 5
+            while endpoint.gate.in_flight and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            assert endpoint.gate.in_flight == 0  # room again once the driver handled them
+            sender.sendto(ack, endpoint.address)
+            await settle_udp(endpoint, metrics, 6 + 1)
+            assert endpoint.gate.in_flight == 1
+            assert metrics.push.datagrams_overflow._value.get() == 3
+    finally:
+        sender.close()
+        endpoint.async_close()
+        ref.stop()

@@ -86,6 +86,7 @@ def build_drivers(
         sync_window_ms=settings.distro_sync_window_ms,
         retry_delay_ms=settings.distro_retry_delay_ms,
         verify_interval_ms=settings.distro_verify_interval_ms,
+        quarantine_max_ms=settings.distro_quarantine_max_ms,
     )
     distro = DistroDriver(DistroCore(me, peers, distro_config, now_ms), RegistryView(core), outbox, metrics.cluster)
     member_config = MemberConfig(settings.member_report_interval_ms, settings.member_fail_threshold)

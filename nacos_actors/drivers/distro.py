@@ -13,7 +13,7 @@ from nacos_actors.core.codec import (
     encode_batch,
     encode_digests,
 )
-from nacos_actors.core.distro import DistroCore, SendBatch
+from nacos_actors.core.distro import BatchOutcome, DistroCore, SendBatch
 from nacos_actors.core.registry import RegistryView
 from nacos_actors.drivers.outbox import Outbox
 from nacos_actors.logs import event
@@ -35,6 +35,9 @@ from nacos_actors.model import ServiceKey, stamp_of
 
 log = logging.getLogger(__name__)
 PEER_TIMEOUT_MS = 2000
+# A peer that answers these refuses the body itself (too large, does not decode): the batch is
+# split at once. Anything else that is not a 200 (no answer, 403, 5xx) waits the retry delay.
+REFUSED_STATUSES = frozenset({400, 413})
 
 
 class DistroDriver:
@@ -42,8 +45,10 @@ class DistroDriver:
     peer sent is not sent on), the membership, the peers' answers and Ticks; carries out the
     core's sends: a batch is the latest state of its services read from the registry's
     published snapshots, encoded here and sent as a PeerCall; digests likewise, one body per
-    verify round. Logs a peer's first failed batch after a success, and its recovery. A Drain
-    is answered once nothing is pending. Runs on the distro actor's thread."""
+    verify round. Tells the core whether a failed batch was refused (400, 413) or not answered.
+    Logs a peer's first failed batch after a success and its recovery, and each service the
+    core puts in quarantine or releases. A Drain is answered once nothing is pending (held
+    services aside). Runs on the distro actor's thread."""
 
     NAME: ClassVar[ActorName] = DISTRO
 
@@ -72,12 +77,10 @@ class DistroDriver:
             case MembersChanged(view):
                 core.members_changed(view)
             case PeerAnswered(call) if call.purpose == "batch":
-                outcome = core.batch_done(call.peer, received.ok, now_ms)
+                refused = received.status in REFUSED_STATUSES
+                outcome = core.batch_done(call.peer, received.ok, now_ms, refused)
                 if outcome is not None:
-                    batch = outcome.batch
-                    lag_s = max(0, now_ms - batch.first_dirty_ms) / 1000
-                    self._cluster.batch(batch.peer, outcome.ok, len(batch.keys), lag_s)
-                    self._log_sync(batch.peer, outcome.note)
+                    self._record(outcome, received.status, now_ms)
             case PeerAnswered(call):
                 wanted = self._wanted(received)
                 if wanted:
@@ -123,6 +126,40 @@ class DistroDriver:
         except CodecError as error:
             log.debug("digests to %s: %s", answer.call.peer, error)
             return ()
+
+    def _record(self, outcome: BatchOutcome, status: int | None, now_ms: int) -> None:
+        """Count the batch, and log what the core noted: the peer failing or working again, a
+        service put in quarantine or released from it (one line each)."""
+        batch = outcome.batch
+        peer = batch.peer
+        lag_s = max(0, now_ms - batch.first_dirty_ms) / 1000
+        cluster = self._cluster
+        cluster.batch(peer, outcome.ok, len(batch.keys), lag_s)
+        if outcome.split:
+            cluster.batch_split(peer)
+        if outcome.quarantined or outcome.released:
+            cluster.quarantined(peer, len(outcome.quarantined), self.core.quarantined(peer))
+        self._log_sync(peer, outcome.note)
+        answer = "no answer" if status is None else f"status {status}"
+        for key in outcome.quarantined:
+            log.warning(
+                "sync of %s (namespace %s) to %s quarantined: it failed alone again (%s); "
+                "sent alone with backoff up to %d ms while the other services flow",
+                key.name,
+                key.namespace,
+                peer,
+                answer,
+                self.core.config.quarantine_max_ms,
+                extra=event("sync_quarantine", peer=peer, namespace=key.namespace, service=key.name, status=status),
+            )
+        for key in outcome.released:
+            log.info(
+                "sync of %s (namespace %s) to %s works again: out of quarantine",
+                key.name,
+                key.namespace,
+                peer,
+                extra=event("sync_quarantine_released", peer=peer, namespace=key.namespace, service=key.name),
+            )
 
     def _log_sync(self, peer: str, note: str | None) -> None:
         if note == "recovered":

@@ -6,13 +6,13 @@ import logging
 from time import monotonic_ns
 from typing import ClassVar, assert_never
 
-from nacos_actors.core.push import Effects, PushBoard, PushCore, SubscriberKey
+from nacos_actors.core.push import Effects, GiveUpReport, PushBoard, PushCore
 from nacos_actors.drivers.outbox import Outbox
 from nacos_actors.logs import event
 from nacos_actors.messages import (
     PUSH,
     ActorName,
-    DatagramReceived,
+    DatagramsReceived,
     PushMessage,
     QuerySubscribers,
     ServicesChanged,
@@ -27,10 +27,12 @@ log = logging.getLogger(__name__)
 
 class PushDriver:
     """Feeds the PushCore subscribers (list queries with udpPort), the registry's changes (it
-    watches the registry), the datagrams that reach the push socket and Ticks; hands the
-    datagrams the core answers to the Outbox (the socket lives on the event loop), records the
-    outcomes, logs each give-up, and publishes the counters on `board` after every message.
-    Runs on the push actor's thread."""
+    watches the registry), the datagrams that reach the push socket (and says when they are
+    handled, which frees the socket's bound) and Ticks; hands the datagrams the core answers to
+    the Outbox (the socket lives on the event loop), records the outcomes, logs the give-up
+    reports the core makes (one at once, then a summary per interval), and publishes the
+    counters and where subscriptions are refused on `board` after every message. Runs on the
+    push actor's thread."""
 
     NAME: ClassVar[ActorName] = PUSH
 
@@ -56,8 +58,12 @@ class PushDriver:
                 self._carry_out(effects)
             case Subscribe(subscription):
                 self._carry_out(self.core.subscribe(subscription, now_ms))
-            case DatagramReceived(payload, address, port):
-                self._carry_out(self.core.receive(payload, address, port, now_ms))
+            case DatagramsReceived(datagrams, handled):
+                effects = Effects()
+                for datagram in datagrams:
+                    self.core.receive(datagram.payload, datagram.address, datagram.port, now_ms, effects)
+                handled.resolve(len(datagrams))
+                self._carry_out(effects)
             case Tick():
                 self._carry_out(self.core.due(now_ms))
             case QuerySubscribers(namespace, reply):
@@ -81,34 +87,55 @@ class PushDriver:
         push.acked.inc(len(effects.acked_costs_ms))
         push.failed.inc(len(effects.failed) + len(effects.oversized))
         push.superseded.inc(effects.superseded)
+        push.dropped.inc(effects.dropped)
         push.datagrams_ack.inc(len(effects.acked_costs_ms))
         push.datagrams_unmatched.inc(effects.unmatched)
         push.datagrams_malformed.inc(effects.malformed)
-        for key in effects.failed:
-            log_give_up(key, self.core.config.max_sends, "no ack")
-        for key in effects.oversized:
-            log_give_up(key, 0, "the packet is too large for UDP")
+        for reason in effects.refused:
+            push.subscriptions_refused[reason].inc()
+        for report in effects.give_ups:
+            log_give_up(report)
+        if effects.refusing_changed:
+            self._board.refusing = self.core.refusing()
         self._board.stats = self.core.record(effects)
         self._outbox.wake_at(self.NAME, self.core.next_deadline())
 
 
-def log_give_up(key: SubscriberKey, sends: int, reason: str) -> None:
-    """One INFO line: a push to a subscriber was given up after `sends` sends."""
+def log_give_up(report: GiveUpReport) -> None:
+    """One INFO line: a push given up (the first in a quiet interval), or the summary of those
+    given up since (how many, by reason, and the first of them)."""
+    key = report.example
     target = join_host_port(key.address, key.port)
+    fields = event(
+        "push_give_up",
+        namespace=key.service.namespace,
+        service=key.service.name,
+        address=key.address,
+        port=key.port,
+        sends=report.sends,
+        count=report.count,
+        reasons=dict(report.reasons),
+    )
+    if report.since_ms is None:
+        ((reason, _),) = report.reasons
+        log.info(
+            "push of %s (namespace %s) to %s given up after %d sends: %s",
+            key.service.name,
+            key.service.namespace,
+            target,
+            report.sends,
+            reason,
+            extra=fields,
+        )
+        return
+    reasons = ", ".join(f"{reason}: {count}" for reason, count in report.reasons)
     log.info(
-        "push of %s (namespace %s) to %s given up after %d sends: %s",
+        "%d more pushes given up since the last report (%s); the first: %s (namespace %s) to %s after %d sends",
+        report.count,
+        reasons,
         key.service.name,
         key.service.namespace,
         target,
-        sends,
-        reason,
-        extra=event(
-            "push_give_up",
-            namespace=key.service.namespace,
-            service=key.service.name,
-            address=key.address,
-            port=key.port,
-            sends=sends,
-            reason=reason,
-        ),
+        report.sends,
+        extra=fields,
     )

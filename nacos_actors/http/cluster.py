@@ -51,7 +51,7 @@ from nacos_actors.core.peering import (
 from nacos_actors.http.front import ClusterFront, Front, front_of, json_response, ok, request_params
 from nacos_actors.http.params.base import ParamError
 from nacos_actors.http.params.names import service_key
-from nacos_actors.http.routing import AddRoute, Handler
+from nacos_actors.http.routing import AddRoute, Handler, peer_endpoint
 from nacos_actors.logs import event
 from nacos_actors.messages import MEMBERS, REGISTRY, ApplyReplicated, LoadSnapshot, MarkReady
 from nacos_actors.peers import FORWARDED_HEADER, MSGPACK, PeerError
@@ -326,10 +326,10 @@ def add_routes(add: AddRoute, prefix: str, with_peers: bool) -> None:
     add("GET", f"{core}/simple/nodes", cluster_simple_nodes)
     add("GET", f"{core}/health", cluster_health)
     if with_peers:
-        add("POST", f"{prefix}{REPORT_PATH}", receive_report)
-        add("PUT", f"{prefix}{DATUM_PATH}", receive_batch)
-        add("PUT", f"{prefix}{CHECKSUM_PATH}", receive_digests)
-        add("GET", f"{prefix}{SNAPSHOT_PATH}", serve_snapshot)
+        add("POST", f"{prefix}{REPORT_PATH}", peer_endpoint(receive_report))
+        add("PUT", f"{prefix}{DATUM_PATH}", peer_endpoint(receive_batch))
+        add("PUT", f"{prefix}{CHECKSUM_PATH}", peer_endpoint(receive_digests))
+        add("GET", f"{prefix}{SNAPSHOT_PATH}", peer_endpoint(serve_snapshot))
     for base in (f"{prefix}/v1/ns/operator", f"{prefix}/v1/ns/ops"):
         add("GET", f"{base}/distro/server", distro_server)
         add("GET", f"{base}/distro/status", distro_status)

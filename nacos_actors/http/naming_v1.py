@@ -170,7 +170,10 @@ async def instance_list(request: web.Request) -> web.Response:
         if address:
             subscriber = SubscriberKey(key, query.clusters_text, address, query.udp_port)
             front.subscribe(Subscription(subscriber, query.clusters, agent[:256], query.app, java_client))
-            cache_millis = front.settings.push_cache_ms
+            # Where the push actor refuses new subscribers, the client is told to poll at the
+            # polling pace: it may not be pushed to.
+            if not front.push_board.refusing.refuses(address, key):
+                cache_millis = front.settings.push_cache_ms
     body, compressed = lists.instance_list(
         front.service(key),
         key,

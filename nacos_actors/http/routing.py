@@ -2,10 +2,11 @@
 handler once, at start-up, instead of an aiohttp middleware run per request.
 
 Error contract: a bad parameter is a 400 naming it (ParamError), a refused write is the status
-the registry chose (Rejected), a body over the limit a 413, a registry that does not answer a
-503, an unknown path a 404 and a known path with another verb a 405. Anything else is a bug:
-logged, counted (nacos_exception_total), answered 500. Every request's duration is observed
-once, by route pattern, method and status.
+the registry chose (Rejected), a body over the limit a 413 naming it (`max_body_bytes` for
+clients, `peer_max_body_bytes` for the peer endpoints, which carry whole services), a registry
+that does not answer a 503, an unknown path a 404 and a known path with another verb a 405.
+Anything else is a bug: logged, counted (nacos_exception_total), answered 500. Every request's
+duration is observed once, by route pattern, method and status.
 
 Why not a middleware: aiohttp runs middlewares through a chain of wrappers per request, plus
 one of its own whenever there is any; measured on a beat load, dropping them answered 20-30%
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 AddRoute = Callable[[str, str, Handler], None]
 DISTRO_WRITE = "_nacos_actors_distro_write"
+PEER_ENDPOINT = "_nacos_actors_peer_endpoint"
 STARTING = "this member is starting: it loads its data from a peer"
 
 
@@ -40,6 +42,13 @@ def distro_write(handler: Handler) -> Handler:
     """Mark a client write of one service: on a cluster member it is forwarded to the member
     responsible for the service (see nacos_actors.http.cluster.forwarding)."""
     setattr(handler, DISTRO_WRITE, True)
+    return handler
+
+
+def peer_endpoint(handler: Handler) -> Handler:
+    """Mark an endpoint only cluster members call: its body may be up to `peer_max_body_bytes`
+    (a Distro batch carries whole services) instead of the client limit `max_body_bytes`."""
+    setattr(handler, PEER_ENDPOINT, True)
     return handler
 
 
@@ -96,6 +105,7 @@ class Routes:
         self._forward = forward
         self._timer = RequestTimer(front.metrics)
         self._limit = front.settings.max_body_bytes
+        self._peer_limit = front.settings.peer_max_body_bytes
         self._request_failed = front.metrics.exceptions_request
         prefix = front.settings.context_path
         # What a cluster member answers before it holds its data: peers, probes, metrics, views.
@@ -114,13 +124,14 @@ class Routes:
         """Mount `handler`; on a cluster member a `distro_write` one forwards, and a client
         endpoint answers 503 until the member serves."""
         cluster = self._front.cluster
+        peer_limit = self._peer_limit if getattr(handler, PEER_ENDPOINT, False) else None
         if cluster is not None:
             if self._forward is not None and getattr(handler, DISTRO_WRITE, False):
                 handler = self._forward(handler)
             if not path.startswith(self._open_while_starting):
                 handler = _gated(handler, cluster)
         resource = self._app.router.add_resource(path)
-        resource.add_route(method, self._guarded(handler, resource.canonical, method))
+        resource.add_route(method, self._guarded(handler, resource.canonical, method, peer_limit))
 
     def finish(self) -> None:
         """Mount the catch-all last: what no route matched is a 404, or a 405 when a route
@@ -139,10 +150,13 @@ class Routes:
 
         router.add_route("*", "/{path:.*}", self._guarded(unmatched, UNMATCHED_ROUTE, None))
 
-    def _guarded(self, handler: Handler, route: str, method: str | None) -> Handler:
+    def _guarded(self, handler: Handler, route: str, method: str | None, peer_limit: int | None = None) -> Handler:
         """`handler` under the error contract, timed as `route` and `method` (the request's own
-        method when None)."""
-        limit, timer, request_failed = self._limit, self._timer, self._request_failed
+        method when None). With `peer_limit` the body may be that large (a peer endpoint; the
+        application's own limit is the client one)."""
+        limit = self._limit if peer_limit is None else peer_limit
+        limit_name = "max_body_bytes" if peer_limit is None else "peer_max_body_bytes"
+        timer, request_failed = self._timer, self._request_failed
 
         async def guarded(request: web.Request) -> web.StreamResponse:
             started = perf_counter()
@@ -150,7 +164,9 @@ class Routes:
             length = request.content_length
             if length is not None and length > limit:
                 timer.async_observe(route, verb, 413, perf_counter() - started)
-                return _text(413, f"request body is {length} bytes; the limit is {limit}")
+                return _text(413, f"request body is {length} bytes; the limit ({limit_name}) is {limit}")
+            if peer_limit is not None:
+                request = request.clone(client_max_size=peer_limit)
             response: web.StreamResponse
             try:
                 response = await handler(request)

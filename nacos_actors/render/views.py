@@ -76,15 +76,23 @@ def subscriber(subscription: Subscription) -> dict[str, Any]:
 
 
 def push_state(stats: PushStats) -> dict[str, Any]:
-    """GET /v1/ns/operator/push/state: Nacos's succeed/total/ratio, and our finer counts."""
-    succeeded = stats.total - stats.failed
+    """GET /v1/ns/operator/push/state: Nacos's succeed/total/ratio, and our finer counts.
+
+    Nacos 1.4 answers `succeed` = total - failed and `ratio` = succeed / total, so a push that
+    is still awaiting its ack (or was superseded before one came) counts as a success: ratio 1.0
+    while nothing was acknowledged. Here `succeed` is the pushes acknowledged, and `ratio` the
+    share acknowledged of the pushes that ended acknowledged, failed or dropped (0 when none
+    ended yet, as Nacos answers 0 before any push)."""
+    decided = stats.acked + stats.failed + stats.dropped
     return {
-        "succeed": succeeded,
+        "succeed": stats.acked,
         "total": stats.total,
-        "ratio": succeeded / stats.total if stats.total else 0,
+        "ratio": stats.acked / decided if decided else 0,
         "failed": stats.failed,
         "acked": stats.acked,
         "superseded": stats.superseded,
+        "dropped": stats.dropped,
+        "refusedSubscriptions": stats.refused,
         "awaitingAck": stats.awaiting_ack,
         "pendingTasks": stats.pending_services,
         "subscriberCount": stats.subscribers,

@@ -16,10 +16,12 @@ Members ask each other every 500 ms and a refused connection marks a peer DOWN a
 
 from __future__ import annotations
 
+import http.client
 import json
 import signal
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Self
@@ -720,3 +722,99 @@ def test_a_member_stopped_with_sigterm_is_down_at_once_and_its_services_live_on(
     assert stopped_after < 5
     figures = {"down_seen_ms": round(max(seen_down.values())), "exited_ms": round(stopped_after * 1000)}
     report(capsys, tmp_path_factory, "cluster_leave.json", f"SIGTERM: {figures}", figures)
+
+
+# -- 7. no service blocks replication (issue 14, finding 3) ------------------------------------
+
+BLOB = "x" * 500_000  # three instances of this are a 1.5 MB service
+FEW_S = 5.0  # "within a few seconds"
+LONG_FORM = {"ephemeral": "false"}  # persistent: nothing expires while the test runs
+
+
+def register_large(node: NodeProcess, service: str, ip: str, port: int) -> None:
+    """A register whose 500 KB of metadata travels in a form body (no query string is that long)."""
+    body = urllib.parse.urlencode(
+        {"serviceName": service, "ip": ip, "port": port, "metadata": json.dumps({"blob": BLOB}), **LONG_FORM}
+    ).encode()
+    connection = http.client.HTTPConnection("127.0.0.1", node.port, timeout=10)
+    try:
+        connection.request(
+            "POST", f"{NS}/instance", body=body, headers={"Content-Type": "application/x-www-form-urlencoded"}
+        )
+        answer = connection.getresponse()
+        assert (answer.status, answer.read()) == (200, b"ok")
+    finally:
+        connection.close()
+
+
+def large_then_small(nodes: list[NodeProcess], prefix: str) -> tuple[str, str, list[str]]:
+    """Three 500 KB instances in one service, then one small instance in each of four services of
+    the same owner, all sent to a member that is not the owner; (owner, large, small services)."""
+    by_owner = services_by_owner(nodes, prefix, 5)
+    owner = nodes[0].address
+    large, *small = by_owner[owner]
+    writer = next(n for n in nodes if n.address != owner)
+    for k in range(3):
+        register_large(writer, large, "127.0.0.2", 8800 + k)
+    for service in small:
+        register(writer, service, "127.0.0.3", 8810)
+    return owner, large, small
+
+
+def test_a_service_over_a_mebibyte_replicates_and_holds_up_nothing(trio):
+    """Clients may send 1 MiB bodies; peers take whole services (peer_max_body_bytes, 64 MiB by
+    default), so a 1.5 MB service replicates like any other and so do the small ones after it."""
+    nodes = trio.nodes
+    owner, large, small = large_then_small(nodes, "big")
+    wait_on_all(
+        nodes,
+        lambda node: all(("127.0.0.3", 8810) in hosts(node, s) for s in small),
+        "the small services after a 1.5 MB one",
+        FEW_S,
+    )
+    wait_on_all(nodes, lambda node: len(hosts(node, large)) == 3, "the 1.5 MB service", FEW_S)
+    assert "quarantined" not in trio.node_at(owner).stderr()
+    for k in range(3):
+        deregister(nodes[0], large, "127.0.0.2", 8800 + k, ephemeral="false")
+    for service in small:
+        deregister(nodes[0], service, "127.0.0.3", 8810)
+
+
+def test_a_service_too_large_for_its_peers_is_quarantined_and_the_others_flow(start_cluster):
+    """With peers limited to 1 MiB, the 1.5 MB service can never be sent: its batches fail with
+    413, it is split off and quarantined (one warning per peer, the metrics say so), and the
+    small services of the same owner still reach every member within a few seconds."""
+    cluster = start_cluster(3, "--peer-max-body-bytes", "1048576")
+    nodes = cluster.nodes
+    owner, large, small = large_then_small(nodes, "poison")
+    wait_on_all(
+        nodes,
+        lambda node: all(("127.0.0.3", 8810) in hosts(node, s) for s in small),
+        "the small services after one too large for the peers",
+        FEW_S,
+    )
+    owner_node = cluster.node_at(owner)
+    peers = [a for a in cluster.addresses if a != owner]
+
+    def quarantined() -> dict[str, float]:
+        status, body = owner_node.get("/metrics")
+        assert status == 200
+        found = {}
+        for line in body.decode().splitlines():
+            if line.startswith("nacos_actors_distro_quarantined_services{"):
+                peer = line.split('peer="', 1)[1].split('"', 1)[0]
+                found[peer] = float(line.rsplit(" ", 1)[1])
+        return found
+
+    deadline = time.monotonic() + FEW_S
+    while quarantined() != {peer: 1.0 for peer in peers}:
+        assert time.monotonic() < deadline, quarantined()
+        time.sleep(0.05)
+    for node in others(cluster, owner):
+        assert len(hosts(node, large)) < 3  # never the 1.5 MB state
+    assert len(hosts(owner_node, large)) == 3
+    log = owner_node.stderr()
+    for peer in peers:
+        assert log.count(f"to {peer} quarantined") == 1, log
+    register(nodes[1], small[0], "127.0.0.4", 8811)  # later changes still flow
+    wait_on_all(nodes, lambda node: ("127.0.0.4", 8811) in hosts(node, small[0]), "a later change", FEW_S)

@@ -180,13 +180,18 @@ class Member:
 
 
 def start_member(
-    states: Mapping[str, str], secret: str | None = None, serving: bool = True, self_address: str = SELF
+    states: Mapping[str, str],
+    secret: str | None = None,
+    serving: bool = True,
+    self_address: str = SELF,
+    **overrides: Any,
 ) -> Member:
     """A cluster member at `self_address` (on the running loop) with the view `states`; every
-    other member in `states` is a peer allowed on the peer endpoints."""
+    other member in `states` is a peer allowed on the peer endpoints. `overrides` are other
+    Settings (e.g. body limits)."""
     host, _, port = self_address.rpartition(":")
     members = tuple(states)
-    settings = Settings(host=host, port=int(port), members=members, cluster_secret=secret)
+    settings = Settings(host=host, port=int(port), members=members, cluster_secret=secret, **overrides)
     core = RegistryCore()
     view = RegistryView(core)
     metrics = NodeMetrics(CollectorRegistry(), view)

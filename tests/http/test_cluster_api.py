@@ -34,6 +34,7 @@ from nacos_actors.core.registry import Tombstone
 from nacos_actors.http.app import build_app
 from nacos_actors.http.cluster import FORWARD_ATTEMPTS, async_join
 from nacos_actors.messages import MarkReady, PeerFailed, ReportReceived
+from nacos_actors.model import freeze, instance_map
 from nacos_actors.peers import FORWARDED_HEADER, MEMBER_HEADER, MSGPACK, SECRET_HEADER
 from tests.http.cluster_support import (
     SELF,
@@ -357,6 +358,81 @@ async def test_a_batch_is_applied_before_it_is_answered_newer_revisions_winning(
     assert await hosts(member_client, "alpha") == ["127.0.0.13", "127.0.0.14"]
     assert member.core.service_count == 2
     assert member.replicated() == 5  # 2 + beta deleted + beta back + alpha forced
+
+
+# -- 4b. peer bodies have their own limit -----------------------------------------------------
+
+CLIENT_LIMIT = 1024
+PEER_LIMIT = 64 * 1024
+
+
+@pytest.fixture
+async def limited(aiohttp_client, owner, dead, monkeypatch):
+    """(client, member): a member whose clients may send 1 KiB bodies and peers 64 KiB."""
+    node = start_member(
+        {SELF: UP, owner.address: UP, dead: UP}, max_body_bytes=CLIENT_LIMIT, peer_max_body_bytes=PEER_LIMIT
+    )
+    test_client = await aiohttp_client(build_app(node.front))
+    server_errors = record_server_errors(test_client, monkeypatch)
+    with blockbuster_ctx("nacos_actors"):
+        yield test_client, node
+    assert server_errors == [], f"5xx answers: {server_errors}"
+    await node.async_stop()
+
+
+def large_service(name: str, metadata_bytes: int):
+    """A replicated service whose one instance carries `metadata_bytes` of metadata."""
+    state = service(name, 1, "127.0.0.41")
+    (instance,) = state.instances.values()
+    big = dataclasses.replace(instance, metadata=freeze({"blob": "x" * metadata_bytes}))
+    return dataclasses.replace(state, instances=instance_map([big]))
+
+
+async def chunked(body: bytes):
+    for start in range(0, len(body), 4096):
+        yield body[start : start + 4096]
+
+
+@pytest.mark.parametrize("transfer", ["content-length", "chunked"])
+async def test_a_batch_larger_than_the_client_limit_is_applied_up_to_the_peer_limit(limited, owner, transfer):
+    client, member = limited
+    body = encode_batch(owner.address, [large_service("large", 20_000), service("small", 1, "127.0.0.42")], False)
+    assert CLIENT_LIMIT < len(body) < PEER_LIMIT
+    data = body if transfer == "content-length" else chunked(body)
+    response = await client.put(DATUM, data=data, headers=peer_headers(owner.address))
+    assert (response.status, await response.text()) == (200, "ok")
+    assert await hosts(client, "large") == ["127.0.0.41"]
+    assert await hosts(client, "small") == ["127.0.0.42"]
+
+
+@pytest.mark.parametrize("transfer", ["content-length", "chunked"])
+async def test_a_batch_over_the_peer_limit_is_a_413_and_changes_nothing(limited, owner, transfer):
+    client, member = limited
+    body = encode_batch(owner.address, [large_service("huge", 2 * PEER_LIMIT), service("small", 1, "127.0.0.42")], False)
+    data = body if transfer == "content-length" else chunked(body)
+    response = await client.put(DATUM, data=data, headers=peer_headers(owner.address))
+    assert response.status == 413
+    if transfer == "content-length":
+        assert f"the limit (peer_max_body_bytes) is {PEER_LIMIT}" in await response.text()
+    assert member.core.service_count == 0
+
+
+async def test_client_endpoints_keep_the_client_limit_on_a_member(limited):
+    client, member = limited
+    metadata = json.dumps({"blob": "x" * 4 * CLIENT_LIMIT})
+    form = {"serviceName": name_owned_by(SELF, member.healthy), "ip": "127.0.0.43", "port": "80", "metadata": metadata}
+    response = await client.post(f"{NS}/instance", data=form)
+    assert response.status == 413
+    assert f"the limit (max_body_bytes) is {CLIENT_LIMIT}" in await response.text()
+    assert member.core.service_count == 0
+
+
+async def test_a_stranger_gets_403_before_its_large_body_is_read(limited, owner):
+    client, member = limited
+    body = encode_batch("127.0.0.9:8848", [large_service("large", 20_000)], False)
+    response = await client.put(DATUM, data=body, headers=peer_headers("127.0.0.9:8848"))
+    assert response.status == 403
+    assert member.core.service_count == 0
 
 
 # -- 5. verify digests ----------------------------------------------------------------------

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pykka
 import pytest
 
-from nacos_actors.core.push import PushStats, SubscriberKey, Subscription
+from nacos_actors.core.push import PushStats, Refusing, SubscriberKey, Subscription
 from nacos_actors.messages import PUSH, QuerySubscribers, Subscribe
 from nacos_actors.model import ServiceKey
 from tests.http.conftest import BASE
@@ -165,13 +165,17 @@ async def test_bad_subscriber_queries_are_400s(client, params):
 
 
 async def test_push_state_reports_the_published_counters(client, front):
-    front.push_board.stats = PushStats(subscribers=2, total=10, acked=7, failed=2, superseded=1, cost_total_ms=14, cost_max_ms=5)
+    front.push_board.stats = PushStats(
+        subscribers=2, total=12, acked=6, failed=2, superseded=1, dropped=1, cost_total_ms=12, cost_max_ms=5, refused=3
+    )
     body = await (await client.get(f"{BASE}/operator/push/state")).json()
-    assert body["succeed"] == 8 and body["total"] == 10 and body["ratio"] == 0.8
-    assert (body["failed"], body["acked"], body["superseded"], body["avgPushCost"], body["maxPushCost"]) == (2, 7, 1, 2.0, 5)
+    # succeed: acknowledged; ratio: acknowledged of those that ended acknowledged, failed or dropped
+    assert body["succeed"] == 6 and body["total"] == 12 and body["ratio"] == 6 / 9
+    assert (body["failed"], body["acked"], body["superseded"], body["avgPushCost"], body["maxPushCost"]) == (2, 6, 1, 2.0, 5)
+    assert (body["dropped"], body["refusedSubscriptions"]) == (1, 3)
     assert body["reset"] is False
     same = await (await client.get(f"{BASE}/ops/push/state", params={"detail": "true", "reset": "true"})).json()
-    assert same["total"] == 10
+    assert same["total"] == 12
     bad = await client.get(f"{BASE}/operator/push/state", params={"reset": "yes"})
     assert bad.status == 400 and "reset" in await bad.text()
 
@@ -179,6 +183,25 @@ async def test_push_state_reports_the_published_counters(client, front):
 async def test_push_state_of_a_fresh_node_has_ratio_zero(client):
     body = await (await client.get(f"{BASE}/operator/push/state")).json()
     assert (body["succeed"], body["total"], body["ratio"]) == (0, 0, 0)
+
+
+async def test_push_state_ratio_is_zero_while_nothing_was_acknowledged(client, front):
+    # The finding: 5,000 pushes sent, none acked yet, and Nacos's formula said ratio 1.0.
+    front.push_board.stats = PushStats(subscribers=5_000, total=5_000, awaiting_ack=5_000)
+    body = await (await client.get(f"{BASE}/operator/push/state")).json()
+    assert (body["succeed"], body["total"], body["ratio"], body["awaitingAck"]) == (0, 5_000, 0, 5_000)
+    front.push_board.stats = PushStats(subscribers=5_000, total=5_000, failed=5_000)
+    body = await (await client.get(f"{BASE}/operator/push/state")).json()
+    assert (body["succeed"], body["ratio"]) == (0, 0)
+
+
+async def test_a_push_client_where_subscriptions_are_refused_is_told_to_poll_at_the_polling_pace(client, front, pusher):
+    front.push_board.refusing = Refusing(addresses=frozenset({"127.0.0.1"}))
+    body = await list_json(client, JAVA, udpPort="40001")
+    assert body["cacheMillis"] == 3000  # it may not be pushed to
+    assert [s.key.port for s in subscribed(pusher)] == [40001]  # a known subscriber still refreshes
+    front.push_board.refusing = Refusing()
+    assert (await list_json(client, JAVA, udpPort="40001"))["cacheMillis"] == 10_000
 
 
 async def test_switches_show_the_push_and_health_settings(client):

@@ -208,7 +208,9 @@ class SimNode:
     `leave` is SIGTERM (drain, report DOWN, stop). `registry` survives a crash, for a restart
     with the data kept."""
 
-    def __init__(self, sim: Simulation, address: str, members: tuple[str, ...], skew_ms: int) -> None:
+    def __init__(
+        self, sim: Simulation, address: str, members: tuple[str, ...], skew_ms: int, settings: Settings = SETTINGS
+    ) -> None:
         self.sim = sim
         self.address = address
         self.member_list = members
@@ -219,7 +221,7 @@ class SimNode:
         self.registry = RegistryCore()
         self.serving = False
         self.joined_from: str | None = None
-        self.settings = replace(SETTINGS, host=address.rpartition(":")[0], port=int(address.rpartition(":")[2]), members=members)
+        self.settings = replace(settings, host=address.rpartition(":")[0], port=int(address.rpartition(":")[2]), members=members)
 
     # -- process lifecycle -----------------------------------------------------------------
 
@@ -364,7 +366,11 @@ class SimNode:
     # -- the HTTP front --------------------------------------------------------------------
 
     def receive(self, source: str, kind: str, body: Any, respond: Respond) -> None:
-        """A request arrived (the network calls this only while the process runs)."""
+        """A request arrived (the network calls this only while the process runs). A peer body
+        over `peer_max_body_bytes` is a 413, as nacos_actors.http.routing answers it."""
+        if kind != "client" and len(body) > self.settings.peer_max_body_bytes:
+            respond(413, b"request body over the limit")
+            return
         handler = {
             "client": self._client_write,
             REPORT_PATH: self._receive_report,
@@ -678,16 +684,17 @@ def normalized(service: Service, stamps: bool = True) -> tuple[Any, ...]:
 
 
 class Simulation:
-    """`n` members on loopback ports, a network, clients; everything seeded by `seed`."""
+    """`n` members on loopback ports, a network, clients; everything seeded by `seed`; each node
+    runs with `settings` (the defaults, push off, unless given)."""
 
-    def __init__(self, seed: int, n: int = 3, skew_ms: int = 400) -> None:
+    def __init__(self, seed: int, n: int = 3, skew_ms: int = 400, settings: Settings = SETTINGS) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
         self.scheduler = Scheduler()
         self.network = Network(self.scheduler, random.Random(self.rng.random()))
         self.addresses = tuple(f"127.0.0.1:{8848 + i}" for i in range(n))
         self.nodes = {
-            address: SimNode(self, address, self.addresses, self.rng.randint(-skew_ms, skew_ms))
+            address: SimNode(self, address, self.addresses, self.rng.randint(-skew_ms, skew_ms), settings)
             for address in self.addresses
         }
         for address, node in self.nodes.items():

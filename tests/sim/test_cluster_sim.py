@@ -35,6 +35,7 @@ import pytest
 
 from nacos_actors.core.distro import responsible_member
 from nacos_actors.core.registry import Dropped
+from nacos_actors.messages import DISTRO
 from nacos_actors.model import Instance, Service, ServiceKey, freeze, instance_map
 from tests.sim.cluster import (
     BEAT_INTERVAL_MS,
@@ -462,3 +463,37 @@ def test_drift_on_the_owner_spreads_and_beats_restore_what_it_lost(seed, how):
     sim.run_for(2 * VERIFY_MS)
     assert sim.differences() == []
     assert missing_or_unhealthy(sim, steady) == []
+
+
+# -- 5. no service blocks replication -----------------------------------------------------
+
+
+@pytest.mark.parametrize("seed, faults", [(41, False), (42, False), (43, True), (44, True)])
+def test_a_service_too_large_for_its_peers_is_quarantined_and_every_other_service_replicates(seed, faults):
+    # Peers take bodies up to 16 KiB here: one service whose instance carries 20 KB of metadata
+    # can never be sent (every batch holding it is a 413). It is split off and quarantined on
+    # its owner; every other service - those of the same owner above all - still replicates,
+    # with random faults or without, and its quarantine is counted once per peer.
+    settings = replace(SETTINGS, peer_max_body_bytes=16 * 1024)
+    sim = Simulation(seed, settings=settings)
+    chaos = Chaos(sim, kinds=("cut", "drop", "delay", "none"))
+    steady = start_cluster(sim, chaos, steady=12)
+    poison = ServiceKey("public", "DEFAULT_GROUP@@too-large")
+    sim.add_agent(poison, instance_for(500, metadata={"blob": "x" * 20_000}))
+    owner = sim.owner_of(poison)
+    same_owner = [k for k in (ServiceKey("public", f"DEFAULT_GROUP@@small-{i}") for i in range(60)) if sim.owner_of(k) is owner]
+    later = [chaos.agent(key, sim.rng.randint(0, 10_000), churned=False) for key in same_owner[:8]]
+    if faults:
+        chaos.run(phases=2, churn_rate=0)
+        chaos.heal()
+    took = run_until(sim, lambda: missing_or_unhealthy(sim, steady + later) == [], 20_000)
+    assert took is not None, f"{missing_or_unhealthy(sim, steady + later)}; {chaos.describe()}"
+    sim.run_for(2 * VERIFY_MS)
+    assert [d for d in sim.differences() if "too-large" not in d] == [], chaos.describe()
+    assert owner.registry.service(poison) is not None
+    distro = owner.drivers[DISTRO]
+    if not faults:  # (with faults, another member may have owned it for a while, and kept a copy)
+        assert [n.address for n in sim.live_nodes() if n.registry.service(poison) is not None] == [owner.address]
+        assert {peer: distro.core.held(peer) for peer in owner.peers} == {peer: (poison,) for peer in owner.peers}
+    assert all(distro.core.quarantined(peer) == 1 for peer in owner.peers if distro.core.held(peer))
+    assert any(distro.core.held(peer) == (poison,) for peer in owner.peers)
