@@ -24,7 +24,8 @@ from nacos_actors.core.distro import responsible_member
 from nacos_actors.core.members import MemberBoard
 from nacos_actors.core.push import PushBoard, Subscription
 from nacos_actors.core.registry import RegistryView
-from nacos_actors.http.params.base import ParamError, Params, QueryMemo, clip, query_values
+from nacos_actors.core.values import clip
+from nacos_actors.http.params.base import ParamError, Params, QueryMemo, query_values
 from nacos_actors.messages import MEMBERS, PUSH, Command, PeerFailed, QuerySubscribers, Subscribe
 from nacos_actors.metrics import NodeMetrics
 from nacos_actors.model import Service, ServiceKey
