@@ -63,6 +63,12 @@ def clip(text: str, limit: int = 64) -> str:
     return clipped
 
 
+def printable(text: str) -> str:
+    """`text` with control characters and lone surrogates written as escapes (`\\x00`), for a
+    message that may reach a log line or a terminal."""
+    return _NOT_TEXT.sub(lambda found: found.group().encode("unicode_escape", "backslashreplace").decode(), text)
+
+
 def type_name(value: Any) -> str:
     return {dict: "an object", list: "an array", type(None): "null"}.get(type(value), type(value).__name__)
 

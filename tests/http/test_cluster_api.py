@@ -233,7 +233,7 @@ def report_doc(peer: str, **changes) -> bytes:
 
 def batch_doc(peer: str, **changes) -> bytes:
     """A batch document from `peer` holding one tombstone, with fields changed."""
-    base = {"version": 2, "sender": peer, "force": False, "services": [], "tombstones": [["public", "x", 1]]}
+    base = {"version": 2, "sender": peer, "force": False, "services": [], "tombstones": [["public", "g@@x", 1]]}
     return _document(base, changes)
 
 
@@ -266,7 +266,7 @@ BAD_BODIES = [
     (CHECKSUM, lambda peer: b"\xff\xff", "not valid"),
     (CHECKSUM, lambda peer: digests_doc(peer, healthy="all"), "healthy: unexpected str"),
     (CHECKSUM, lambda peer: digests_doc(peer, digests=[["public", "x", 1]]), "digest: wrong number of fields"),
-    (CHECKSUM, lambda peer: digests_doc(peer, digests=[["public", "x", 1, "t"]]), "digest: unexpected str"),
+    (CHECKSUM, lambda peer: digests_doc(peer, digests=[["public", "g@@x", 1, "t"]]), "digest: unexpected str"),
     (CHECKSUM, lambda peer: digests_doc(peer, version=MISSING), "digests version None"),
     (CHECKSUM, lambda peer: encode_digests("127.0.0.1:1", [peer], []), "Field 'sender'"),
 ]
@@ -293,6 +293,44 @@ async def test_a_bad_peer_body_is_a_400_naming_the_fault_and_changes_nothing(
     assert await hosts(member_client, kept) == ["127.0.0.30"]
     assert await hosts(member_client, "fresh") == []
     assert member.stub.told == []
+
+
+def _instance_record(ip="127.0.0.1", port=8080, weight=1.0) -> list:
+    return [ip, port, "DEFAULT", weight, True, True, True, {}, "DEFAULT", False, f"{ip}#{port}"]
+
+
+def _service_record(namespace: str, name: str, instance: list) -> list:
+    return [namespace, name, 0.0, {}, ["none", ""], False, 1, 1_000, [instance], []]
+
+
+# What the outside probe of issue 14 injected through a peer batch: each was stored and served.
+INJECTED = [
+    (_service_record("public", "DEFAULT_GROUP@@bad-ip", _instance_record(ip="not an ip!!")), "'ip'"),
+    (_service_record("public", "DEFAULT_GROUP@@port-zero", _instance_record(port=0)), "'port' must be in 1..65535, got 0"),
+    (_service_record("public", "DEFAULT_GROUP@@port-minus", _instance_record(port=-5)), "got -5"),
+    (_service_record("public", "DEFAULT_GROUP@@nan", _instance_record(weight=float("nan"))), "'weight' must be a finite"),
+    (_service_record("../../etc", "DEFAULT_GROUP@@passwd", _instance_record()), "'namespace'"),
+    (_service_record("public", "DEFAULT_GROUP@@nul\x00name", _instance_record()), "'service name'"),
+]
+
+
+@pytest.mark.parametrize("record, words", INJECTED, ids=[r[1] for r, _ in INJECTED])
+async def test_a_peer_batch_with_a_value_no_client_could_store_is_a_400_naming_it_and_stores_nothing(
+    member_client, member, owner, record, words
+):
+    kept = name_owned_by(owner.address, member.healthy, "kept")
+    await replicate(member_client, owner.address, [service(kept, 1, "127.0.0.30")])
+    valid = _service_record("public", grouped("fresh"), _instance_record(ip="127.0.0.31"))
+    body = batch_doc(owner.address, force=True, services=[valid, record], tombstones=[])
+
+    response = await member_client.put(DATUM, data=body, headers=peer_headers(owner.address))
+
+    text = await response.text()
+    assert response.status == 400, text
+    assert "service 1: " in text and words in text
+    assert member.core.service_count == 1
+    assert await hosts(member_client, kept) == ["127.0.0.30"]
+    assert await hosts(member_client, "fresh") == []
 
 
 # -- 3. member reports ----------------------------------------------------------------------
