@@ -58,6 +58,7 @@ class Settings:
     distro_sync_window_ms: int = 20
     distro_retry_delay_ms: int = 500
     distro_verify_interval_ms: int = 3_000
+    cluster_signature_window_ms: int = 5_000
 
     @property
     def self_address(self) -> str:
@@ -238,6 +239,7 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "distro_sync_window_ms": _int_between(0, 10_000),
     "distro_retry_delay_ms": _int_between(10, 60_000),
     "distro_verify_interval_ms": _int_between(100, 600_000),
+    "cluster_signature_window_ms": _int_between(1_000, 300_000),
 }
 SETTING_NAMES = tuple(f.name for f in fields(Settings))
 

@@ -55,6 +55,8 @@ LUA_DIR = ROOT / "scripts" / "bench_lua"
 PYTHON = sys.executable
 CONTEXT = "/nacos"
 HOST = "127.0.0.1"  # every server binds here and every load goes here, nowhere else
+# The bench clusters live on loopback for one run: a throwaway secret signs their peer calls.
+BENCH_CLUSTER_SECRET = "bench-only-cluster-secret"
 
 # -- settings ------------------------------------------------------------------------------
 
@@ -456,6 +458,7 @@ class Run:
         ]
         if members:
             argv += ["--members", ",".join(f"{HOST}:{member}" for member in members)]
+            argv += ["--cluster-secret", BENCH_CLUSTER_SECRET]
         return argv
 
     def start_node(self, name: str = "node", health_checks: bool = True) -> Server:
