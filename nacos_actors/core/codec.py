@@ -27,6 +27,8 @@ from nacos_actors.core.values import (
     check_namespace,
     check_port,
     check_protect_threshold,
+    check_selector_expression,
+    check_text,
     check_weight,
     parse_health_checker,
     parse_ip,
@@ -147,7 +149,7 @@ def _decode_instance(record: Any) -> Instance:
         metadata=_strings(metadata, "instance metadata"),
         app=_valid(check_app, _expect(app, str, "instance app"), "app"),
         marked=_expect(marked, bool, "instance marked"),
-        instance_id=_expect(instance_id, str, "instance id"),
+        instance_id=_valid(check_text, _expect(instance_id, str, "instance id"), "instance id"),
     )
 
 
@@ -204,7 +206,14 @@ def _decode_service(record: Any, version: int) -> Service:
                 check_protect_threshold, _expect(threshold, (int, float), "protect threshold"), "protect threshold"
             ),
             metadata=_strings(metadata, "service metadata"),
-            selector=Selector(selector_type, _expect(selector_fields[1], str, "selector expression")),
+            selector=Selector(
+                selector_type,
+                _valid(
+                    check_selector_expression,
+                    _expect(selector_fields[1], str, "selector expression"),
+                    "selector expression",
+                ),
+            ),
             explicit=_expect(explicit, bool, "service explicit"),
             revision=_stamp(revision, "service revision"),
             modified_ms=_stamp(modified_ms, "service modified time"),

@@ -78,8 +78,10 @@ def type_name(value: Any) -> str:
 
 def check_text(value: str, field: str) -> str:
     """Free text (metadata keys and values, `app`, a selector's expression, a checker's
-    strings): no control character (U+0000..U+001F, U+007F..U+009F) and nothing that was not
-    valid UTF-8. Nacos refuses neither; both end up in logs, consoles and Prometheus labels."""
+    strings, an instance id): no control character (U+0000..U+001F, U+007F..U+009F, tab and
+    line breaks included) and nothing that was not valid UTF-8. Nacos refuses neither (2.x
+    only caps metadata at 1024 characters); both end up in logs, consoles, Prometheus labels
+    and the JSON clients parse."""
     found = _NOT_TEXT.search(value)
     if found is None:
         return value
@@ -220,7 +222,7 @@ def check_protect_threshold(raw: Any, field: str) -> float:
 def check_app(raw: str, field: str) -> str:
     if len(raw) > MAX_APP_LENGTH:
         raise InvalidValue(field, f"must be at most {MAX_APP_LENGTH} characters.")
-    return raw
+    return check_text(raw, field)
 
 
 # -- structured values ----------------------------------------------------------------------
@@ -231,10 +233,16 @@ def check_metadata(mapping: Mapping[Any, Any], field: str) -> Mapping[str, str]:
     for key, value in mapping.items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise InvalidValue(field, f"keys and values must be strings, got {type_name(value)} for key '{key!s:.64}'.")
+        check_text(key, field)
+        check_text(value, field)
     return freeze(mapping)
 
 
 SELECTOR_TYPES = ("none", "label")
+
+
+def check_selector_expression(raw: str, field: str) -> str:
+    return check_text(raw, field)
 
 
 HTTP_CHECKER_DEFAULTS: Mapping[str, Any] = freeze({"path": "", "headers": "", "expectedResponseCode": 200})
@@ -261,7 +269,7 @@ def parse_health_checker(document: Any, field: str) -> Mapping[str, Any]:
             elif field_name == "expectedResponseCode":
                 normalised[field_name] = parse_integer(value, f"{field}.{field_name}", 100, 599)
             elif isinstance(value, str):
-                normalised[field_name] = value
+                normalised[field_name] = check_text(value, f"{field}.{field_name}")
             else:
                 raise InvalidValue(field, f"field '{field_name}' must be a string, got {type_name(value)}.")
     elif kind == MYSQL_CHECKER:
@@ -271,5 +279,5 @@ def parse_health_checker(document: Any, field: str) -> Mapping[str, Any]:
                 continue
             if not isinstance(value, str):
                 raise InvalidValue(field, f"field '{field_name}' must be a string, got {type_name(value)}.")
-            normalised[field_name] = value
+            normalised[field_name] = check_text(value, f"{field}.{field_name}")
     return freeze(normalised)

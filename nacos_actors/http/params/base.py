@@ -96,15 +96,18 @@ class Params:
 def query_values(encoded: str, encoding: str = "utf-8") -> dict[str, str]:
     """The first value of each name in a raw (still percent-encoded) query string or form body,
     decoded as urllib's `parse_qsl(keep_blank_values=True)` and yarl's `URL.query` decode it:
-    `+` is a space, `%XX` bytes in `encoding` with bad ones replaced; a name without `=` has the
-    empty value.
+    `+` is a space, `%XX` bytes in `encoding`; a name without `=` has the empty value. Bytes
+    that do not decode become lone surrogates (U+DC80..U+DCFF, Python's surrogateescape)
+    instead of U+FFFD, so the parsers of free text refuse them (nacos_actors.core.values
+    check_text) and every other parser refuses them by its pattern: nothing undecodable is
+    stored. For valid input this is exactly what yarl answers.
 
     Skips yarl's MultiDict, which a request's parameters do not need: each source keeps one
     value per name. Pure.
     """
     values: dict[str, str] = {}
     if "%" in encoded:
-        for name, value in parse_qsl(encoded, keep_blank_values=True, encoding=encoding):
+        for name, value in parse_qsl(encoded, keep_blank_values=True, encoding=encoding, errors="surrogateescape"):
             if name not in values:
                 values[name] = value
         return values

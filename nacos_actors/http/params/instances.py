@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from nacos_actors.core import values
-from nacos_actors.core.values import MAX_WEIGHT
+from nacos_actors.core.values import MAX_APP_LENGTH, MAX_WEIGHT
 from nacos_actors.http.params.base import (
     ParamError,
     Params,
@@ -34,6 +34,7 @@ from nacos_actors.model import (
 
 parse_ip = at_the_edge(values.parse_ip)
 check_app = at_the_edge(values.check_app)
+check_text = at_the_edge(values.check_text)
 
 
 def ip(params: Params) -> str:
@@ -90,7 +91,7 @@ class ListQuery(NamedTuple):
 
 
 def list_query(params: Params) -> ListQuery:
-    """Validate an instance/list query (a push subscriber's `app` is kept to 128 characters)."""
+    """Validate an instance/list query (a push subscriber's `app`: text, kept to 128 characters)."""
     service = service_key(params)
     clusters_text, clusters = cluster_list(params)
     healthy_only = boolean(params, False, "healthyOnly")
@@ -98,9 +99,8 @@ def list_query(params: Params) -> ListQuery:
     client_ip = params.get("clientIP")
     if client_ip is not None:
         client_ip = parse_ip(client_ip, "clientIP")
-    return ListQuery(
-        service, clusters_text, clusters, healthy_only, udp_port, client_ip, (params.get("app") or "")[:128]
-    )
+    app_name = check_text(params.get("app") or "", "app")[:MAX_APP_LENGTH]
+    return ListQuery(service, clusters_text, clusters, healthy_only, udp_port, client_ip, app_name)
 
 
 def beat(params: Params) -> dict[str, Any] | None:

@@ -18,6 +18,7 @@ from nacos_actors.model import NO_SELECTOR, Selector
 parse_health_checker = at_the_edge(values.parse_health_checker)
 check_protect_threshold = at_the_edge(values.check_protect_threshold)
 check_metadata = at_the_edge(values.check_metadata)
+check_selector_expression = at_the_edge(values.check_selector_expression)
 
 
 def metadata(params: Params) -> Mapping[str, str] | None:
@@ -27,6 +28,7 @@ def metadata(params: Params) -> Mapping[str, str] | None:
 
 
 def parse_metadata(raw: str, name: str) -> Mapping[str, str]:
+    utf8_text(raw, name)
     try:
         document = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -61,11 +63,19 @@ def _parse_pairs(raw: str, name: str) -> Mapping[str, str]:
     return check_metadata(result, name)
 
 
+def utf8_text(raw: str, name: str) -> str:
+    """`raw`, unless some of its bytes were not UTF-8 (a 400 saying so, not "not valid JSON")."""
+    if not values.is_valid_utf8(raw):
+        raise ParamError(f"Param '{name}' is not valid UTF-8 text.")
+    return raw
+
+
 def json_value(params: Params, name: str) -> Any:
     """A parameter holding JSON, parsed; None when absent."""
     raw = params.get(name)
     if raw is None:
         return None
+    utf8_text(raw, name)
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -81,7 +91,9 @@ def selector(params: Params) -> Selector | None:
     expression = document.get("expression", "")
     if not isinstance(expression, str):
         raise ParamError("Param 'selector' expression must be a string.")
-    return NO_SELECTOR if document["type"] == "none" else Selector("label", expression)
+    if document["type"] == "none":
+        return NO_SELECTOR
+    return Selector("label", check_selector_expression(expression, "selector"))
 
 
 def health_checker(params: Params) -> Mapping[str, Any]:
