@@ -200,7 +200,9 @@ def probe_outsider(a: Node, b: Node) -> None:
     status, _ = request(a, "POST", "/nacos/v1/core/cluster/report", report, forged)
     time.sleep(0.2)
     accepted += status == 200
-    print(f"  outsider POST cluster/report (B is DOWN): {status}; A marked the live B DOWN: {metric(a, *changes) > downs}")
+    print(
+        f"  outsider POST cluster/report (B is DOWN): {status}; A marked the live B DOWN: {metric(a, *changes) > downs}"
+    )
     wait_up(a, b)
     digests = msgpack.packb({"version": 2, "sender": b.address, "healthy": [a.address, b.address], "digests": []})
     status, _ = request(a, "PUT", f"{NS}/distro/checksum", digests, forged)
@@ -211,7 +213,7 @@ def probe_outsider(a: Node, b: Node) -> None:
 
 def metric(node: Node, name: str, *labels: str) -> float:
     """One sample of `node`'s metrics whose line has every one of `labels` (0 when absent)."""
-    status, body = request(node, "GET", "/nacos/actuator/prometheus")
+    _, body = request(node, "GET", "/nacos/actuator/prometheus")
     for line in body.decode().splitlines():
         if line.startswith(name + "{") and all(label in line for label in labels):
             return float(line.rsplit(" ", 1)[1])
@@ -252,7 +254,7 @@ def member_state(node: Node, address: str) -> str:
 
 
 def owner(node: Node, service: str) -> str:
-    status, body = request(node, "GET", f"{NS}/operator/distro/server?" + query(serviceName=service))
+    _, body = request(node, "GET", f"{NS}/operator/distro/server?" + query(serviceName=service))
     return json.loads(body)["responsibleServer"]
 
 
@@ -334,7 +336,10 @@ def probe_inputs(repo: Path) -> None:
             print("standalone node did not start:", node.output()[-400:])
             return
         cases = [
-            ("NUL in a metadata value", query(serviceName="ctl", ip="127.0.0.1", port="1", metadata='{"k":"a\\u0000b"}')),
+            (
+                "NUL in a metadata value",
+                query(serviceName="ctl", ip="127.0.0.1", port="1", metadata='{"k":"a\\u0000b"}'),
+            ),
             ("newline in a metadata key", query(serviceName="ctl", ip="127.0.0.1", port="2", metadata="k\nx=v")),
             ("ESC in app", query(serviceName="ctl", ip="127.0.0.1", port="3", app="a\x1bb")),
             (
@@ -350,8 +355,9 @@ def probe_inputs(repo: Path) -> None:
         stored = {h["port"]: h["metadata"] for h in hosts(node, "ctl")}
         print(f"  control characters / bad UTF-8 refused: {refused}/4; stored: {stored}")
         status, body = request(node, "GET", "/nacos/prometheus")
-        labels = [t["labels"] for t in json.loads(body)] if status == 200 else []
-        print(f"  discovery labels carrying control characters: {sum(any(ord(c) < 32 for v in l.values() for c in v) for l in labels)}")
+        groups = [t["labels"] for t in json.loads(body)] if status == 200 else []
+        dirty = sum(any(ord(c) < 32 for value in group.values() for c in value) for group in groups)
+        print(f"  discovery labels carrying control characters: {dirty}")
         probe_persistent_beat(node)
     finally:
         node.stop()
@@ -361,21 +367,30 @@ def probe_persistent_beat(node: Node) -> None:
     service = "persistent-beat"
     request(node, "POST", f"{NS}/service?" + query(serviceName=service))
     cluster = query(
-        serviceName=service, clusterName="DEFAULT", checkPort="80", useInstancePort4Check="true",
+        serviceName=service,
+        clusterName="DEFAULT",
+        checkPort="80",
+        useInstancePort4Check="true",
         healthChecker='{"type":"NONE"}',
     )
     request(node, "PUT", f"{NS}/cluster?{cluster}")
     request(node, "POST", f"{NS}/instance?" + query(serviceName=service, ip="127.0.0.7", port="80", ephemeral="false"))
-    request(node, "PUT", f"{NS}/health/instance?" + query(serviceName=service, ip="127.0.0.7", port="80", healthy="false"))
+    request(
+        node, "PUT", f"{NS}/health/instance?" + query(serviceName=service, ip="127.0.0.7", port="80", healthy="false")
+    )
     detail = f"{NS}/instance?" + query(serviceName=service, ip="127.0.0.7", port="80")
     before = json.loads(request(node, "GET", detail)[1])["healthy"]
     beat = json.dumps({"ip": "127.0.0.7", "port": 80, "ephemeral": False, "serviceName": service})
     status, body = request(node, "PUT", f"{NS}/instance/beat?" + query(serviceName=service, beat=beat))
     after = json.loads(request(node, "GET", detail)[1])["healthy"]
-    print(f"  ephemeral:false beat on a persistent instance set unhealthy by hand: {status} {body[:60]!r}; healthy {before} -> {after}")
+    print(
+        f"  ephemeral:false beat on a persistent instance set unhealthy by hand: {status} {body[:60]!r}; healthy {before} -> {after}"
+    )
     unknown = json.dumps({"ip": "127.0.0.6", "port": 80, "ephemeral": False, "serviceName": "fresh"})
     status, body = request(node, "PUT", f"{NS}/instance/beat?" + query(serviceName="fresh", beat=unknown))
-    print(f"  ephemeral:false beat for an unknown instance: {status} {body[:60]!r}; registered: {[(h['ip'], h['ephemeral']) for h in hosts(node, 'fresh')]}")
+    print(
+        f"  ephemeral:false beat for an unknown instance: {status} {body[:60]!r}; registered: {[(h['ip'], h['ephemeral']) for h in hosts(node, 'fresh')]}"
+    )
 
 
 def main() -> None:
