@@ -96,7 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     flag(
         "--cluster-secret",
         dest="cluster_secret",
-        help="shared secret peers must present (default none: member addresses only)",
+        help="shared secret members sign their calls with; required with more than one member (default none)",
+    )
+    flag(
+        "--cluster-signature-window-ms",
+        dest="cluster_signature_window_ms",
+        help="a signed peer call is refused when its time is further than this from ours (default 5000)",
     )
     flag(
         "--member-report-interval-ms",

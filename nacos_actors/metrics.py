@@ -43,6 +43,7 @@ from prometheus_client.utils import floatToGoString
 
 from nacos_actors.core.health import BEAT_NOT_FOUND, BEAT_RECORDED, BEAT_REREGISTERED, BEAT_REVIVED
 from nacos_actors.core.members import STATES, MemberBoard
+from nacos_actors.core.peer_auth import REJECT_REASONS
 from nacos_actors.core.push import REFUSAL_REASONS, PushBoard
 from nacos_actors.messages import Command
 
@@ -349,8 +350,8 @@ class MemberStateCollector(Collector):
 class ClusterMetrics:
     """Distro and member figures, labelled by peer (children made on first use).
 
-    Threads: `batch*`, `quarantined`, `verify_repairs` on the distro actor; `forwarded` on the loop;
-    `member_changes` on the member actor.
+    Threads: `batch*`, `sync_lag`, `quarantined`, `verify_repairs` on the distro actor; `forwarded`
+    and `peer_rejected` on the loop; `member_changes` on the member actor.
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -418,6 +419,16 @@ class ClusterMetrics:
             ["member", "state"],
             registry=registry,
         )
+        # Loop thread (the HTTP front). Every reason starts at 0.
+        rejected = Counter(
+            "nacos_actors_peer_rejected",
+            "Calls to the peer endpoints, and requests marked forwarded, refused (403) because they are not a "
+            "member's, by reason: not_member, wrong_address (a member's name from another address), unsigned, "
+            "stale (time outside the signature window: a replay, or a clock off), bad_signature",
+            ["reason"],
+            registry=registry,
+        )
+        self.peer_rejected = {reason: rejected.labels(reason) for reason in REJECT_REASONS}
 
     def start_peers(self, peers: Iterable[str]) -> None:
         """Make every per-peer series now, so a dashboard shows a zero rather than a hole."""

@@ -44,7 +44,7 @@ from nacos_actors.core.registry import RegistryCore, RegistryView
 from nacos_actors.drivers.assembly import build_drivers
 from nacos_actors.http.app import build_app
 from nacos_actors.http.cluster import async_join
-from nacos_actors.http.front import ClusterFront, Front
+from nacos_actors.http.front import ClusterFront, Front, PeerRejections
 from nacos_actors.messages import DISTRO, MEMBERS, REGISTRY, Drain, Leave, Ping, WriteBatch
 from nacos_actors.metrics import NodeMetrics
 from nacos_actors.model import Service, ServiceKey
@@ -59,6 +59,11 @@ DRAIN_TIMEOUT_S = 3.0
 LEAVE_TIMEOUT_S = 2.0
 PEER_TIMEOUT_S = 2.0
 STARTUP_PING_TIMEOUT_S = 5.0
+SECRET_REQUIRED = (
+    "a cluster member needs a shared secret, or any local process could act as a member: set the same "
+    "one (8+ printable characters) on every member with --cluster-secret, NACOS_ACTORS_CLUSTER_SECRET "
+    "or cluster_secret in the TOML file (--config)"
+)
 
 
 class Shutdown:
@@ -222,6 +227,13 @@ def push_core(settings: Settings) -> PushCore:
     return PushCore(config, render_list, first_sequence=time.monotonic_ns())
 
 
+def cluster_secret(settings: Settings) -> str:
+    """The secret a cluster member signs and checks peer calls with; SystemExit without one."""
+    if settings.cluster_secret is None:
+        raise SystemExit(f"{SECRET_REQUIRED} (members: {', '.join(settings.members)})")
+    return settings.cluster_secret
+
+
 async def async_start_node(
     settings: Settings,
     core: RegistryCore,
@@ -241,7 +253,7 @@ async def async_start_node(
     link = None
     if not settings.standalone:
         metrics.cluster.start_peers(tuple(a for a in settings.members if a != settings.self_address))
-        link = PeerLink(loop, settings.self_address, settings.context_path, settings.cluster_secret, PEER_TIMEOUT_S)
+        link = PeerLink(loop, settings.self_address, settings.context_path, cluster_secret(settings), PEER_TIMEOUT_S)
     endpoint = None
     if settings.push_enabled:
         endpoint = await async_open_push_endpoint(settings.host, actors, metrics, settings.push_receive_queue)
@@ -271,7 +283,14 @@ async def async_start_node(
     if link is not None:
         peers = tuple(a for a in settings.members if a != settings.self_address)
         cluster = ClusterFront(
-            settings.self_address, drivers.member_board, link, bridge, settings.cluster_secret, peers=peers
+            settings.self_address,
+            drivers.member_board,
+            link,
+            bridge,
+            cluster_secret(settings),
+            PeerRejections(metrics.cluster.peer_rejected),
+            settings.cluster_signature_window_ms,
+            peers=peers,
         )
     return Front(
         settings=settings,
@@ -307,6 +326,8 @@ def run_node(settings: Settings) -> int:
             f"this node ({settings.self_address}) is not in the member list {', '.join(settings.members)}: "
             "set --host and --port to its own entry"
         )
+    if not settings.standalone:
+        cluster_secret(settings)
     shutdown = Shutdown()
     core = RegistryCore()
     if settings.data_dir is not None:

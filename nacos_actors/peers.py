@@ -2,8 +2,9 @@
 loads and forwarded client writes, all over one aiohttp session on the event loop.
 
 Drivers never wait on it: the bridge (nacos_actors.bridge.ActorOutbox) runs their PeerCalls on
-it and tells them each outcome as a message. Every peer request carries this node's address
-(and the cluster secret when one is set) so the peer can tell a member from a stranger.
+it and tells them each outcome as a message. Every request carries this node's address, the
+time and an HMAC signature with the cluster secret (nacos_actors.core.peer_auth), so the peer
+can tell a member from a stranger; the secret itself never travels.
 """
 
 from __future__ import annotations
@@ -11,17 +12,21 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 import aiohttp
 from multidict import CIMultiDict
+from yarl import URL
+
+from nacos_actors.clock import wall_clock_ms
+from nacos_actors.core.peer_auth import signed_headers
 
 log = logging.getLogger(__name__)
 
-MEMBER_HEADER = "Nacos-Actors-Member"
-SECRET_HEADER = "Nacos-Actors-Secret"
 FORWARDED_HEADER = "Nacos-Actors-Forwarded"
+# Headers of ours a client may not pass on: a forwarded request carries this member's own.
+OUR_HEADER_PREFIX = "nacos-actors-"
 MSGPACK = "application/msgpack"
 # Not copied when a client request is forwarded: aiohttp sets these itself.
 HOP_HEADERS = frozenset(
@@ -54,23 +59,24 @@ def is_refused(error: BaseException) -> bool:
 
 
 class PeerLink:
-    """One aiohttp session to every peer. Loop thread only."""
+    """One aiohttp session to every peer; every request signed with `secret` at the time
+    `clock` tells (wall-clock ms, as the receiver's). Loop thread only."""
 
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
         self_address: str,
         context_path: str,
-        secret: str | None,
+        secret: str,
         timeout_s: float,
+        clock: Callable[[], int] = wall_clock_ms,
     ) -> None:
         self.loop = loop
         self.self_address = self_address
         self._context_path = context_path
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(timeout_s, 1.0))
-        self._headers = {MEMBER_HEADER: self_address}
-        if secret:
-            self._headers[SECRET_HEADER] = secret
+        self._secret = secret
+        self._clock = clock
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
@@ -92,34 +98,47 @@ class PeerLink:
             )
         return self._session
 
-    def url(self, peer: str, path: str) -> str:
-        return f"http://{peer}{self._context_path}{path}"
+    def url(self, peer: str, target: str) -> URL:
+        """`http://peer` + `target` (a path with its query, already percent-encoded), sent as it
+        is: the request target the receiver sees is the one signed."""
+        return URL(f"http://{peer}{target}", encoded=True)
+
+    def signed(self, method: str, url: URL, body: bytes) -> dict[str, str]:
+        """The member, time and signature headers of a call to `url`."""
+        return signed_headers(self._secret, method, url.raw_path_qs, self.self_address, self._clock(), body)
 
     async def async_call(
         self, method: str, peer: str, path: str, body: bytes = b"", timeout_s: float | None = None
     ) -> tuple[int, bytes]:
-        """One msgpack request to a peer: (status, body); PeerError when there is no answer."""
-        headers = {**self._headers, "Content-Type": MSGPACK}
+        """One signed msgpack request to a peer (`path` under the context path): (status, body);
+        PeerError when there is no answer."""
+        url = self.url(peer, f"{self._context_path}{path}")
+        headers = {**self.signed(method, url, body), "Content-Type": MSGPACK}
         timeout = aiohttp.ClientTimeout(total=timeout_s, connect=1.0) if timeout_s is not None else None
         try:
             async with self.async_session().request(
-                method, self.url(peer, path), data=body, headers=headers, timeout=timeout or self._timeout
+                method, url, data=body, headers=headers, timeout=timeout or self._timeout
             ) as response:
                 return response.status, await response.read()
         except (TimeoutError, aiohttp.ClientError, OSError) as error:
             raise PeerError(f"{method} {path} to {peer}: {error!r}", refused=is_refused(error)) from None
 
     async def async_forward(
-        self, peer: str, method: str, path_qs: str, headers: Mapping[str, str], body: bytes
+        self, peer: str, method: str, target: str, headers: Mapping[str, str], body: bytes
     ) -> tuple[int, bytes, str]:
-        """Send a client's request on to the member responsible for it, as it came: (status,
+        """Send a client's request on to the member responsible for it, as it came (`target`:
+        its path and query as received), marked forwarded and signed by this member: (status,
         body, content type) of the answer; PeerError when the member did not answer."""
-        sent = CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in HOP_HEADERS)
+        url = self.url(peer, target)
+        sent = CIMultiDict(
+            (k, v)
+            for k, v in headers.items()
+            if k.lower() not in HOP_HEADERS and not k.lower().startswith(OUR_HEADER_PREFIX)
+        )
         sent[FORWARDED_HEADER] = self.self_address
+        sent.update(self.signed(method, url, body))
         try:
-            async with self.async_session().request(
-                method, f"http://{peer}{path_qs}", data=body, headers=sent
-            ) as response:
+            async with self.async_session().request(method, url, data=body, headers=sent) as response:
                 return response.status, await response.read(), response.headers.get("Content-Type", "text/plain")
         except (TimeoutError, aiohttp.ClientError, OSError) as error:
             raise PeerError(f"forward {method} to {peer}: {error!r}", refused=is_refused(error)) from None

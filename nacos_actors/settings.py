@@ -68,6 +68,7 @@ class Settings:
     # Replication that no service can block (issue 14, finding 3).
     peer_max_body_bytes: int = 64 * 1024 * 1024
     distro_quarantine_max_ms: int = 60_000
+    cluster_signature_window_ms: int = 5_000
 
     @property
     def self_address(self) -> str:
@@ -256,6 +257,7 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "distro_verify_interval_ms": _int_between(100, 600_000),
     "peer_max_body_bytes": _positive_int,
     "distro_quarantine_max_ms": _int_between(10, 3_600_000),
+    "cluster_signature_window_ms": _int_between(1_000, 300_000),
 }
 SETTING_NAMES = tuple(f.name for f in fields(Settings))
 

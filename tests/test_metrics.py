@@ -32,6 +32,7 @@ from nacos_actors.messages import (
     UpdateService,
     WriteBatch,
 )
+from nacos_actors.core.peer_auth import REJECT_REASONS
 from nacos_actors.metrics import (
     BEAT_OUTCOMES,
     COMMAND_TYPES,
@@ -122,6 +123,8 @@ def test_labelled_counters_start_at_zero_for_every_known_label(metrics):
         for outcome in ("applied", "rejected"):
             labels = {"command": command_label(kind), "outcome": outcome}
             assert value(samples, "nacos_actors_registry_writes_total", **labels) == 0
+    for reason in REJECT_REASONS:
+        assert value(samples, "nacos_actors_peer_rejected_total", reason=reason) == 0
 
 
 def test_every_command_type_has_its_write_counters():
@@ -232,6 +235,7 @@ def test_our_metric_names_carry_the_prefix_and_a_unit_and_have_help(metrics):
         "nacos_actors_distro_quarantined_services",
         "nacos_actors_distro_forwarded_requests",
         "nacos_actors_distro_replicated_services",
+        "nacos_actors_peer_rejected",
     }
     for family in ours:
         assert family.documentation.strip(), family.name

@@ -449,7 +449,10 @@ def test_the_example_cluster_conf():
 def test_the_procfile_node_configs(monkeypatch, port):
     monkeypatch.chdir(REPO)
     settings = load_settings({"config": f"config/node-{port}.toml"}, {})
-    assert settings == Settings(port=port, members=("127.0.0.1:8848", "127.0.0.1:8849", "127.0.0.1:8850"))
+    members = ("127.0.0.1:8848", "127.0.0.1:8849", "127.0.0.1:8850")
+    # A cluster refuses to start without a secret: the loopback example carries a dev-only one.
+    assert settings == Settings(port=port, members=members, cluster_secret="dev-only-loopback-cluster-secret")
+    assert "DEV ONLY" in (CONFIG / f"node-{port}.toml").read_text()
     assert settings.self_address in settings.members
     assert not settings.standalone
 

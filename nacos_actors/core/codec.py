@@ -2,21 +2,39 @@
 
 The snapshot is the on-disk form under --data-dir and what a starting node pulls from a peer;
 the peer bodies are Distro batches, verify digests and member reports. Pure: bytes in, values
-out. Decoding checks every field's type and raises CodecError on anything malformed, so a
-damaged file or body never reaches the registry. Version 2 added the services' cluster
-configs; version-1 documents (no clusters) are still read.
+out. Decoding checks every field's type, and every value by the rules a client's request
+obeys (nacos_actors.core.values: names, addresses, ports, weights, metadata, checkers), and
+raises CodecError naming the first entry that breaks one: a damaged file or body, or a peer
+that sends what no client could have stored, never reaches the registry. Version 2 added the
+services' cluster configs; version-1 documents (no clusters) are still read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import msgpack
 
+from nacos_actors.core.values import (
+    SELECTOR_TYPES,
+    InvalidValue,
+    check_app,
+    check_cluster,
+    check_grouped_name,
+    check_metadata,
+    check_namespace,
+    check_port,
+    check_protect_threshold,
+    check_selector_expression,
+    check_text,
+    check_weight,
+    parse_health_checker,
+    parse_ip,
+    printable,
+)
 from nacos_actors.model import (
-    HEALTH_CHECKER_TYPES,
     ClusterConfig,
     Instance,
     Selector,
@@ -36,10 +54,14 @@ SNAPSHOT_PATH = "/v1/ns/distro/datums"
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
+# Revisions and modified times: what a Java long holds, and never negative.
+MAX_STAMP = 2**63 - 1
+T = TypeVar("T")
 
 
 class CodecError(ValueError):
-    """Bytes that are not a snapshot this version can read."""
+    """Bytes that are not a snapshot this version can read, or that hold a value no client
+    could have stored; the message names the first such entry."""
 
 
 def _instance_record(instance: Instance) -> list[Any]:
@@ -88,12 +110,27 @@ def _expect(value: Any, kind: type | tuple[type, ...], what: str) -> Any:
     return value
 
 
-def _strings(value: Any, what: str) -> dict[str, str]:
-    mapping: dict[str, str] = _expect(value, dict, what)
+def _valid(rule: Callable[[Any, str], T], value: Any, field: str) -> T:
+    """`rule(value, field)`, a value rule of nacos_actors.core.values; CodecError when broken."""
+    try:
+        return rule(value, field)
+    except InvalidValue as error:
+        raise CodecError(printable(str(error))) from None
+
+
+def _strings(value: Any, what: str) -> Mapping[str, str]:
+    mapping: dict[Any, Any] = _expect(value, dict, what)
     for k, v in mapping.items():
         _expect(k, str, what)
         _expect(v, str, what)
-    return mapping
+    return _valid(check_metadata, mapping, what)
+
+
+def _stamp(value: Any, what: str) -> int:
+    number: int = _expect(value, int, what)
+    if not 0 <= number <= MAX_STAMP:
+        raise CodecError(f"{what}: {number} is not in 0..{MAX_STAMP}")
+    return number
 
 
 def _decode_instance(record: Any) -> Instance:
@@ -102,17 +139,17 @@ def _decode_instance(record: Any) -> Instance:
         raise CodecError("instance: wrong number of fields")
     ip, port, cluster, weight, healthy, enabled, ephemeral, metadata, app, marked, instance_id = fields
     return Instance(
-        ip=_expect(ip, str, "instance ip"),
-        port=_expect(port, int, "instance port"),
-        cluster=_expect(cluster, str, "instance cluster"),
-        weight=float(_expect(weight, (int, float), "instance weight")),
+        ip=_valid(parse_ip, _expect(ip, str, "instance ip"), "ip"),
+        port=_valid(check_port, _expect(port, int, "instance port"), "port"),
+        cluster=_valid(check_cluster, _expect(cluster, str, "instance cluster"), "cluster"),
+        weight=_valid(check_weight, _expect(weight, (int, float), "instance weight"), "weight"),
         healthy=_expect(healthy, bool, "instance healthy"),
         enabled=_expect(enabled, bool, "instance enabled"),
         ephemeral=_expect(ephemeral, bool, "instance ephemeral"),
-        metadata=freeze(_strings(metadata, "instance metadata")),
-        app=_expect(app, str, "instance app"),
+        metadata=_strings(metadata, "instance metadata"),
+        app=_valid(check_app, _expect(app, str, "instance app"), "app"),
         marked=_expect(marked, bool, "instance marked"),
-        instance_id=_expect(instance_id, str, "instance id"),
+        instance_id=_valid(check_text, _expect(instance_id, str, "instance id"), "instance id"),
     )
 
 
@@ -120,22 +157,29 @@ def _decode_cluster(record: Any) -> tuple[str, ClusterConfig]:
     fields = _expect(record, list, "cluster")
     if len(fields) != 5:
         raise CodecError("cluster: wrong number of fields")
-    name, checker, check_port, use_instance_port, metadata = fields
+    name, checker, check_port_value, use_instance_port, metadata = fields
+    name = _valid(check_cluster, _expect(name, str, "cluster name"), "cluster name")
     checker = _expect(checker, dict, "cluster health checker")
     for key, value in checker.items():
         _expect(key, str, "cluster health checker")
         if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int))):
             raise CodecError(f"cluster health checker: unexpected {type(value).__name__}")
-    checker_type = _expect(checker.get("type"), str, "cluster health checker type")
-    if checker_type not in HEALTH_CHECKER_TYPES:
-        raise CodecError(f"cluster health checker type: unknown {checker_type!r}")
+    _expect(checker.get("type"), str, "cluster health checker type")
     config = ClusterConfig(
-        health_checker=freeze(checker),
-        check_port=_expect(check_port, int, "cluster check port"),
+        health_checker=_valid(parse_health_checker, checker, "cluster health checker"),
+        check_port=_valid(check_port, _expect(check_port_value, int, "cluster check port"), "check port"),
         use_instance_port=_expect(use_instance_port, bool, "cluster use instance port"),
-        metadata=freeze(_strings(metadata, "cluster metadata")),
+        metadata=_strings(metadata, "cluster metadata"),
     )
-    return _expect(name, str, "cluster name"), config
+    return name, config
+
+
+def _decode_key(namespace: Any, name: Any, what: str) -> ServiceKey:
+    """A stored service key: a namespace id and a `group@@name` as the edge makes them."""
+    return ServiceKey(
+        _valid(check_namespace, _expect(namespace, str, f"{what} namespace"), "namespace"),
+        _valid(check_grouped_name, _expect(name, str, f"{what} service name"), "service name"),
+    )
 
 
 def _decode_service(record: Any, version: int) -> Service:
@@ -143,24 +187,55 @@ def _decode_service(record: Any, version: int) -> Service:
     if len(fields) != (9 if version == 1 else 10):
         raise CodecError("service: wrong number of fields")
     namespace, name, threshold, metadata, selector, explicit, revision, modified_ms, instances = fields[:9]
-    clusters = [] if version == 1 else [_decode_cluster(c) for c in _expect(fields[9], list, "service clusters")]
-    selector_fields = _expect(selector, list, "service selector")
-    if len(selector_fields) != 2:
-        raise CodecError("service selector: wrong number of fields")
-    decoded = [_decode_instance(i) for i in _expect(instances, list, "service instances")]
-    return Service(
-        key=ServiceKey(_expect(namespace, str, "namespace"), _expect(name, str, "service name")),
-        instances=instance_map(decoded),
-        protect_threshold=float(_expect(threshold, (int, float), "protect threshold")),
-        metadata=freeze(_strings(metadata, "service metadata")),
-        selector=Selector(
-            _expect(selector_fields[0], str, "selector type"), _expect(selector_fields[1], str, "selector expression")
-        ),
-        explicit=_expect(explicit, bool, "service explicit"),
-        revision=_expect(revision, int, "service revision"),
-        modified_ms=_expect(modified_ms, int, "service modified time"),
-        clusters=freeze(dict(clusters)),
-    )
+    key = _decode_key(namespace, name, "service")
+    try:
+        clusters = (
+            [] if version == 1 else _each(_expect(fields[9], list, "service clusters"), _decode_cluster, "cluster")
+        )
+        selector_fields = _expect(selector, list, "service selector")
+        if len(selector_fields) != 2:
+            raise CodecError("service selector: wrong number of fields")
+        selector_type = _expect(selector_fields[0], str, "selector type")
+        if selector_type not in SELECTOR_TYPES:
+            raise CodecError(f"selector type: unknown {printable(selector_type[:32])!r}")
+        decoded = _each(_expect(instances, list, "service instances"), _decode_instance, "instance")
+        return Service(
+            key=key,
+            instances=instance_map(decoded),
+            protect_threshold=_valid(
+                check_protect_threshold, _expect(threshold, (int, float), "protect threshold"), "protect threshold"
+            ),
+            metadata=_strings(metadata, "service metadata"),
+            selector=Selector(
+                selector_type,
+                _valid(
+                    check_selector_expression,
+                    _expect(selector_fields[1], str, "selector expression"),
+                    "selector expression",
+                ),
+            ),
+            explicit=_expect(explicit, bool, "service explicit"),
+            revision=_stamp(revision, "service revision"),
+            modified_ms=_stamp(modified_ms, "service modified time"),
+            clusters=freeze(dict(clusters)),
+        )
+    except CodecError as error:
+        raise CodecError(f"{key.namespace}/{key.name}: {error}") from None
+
+
+def _each(records: list[Any], decode: Callable[[Any], T], what: str) -> list[T]:
+    """`decode` of every record; a CodecError names the record by its index."""
+    decoded = []
+    for index, record in enumerate(records):
+        try:
+            decoded.append(decode(record))
+        except CodecError as error:
+            raise CodecError(f"{what} {index}: {error}") from None
+    return decoded
+
+
+def _decode_services(records: Any, version: int) -> list[Service]:
+    return _each(_expect(records, list, "services"), lambda record: _decode_service(record, version), "service")
 
 
 def _document(data: bytes, what: str) -> dict[Any, Any]:
@@ -183,7 +258,7 @@ def decode_services(data: bytes) -> list[Service]:
     """The snapshots in a document made by encode_services; CodecError when malformed."""
     document = _document(data, "snapshot")
     version = _version(document, "snapshot")
-    return [_decode_service(record, version) for record in _expect(document.get("services"), list, "services")]
+    return _decode_services(document.get("services"), version)
 
 
 # -- the peer protocol ---------------------------------------------------------------------
@@ -210,25 +285,28 @@ def encode_batch(sender: str, states: Iterable[Service | Tombstone], force: bool
     )
 
 
-def _key_fields(record: Any, size: int, what: str) -> list[Any]:
-    fields: list[Any] = _expect(record, list, what)
-    if len(fields) != size:
-        raise CodecError(f"{what}: wrong number of fields")
-    _expect(fields[0], str, f"{what} namespace")
-    _expect(fields[1], str, f"{what} service name")
-    for value in fields[2:]:
-        _expect(value, int, what)
-    return fields
+def _keyed_rows(records: Any, label: str, size: int, what: str) -> list[tuple[ServiceKey, list[int]]]:
+    """Rows of a service key (namespace, grouped name) and `size - 2` stamps; CodecError naming
+    the first row that is malformed or holds a key no client could have made."""
+
+    def row(record: Any) -> tuple[ServiceKey, list[int]]:
+        fields: list[Any] = _expect(record, list, what)
+        if len(fields) != size:
+            raise CodecError(f"{what}: wrong number of fields")
+        key = _decode_key(fields[0], fields[1], what)
+        return key, [_stamp(value, what) for value in fields[2:]]
+
+    return _each(_expect(records, list, label), row, what)
 
 
 def decode_batch(data: bytes) -> SyncBatch:
     """A batch made by encode_batch; CodecError when malformed or empty."""
     document = _document(data, "batch")
     version = _version(document, "batch")
-    services = [_decode_service(r, version) for r in _expect(document.get("services"), list, "services")]
+    services = _decode_services(document.get("services"), version)
     tombstones = [
-        Tombstone(ServiceKey(f[0], f[1]), f[2])
-        for f in (_key_fields(r, 3, "tombstone") for r in _expect(document.get("tombstones"), list, "tombstones"))
+        Tombstone(key, revision)
+        for key, (revision,) in _keyed_rows(document.get("tombstones"), "tombstones", 3, "tombstone")
     ]
     if not services and not tombstones:
         raise CodecError("batch: no services")
@@ -258,8 +336,8 @@ def decode_digests(data: bytes) -> Digests:
     _version(document, "digests")
     healthy = tuple(_expect(a, str, "healthy member") for a in _expect(document.get("healthy"), list, "healthy"))
     stamps = {
-        ServiceKey(f[0], f[1]): (f[2], f[3])
-        for f in (_key_fields(r, 4, "digest") for r in _expect(document.get("digests"), list, "digests"))
+        key: (revision, modified)
+        for key, (revision, modified) in _keyed_rows(document.get("digests"), "digests", 4, "digest")
     }
     return Digests(_expect(document.get("sender"), str, "sender"), healthy, stamps)
 
@@ -272,10 +350,7 @@ def encode_keys(keys: Iterable[ServiceKey]) -> bytes:
 def decode_keys(data: bytes) -> tuple[ServiceKey, ...]:
     document = _document(data, "wanted keys")
     _version(document, "wanted keys")
-    return tuple(
-        ServiceKey(f[0], f[1])
-        for f in (_key_fields(r, 2, "key") for r in _expect(document.get("wanted"), list, "wanted"))
-    )
+    return tuple(key for key, _ in _keyed_rows(document.get("wanted"), "wanted", 2, "key"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,11 +48,17 @@ BEAT_NOT_FOUND = "not_found"  # a light beat for an unknown instance (code 20404
 def beat_outcome(found: Instance | None, full_beat: bool) -> str:
     """What a beat calls for, given the instance as the front finds it (None: unknown):
     BEAT_NOT_FOUND for a light beat on an unknown instance (nothing is recorded), BEAT_RECORDED
-    for a healthy or marked one (its time goes to the beat log), else BEAT_REVIVED or
-    BEAT_REREGISTERED: the beat log first, then a BeatInstance write."""
+    for a healthy, marked or persistent one (its time goes to the beat log), else BEAT_REVIVED
+    or BEAT_REREGISTERED: the beat log first, then a BeatInstance write.
+
+    A full beat whose JSON says `ephemeral: false` names a persistent instance: unknown, it is
+    registered (Nacos 1.4's InstanceController.beat registers `clientBeat.isEphemeral()`);
+    known, nothing changes, since Nacos's ClientBeatProcessor refreshes and revives only
+    ephemeral instances (`cluster.allIPs(true)`): a beat never overrides the health a
+    persistent instance was given by hand."""
     if found is None:
         return BEAT_REREGISTERED if full_beat else BEAT_NOT_FOUND
-    if found.healthy or found.marked:
+    if found.healthy or found.marked or not found.ephemeral:
         return BEAT_RECORDED
     return BEAT_REVIVED
 

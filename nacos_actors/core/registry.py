@@ -319,7 +319,7 @@ class RegistryCore:
         found = current.instances.get(key) if current is not None else None
         if found is None:
             return Applied(value=None) if reregister is None else self._put_instance(service_key, reregister, now_ms)
-        if found.healthy or found.marked:
+        if found.healthy or found.marked or not found.ephemeral:  # see health.beat_outcome
             return Applied(value=found)
         return self._put_instance(service_key, replace(found, healthy=True), now_ms)
 

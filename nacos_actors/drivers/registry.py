@@ -76,14 +76,16 @@ class RegistryDriver:
                 # reaches them after this change, never before it.
                 if done.changes:
                     self._tell_watchers(ServicesChanged(done.changes, monotonic_ns()))
-                reply.resolve(done.outcomes)
+                # Counted before the answer too: a client that reads the metrics once answered
+                # sees its write counted.
                 for kind, count in done.applied.items():
                     self._writes[kind][0].inc(count)
                 for kind, count in done.refused.items():
                     self._writes[kind][1].inc(count)
+                self._batch_size.observe(len(commands))
+                reply.resolve(done.outcomes)
                 for command, touched in done.effective:
                     self._note_change(command, touched)
-                self._batch_size.observe(len(commands))
             case ApplyReplicated(states, force, reply):
                 try:
                     changes = self.core.apply_replicated_batch(states, force)

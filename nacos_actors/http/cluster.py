@@ -2,10 +2,13 @@
 
 - Client writes and beats (`distro_write` handlers, wrapped by `forwarding` on a member) that
   reach a member not responsible for their service are forwarded, as they came, to the one
-  that is; the client never knows.
+  that is; the client never knows. A request marked forwarded is handled where it lands only
+  when a member signed it; anyone else's is a 403.
 - Peer endpoints (msgpack bodies): member reports, Distro batches and verify digests, and the
-  full snapshot a starting member loads. Only members may call them (the member list, and the
-  cluster secret when one is set); a body that does not decode is a 400 and changes nothing.
+  full snapshot a starting member loads. Only members may call them: a listed member, from its
+  address, signed with the cluster secret, in time (ClusterFront.check_peer); anything else is
+  a 403. A body that does not decode, or holds a value no client could store, is a 400 naming
+  it and changes nothing.
 - Nacos's JSON views: `/v1/core/cluster/*` and `/v1/ns/operator/servers` and `distro/*`.
 - `async_join`: a starting member loads a snapshot from a peer before it serves clients (until
   then nacos_actors.http.routing answers clients 503).
@@ -76,6 +79,8 @@ def forwarding(handler: Handler) -> Handler:
         front = front_of(request)
         cluster = cluster_of(request)
         if FORWARDED_HEADER in request.headers:
+            # Only a member may say "handle this here": a forged mark would skip forwarding.
+            cluster.check_peer(request, await request.read())
             return await handler(request)
         key = service_key(await request_params(request))
         for attempt in range(FORWARD_ATTEMPTS):
@@ -84,7 +89,7 @@ def forwarding(handler: Handler) -> Handler:
                 return await handler(request)
             try:
                 status, body, content_type = await cluster.link.async_forward(
-                    owner, request.method, request.path_qs, request.headers, await request.read()
+                    owner, request.method, request.rel_url.raw_path_qs, request.headers, await request.read()
                 )
             except PeerError as error:
                 front.metrics.cluster.forwarded["failed"].inc()
@@ -108,18 +113,14 @@ def cluster_of(request: web.Request) -> ClusterFront:
     return cluster
 
 
-async def _body(request: web.Request) -> bytes:
+async def _read(request: web.Request, read: Callable[[str, bytes], T]) -> T:
+    """The caller's body as `read(caller, body)` makes it (403 for a call that is not a
+    member's, 400 for a body that does not decode or speaks for another member); large bodies
+    are decoded off the loop."""
     body = await request.read()
+    caller = cluster_of(request).check_peer(request, body)
     if not body:
         raise ParamError("The request body is empty.")
-    return body
-
-
-async def _read(request: web.Request, read: Callable[[str, bytes], T]) -> T:
-    """The caller's body as `read(caller, body)` makes it (403 for a non-member, 400 for a body
-    that does not decode or speaks for another member); large bodies are read off the loop."""
-    caller = cluster_of(request).check_peer(request)
-    body = await _body(request)
     try:
         if len(body) > LARGE_BODY:
             return await asyncio.get_running_loop().run_in_executor(None, read, caller, body)
@@ -181,7 +182,7 @@ async def serve_snapshot(request: web.Request) -> web.Response:
     """GET /v1/ns/distro/datums: every service, for a member that starts (503 until we serve)."""
     front = front_of(request)
     cluster = cluster_of(request)
-    cluster.check_peer(request)
+    cluster.check_peer(request, await request.read())
     if not cluster.serving:
         return web.Response(status=503, text="this member is starting")
     view = front.view

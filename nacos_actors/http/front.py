@@ -9,9 +9,9 @@ applied.
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
-from collections.abc import Callable
+import logging
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -22,32 +22,80 @@ from nacos_actors.bridge import LoopBridge
 from nacos_actors.clock import wall_clock_ms
 from nacos_actors.core.distro import responsible_member
 from nacos_actors.core.members import MemberBoard
+from nacos_actors.core.peer_auth import PeerCallRules, PeerRefused, judge_peer_call
 from nacos_actors.core.push import PushBoard, Subscription
 from nacos_actors.core.registry import RegistryView
-from nacos_actors.http.params.base import ParamError, Params, QueryMemo, clip, query_values
+from nacos_actors.core.values import clip
+from nacos_actors.http.params.base import ParamError, Params, QueryMemo, query_values
 from nacos_actors.messages import MEMBERS, PUSH, Command, PeerFailed, QuerySubscribers, Subscribe
 from nacos_actors.metrics import NodeMetrics
 from nacos_actors.model import Service, ServiceKey
-from nacos_actors.peers import MEMBER_HEADER, SECRET_HEADER, PeerLink
+from nacos_actors.peers import PeerLink
 from nacos_actors.render.lists import RenderedInstances
 from nacos_actors.settings import Settings
 
+log = logging.getLogger(__name__)
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 T = TypeVar("T")
+# A refused peer call is logged at most once per reason in this many seconds (each is counted).
+REJECTION_LOG_INTERVAL_S = 10.0
+
+
+class PeerRejections:
+    """Refused peer calls: each counted by reason (`counters`, e.g. the node's
+    nacos_actors_peer_rejected_total children), and logged at most once per reason per
+    `interval_s`, with how many more there were since. Loop thread only."""
+
+    def __init__(
+        self,
+        counters: Mapping[str, Any],
+        interval_s: float = REJECTION_LOG_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._counters = counters
+        self._interval_s = interval_s
+        self._clock = clock
+        self._logged_at: dict[str, float] = {}
+        self._unlogged: dict[str, int] = {}
+
+    def record(self, refused: PeerRefused, method: str, path: str, remote: str | None) -> None:
+        self._counters[refused.reason].inc()
+        now = self._clock()
+        last = self._logged_at.get(refused.reason)
+        if last is not None and now - last < self._interval_s:
+            self._unlogged[refused.reason] = self._unlogged.get(refused.reason, 0) + 1
+            return
+        self._logged_at[refused.reason] = now
+        more = self._unlogged.pop(refused.reason, 0)
+        log.warning(
+            "refused a peer call (%s) %s %s from %s: %s%s",
+            refused.reason,
+            method,
+            clip(path),
+            remote,
+            clip(refused.message, 160),
+            f" (and {more} more since the last line)" if more else "",
+        )
 
 
 @dataclass
 class ClusterFront:
     """This member's link to the others, for the handlers. `serving` turns true once the node
-    holds its data (loaded from a peer, or first up); until then client endpoints answer 503."""
+    holds its data (loaded from a peer, or first up); until then client endpoints answer 503.
+
+    A call is a member's only when signed with `secret` within `signature_window_ms` of this
+    member's `clock` (see nacos_actors.core.peer_auth); `rejections` counts and logs the others."""
 
     self_address: str
     members: MemberBoard
     link: PeerLink
     bridge: LoopBridge
-    secret: str | None = None
+    secret: str
+    rejections: PeerRejections
+    signature_window_ms: int = 5_000
     serving: bool = False
     peers: tuple[str, ...] = field(default=())
+    clock: Callable[[], int] = wall_clock_ms
 
     def owner_of(self, key: ServiceKey) -> str | None:
         """The member to forward a write of `key` to; None to handle it here."""
@@ -60,27 +108,16 @@ class ClusterFront:
     def peer_failed(self, peer: str, refused: bool) -> None:
         self.bridge.async_tell(MEMBERS, PeerFailed(peer, refused))
 
-    def check_peer(self, request: web.Request) -> str:
-        """The calling member's address; 403 for anyone else."""
-        claimed = request.headers.get(MEMBER_HEADER, "")
-        if claimed == self.self_address or claimed not in self.peers:
-            raise ParamError(f"Header '{MEMBER_HEADER}': {claimed[:64]!r} is not a member of this cluster", status=403)
-        host = claimed.rpartition(":")[0].strip("[]")
-        try:
-            expected = ipaddress.ip_address(host)
-        except ValueError:
-            expected = None  # a host name: trust the secret, not the address
-        if expected is not None and request.remote is not None:
-            try:
-                if ipaddress.ip_address(request.remote) != expected:
-                    raise ParamError(f"Header '{MEMBER_HEADER}': {claimed} does not match the caller", status=403)
-            except ValueError:
-                raise ParamError(f"Header '{MEMBER_HEADER}': the caller has no IP address", status=403) from None
-        if self.secret is not None:
-            given = request.headers.get(SECRET_HEADER, "")
-            if not hmac.compare_digest(given.encode(), self.secret.encode()):
-                raise ParamError(f"Header '{SECRET_HEADER}' is missing or wrong", status=403)
-        return claimed
+    def check_peer(self, request: web.Request, body: bytes) -> str:
+        """The calling member's address, when the request (with its `body`, already read) is a
+        member's signed call; else a 403 naming the header, counted and logged."""
+        rules = PeerCallRules(self.self_address, self.peers, self.secret, self.signature_window_ms)
+        target = request.rel_url.raw_path_qs
+        verdict = judge_peer_call(rules, request.headers, request.method, target, body, request.remote, self.clock())
+        if isinstance(verdict, PeerRefused):
+            self.rejections.record(verdict, request.method, target, request.remote)
+            raise ParamError(verdict.message, status=403)
+        return verdict.member
 
 
 @dataclass

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from nacos_actors.core.health import BEAT_NOT_FOUND, BEAT_REREGISTERED, BEAT_REVIVED, beat_outcome
 from nacos_actors.core.push import SubscriberKey, Subscription
+from nacos_actors.core.values import is_ip_literal
 from nacos_actors.http.front import front_of, json_response, memoized_params, ok, request_params
 from nacos_actors.http.params import clients, instances, metadata, names
 from nacos_actors.http.params.base import MAX_INT32, ParamError, QueryMemo, boolean, page_number, parse_boolean
@@ -165,7 +166,7 @@ async def instance_list(request: web.Request) -> web.Response:
         # Push goes to where the query came from; `clientIP` only when the operator trusts it
         # (clients behind a proxy), so nobody can aim the registry's UDP at a third party.
         client_ip = query.client_ip
-        trusted = front.settings.push_trust_client_ip and client_ip is not None and instances.is_ip_literal(client_ip)
+        trusted = front.settings.push_trust_client_ip and client_ip is not None and is_ip_literal(client_ip)
         address = client_ip if trusted else request.remote
         if address:
             subscriber = SubscriberKey(key, query.clusters_text, address, query.udp_port)

@@ -90,7 +90,9 @@ def _gated(handler: Handler, cluster: ClusterFront) -> Handler:
 
 
 def _text(status: int, message: str) -> web.Response:
-    return web.Response(status=status, text=message)
+    # An echoed value may hold bytes that were not UTF-8 (lone surrogates): sent as escapes.
+    body = message.encode("utf-8", "backslashreplace")
+    return web.Response(status=status, body=body, content_type="text/plain", charset="utf-8")
 
 
 class Routes:

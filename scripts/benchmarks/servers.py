@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from .cli import Settings
 
 
+# The bench clusters live on loopback for one run: a throwaway secret signs their peer calls.
+BENCH_CLUSTER_SECRET = "bench-only-cluster-secret"
 ROOT = Path(__file__).resolve().parent.parent.parent
 PYTHON = sys.executable
 CONTEXT = "/nacos"
@@ -185,6 +187,7 @@ class Servers:
         ]
         if members:
             argv += ["--members", ",".join(f"{HOST}:{member}" for member in members)]
+            argv += ["--cluster-secret", BENCH_CLUSTER_SECRET]
         return argv
 
     def start_node(self, name: str = "node", health_checks: bool = True) -> Server:

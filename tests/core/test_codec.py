@@ -12,7 +12,8 @@ from nacos_actors.core.registry import RegistryCore
 from nacos_actors.messages import CreateService, RegisterInstance, UpdateCluster
 from nacos_actors.model import ClusterConfig, Instance, InstanceKey, Selector, ServiceKey, freeze
 
-text = st.text(min_size=1, max_size=8)
+# What a client may store: free text has no control characters.
+text = st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=8)
 instances = st.builds(
     Instance,
     ip=st.sampled_from(["127.0.0.1", "::1", "localhost"]),

@@ -35,29 +35,32 @@ SENDER = "127.0.0.1:8848"
 HEALTHY = ("127.0.0.1:8848", "127.0.0.2:8848", "127.0.0.3:8848")
 
 text = st.text(max_size=8)
-service_keys = st.builds(ServiceKey, st.sampled_from(["public", "dev", ""]), text.map(lambda n: f"DEFAULT_GROUP@@{n}"))
+# What a client may store: free text without control characters, names of their characters.
+free_text = st.text(st.characters(blacklist_categories=("Cc", "Cs")), max_size=8)
+names = st.from_regex(r"[0-9A-Za-z.:_-]{1,8}", fullmatch=True)
+service_keys = st.builds(ServiceKey, st.sampled_from(["public", "dev", "a_b-1"]), names.map(lambda n: f"DEFAULT_GROUP@@{n}"))
 instances = st.builds(
     Instance,
-    ip=st.sampled_from(["127.0.0.1", "127.0.0.2", "::1"]),
-    port=st.integers(0, 65535),
+    ip=st.sampled_from(["127.0.0.1", "127.0.0.2", "::1", "host.example"]),
+    port=st.integers(1, 65535),
     cluster=st.sampled_from(["DEFAULT", "c1"]),
     weight=st.floats(0, 10000),
     healthy=st.booleans(),
     enabled=st.booleans(),
     ephemeral=st.booleans(),
-    metadata=st.dictionaries(text, text, max_size=3).map(freeze),
-    app=text,
+    metadata=st.dictionaries(free_text, free_text, max_size=3).map(freeze),
+    app=free_text,
     marked=st.booleans(),
-    instance_id=text,
+    instance_id=free_text,
 )
 cluster_configs = st.builds(
     ClusterConfig,
     health_checker=st.sampled_from(
-        [{"type": "TCP"}, {"type": "NONE"}, {"type": "HTTP", "path": "/up", "expectedResponseCode": 200}]
+        [{"type": "TCP"}, {"type": "NONE"}, {"type": "HTTP", "path": "/up", "headers": "", "expectedResponseCode": 200}]
     ).map(freeze),
-    check_port=st.integers(0, 65535),
+    check_port=st.integers(1, 65535),
     use_instance_port=st.booleans(),
-    metadata=st.dictionaries(text, text, max_size=2).map(freeze),
+    metadata=st.dictionaries(free_text, free_text, max_size=2).map(freeze),
 )
 revisions = st.integers(0, 2**53)
 services = st.builds(
@@ -75,12 +78,12 @@ services = st.builds(
     service_keys,
     st.lists(instances, max_size=3),
     st.floats(0, 1),
-    st.dictionaries(text, text, max_size=2).map(freeze),
-    st.builds(Selector, st.sampled_from(["none", "label"]), text),
+    st.dictionaries(free_text, free_text, max_size=2).map(freeze),
+    st.builds(Selector, st.sampled_from(["none", "label"]), free_text),
     st.booleans(),
     revisions,
     revisions,
-    st.dictionaries(st.sampled_from(["DEFAULT", "c1"]), cluster_configs, max_size=2),
+    st.dictionaries(st.sampled_from(["DEFAULT", "c-1"]), cluster_configs, max_size=2),
 )
 tombstones = st.builds(Tombstone, service_keys, revisions)
 
@@ -395,3 +398,91 @@ def test_valid_bodies_with_one_part_damaged_raise_only_codec_error(name, data, r
     path = data.draw(st.sampled_from(slots(document)))
     damaged = with_replaced(document, path, replacement, drop and bool(path))
     decodes_or_refuses(DECODERS[name], msgpack.packb(damaged))
+
+
+# -- values no client could store ----------------------------------------------------------------
+# The probe of issue 14 pushed a batch whose instances had IP `not an ip!!`, ports 0 and -5, a
+# NaN weight (served as `null`), namespace `../../etc` and a NUL in a service name; every one was
+# stored and served. Peer bodies and data files obey the rules of client input now.
+
+
+def _instance(**changes: Any) -> list[Any]:
+    fields = dict(ip="127.0.0.1", port=80, cluster="DEFAULT", weight=1.0, healthy=True, enabled=True,
+                  ephemeral=True, metadata={}, app="DEFAULT", marked=False, instance_id="id")
+    fields.update(changes)
+    return list(fields.values())
+
+
+def _service(namespace: str = "public", name: str = "DEFAULT_GROUP@@svc", instances: list | None = None,
+             **changes: Any) -> list[Any]:
+    fields = dict(namespace=namespace, name=name, threshold=0.0, metadata={}, selector=["none", ""],
+                  explicit=False, revision=1, modified_ms=1, instances=instances or [_instance()], clusters=[])
+    fields.update(changes)
+    return list(fields.values())
+
+
+def _batch(*services: list[Any], tombstones: list | None = None) -> bytes:
+    return pack(version=FORMAT_VERSION, sender=SENDER, force=True, services=list(services),
+                tombstones=tombstones or [])
+
+
+INVALID_VALUES = [
+    # (the service record, words the CodecError must hold: the entry, the field, the value)
+    (_service(instances=[_instance(ip="not an ip!!")]), "service 1: public/DEFAULT_GROUP@@svc: instance 0: 'ip'"),
+    (_service(instances=[_instance(), _instance(port=0)]), "instance 1: 'port' must be in 1..65535, got 0"),
+    (_service(instances=[_instance(port=-5)]), "'port' must be in 1..65535, got -5"),
+    (_service(instances=[_instance(port=65536)]), "'port' must be in 1..65535, got 65536"),
+    (_service(instances=[_instance(weight=float("nan"))]), "'weight' must be a finite number in 0..10000, got 'nan'"),
+    (_service(instances=[_instance(weight=float("inf"))]), "'weight' must be a finite number"),
+    (_service(instances=[_instance(weight=-1.0)]), "'weight' must be a finite number"),
+    (_service(instances=[_instance(cluster="a b")]), "'cluster' must be 1..64 characters"),
+    (_service(instances=[_instance(app="a" * 129)]), "'app' must be at most 128 characters"),
+    (_service(namespace="../../etc"), "service 1: 'namespace' must be 1..128 characters of 0-9a-zA-Z_-, got '../../etc'"),
+    (_service(namespace=""), "'namespace' must be 1..128"),
+    (_service(name="DEFAULT_GROUP@@nul\x00name"), "'service name' must be 1..255 characters of 0-9a-zA-Z.:_-, got 'nul\\x00name'"),
+    (_service(name="no-group"), "'service name' must be one 'group@@name', got 'no-group'"),
+    (_service(name="a@@b@@c"), "'service name' must be one 'group@@name'"),
+    (_service(name="@@b"), "'service name' must be 1..128 characters"),
+    (_service(threshold=float("nan")), "'protect threshold' must be a finite number in 0..1"),
+    (_service(threshold=2), "'protect threshold' must be a finite number in 0..1, got '2'"),
+    (_service(selector=["regex", ".*"]), "selector type: unknown 'regex'"),
+    (_service(revision=-1), "service revision: -1 is not in 0.."),
+    (_service(modified_ms=2**63), "service modified time"),
+    (_service(clusters=[["a b", {"type": "TCP"}, 80, True, {}]]), "cluster 0: 'cluster name' must be 1..64"),
+    (_service(clusters=[["c", {"type": "TCP"}, 0, True, {}]]), "cluster 0: 'check port' must be in 1..65535, got 0"),
+    (_service(clusters=[["c", {"type": "HTTP", "expectedResponseCode": 700}, 80, True, {}]]), "expectedResponseCode"),
+]
+
+
+@pytest.mark.parametrize("record, words", INVALID_VALUES, ids=[w[:40] for _, w in INVALID_VALUES])
+def test_a_value_no_client_could_store_is_refused_naming_its_entry(record, words):
+    with pytest.raises(CodecError) as refused:
+        decode_batch(_batch(_service(name="DEFAULT_GROUP@@fine"), record))
+    assert words in str(refused.value)
+    assert str(refused.value).startswith("service 1: ")  # the first invalid entry, after a valid one
+
+
+@pytest.mark.parametrize(
+    "row, words",
+    [
+        (["../../etc", "g@@a", 1], "tombstone 0: 'namespace'"),
+        (["public", "g@@a\x00", 1], "tombstone 0: 'service name'"),
+        (["public", "g@@a", -1], "tombstone 0: tombstone: -1 is not in 0.."),
+    ],
+)
+def test_a_tombstone_for_a_key_no_client_could_make_is_refused(row, words):
+    with pytest.raises(CodecError) as refused:
+        decode_batch(_batch(tombstones=[row]))
+    assert words in str(refused.value)
+
+
+def test_digests_and_wanted_keys_hold_valid_keys_only():
+    with pytest.raises(CodecError, match="digest 0: 'namespace'"):
+        decode_digests(pack(version=FORMAT_VERSION, sender=SENDER, healthy=[], digests=[["a/b", "g@@a", 1, 1]]))
+    with pytest.raises(CodecError, match="key 0: 'service name'"):
+        decode_keys(pack(version=FORMAT_VERSION, wanted=[["public", "g"]]))
+
+
+def test_an_address_is_stored_as_the_edge_stores_it():
+    (service,) = decode_batch(_batch(_service(instances=[_instance(ip="0:0::1")]))).states
+    assert [key.ip for key in service.instances] == ["::1"]

@@ -147,7 +147,7 @@ class RegistryAgainstModel(RuleBasedStateMachine):
                 assert answer == self.model[service][key]
             else:
                 assert answer is None
-        elif not found.healthy:
+        elif not found.healthy and found.ephemeral:  # a beat never revives a persistent instance (as Nacos)
             self.model[service][key] = replace(found, healthy=True)
 
     @invariant()

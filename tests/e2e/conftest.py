@@ -6,7 +6,7 @@ gets SIGTERM and must exit with code 0 within a few seconds (else it is killed a
 fails). Each node's stderr goes to a file that is shown in the report when the test fails.
 
 `start_cluster(size=3, *args)` starts `size` members on free ports listing each other with
-`--members` and returns a Cluster once every member serves and sees all the others UP; a member
+`--members` (and sharing `--cluster-secret`) and returns a Cluster once every member serves and sees all the others UP; a member
 may be killed and started again on its port. `launch_cluster` does the same with any
 NodeLauncher (e.g. one a module-scoped fixture owns).
 """
@@ -207,6 +207,7 @@ def node(start_node) -> NodeProcess:
 # -- clusters: N member processes on loopback listing each other with --members ---------------
 
 MEMBERS_PATH = "/nacos/v1/core/cluster/nodes"
+CLUSTER_SECRET = "e2e-test-cluster-secret"  # members refuse to start without one
 NAMING_METRICS_PATH = "/nacos/v1/ns/operator/metrics"
 CLUSTER_UP_TIMEOUT_S = 20.0
 
@@ -256,7 +257,9 @@ class Cluster:
 
     def start_member(self, index: int, wait: bool = True) -> NodeProcess:
         """Start member `index` on its port (again, if it ran before); it replaces the old process."""
-        node = self.launcher.start("--members", self.members, *self.args, port=self.ports[index], wait=wait)
+        node = self.launcher.start(
+            "--members", self.members, "--cluster-secret", CLUSTER_SECRET, *self.args, port=self.ports[index], wait=wait
+        )
         if index < len(self.nodes):
             self.nodes[index] = node
         else:

@@ -145,6 +145,22 @@ def test_bad_settings_exit_2_naming_the_setting(args, named):
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--members", "127.0.0.1:18848,127.0.0.1:18849", "--port", "18848"],
+        ["--cluster-conf", "config/cluster.conf"],
+    ],
+)
+def test_a_cluster_member_without_a_secret_refuses_to_start(args):
+    # Issue 14: without a secret any local process could act as a member.
+    done = run_cli("serve", *args)
+    assert done.returncode == 1, done.stderr
+    for way in ("--cluster-secret", "NACOS_ACTORS_CLUSTER_SECRET", "cluster_secret"):
+        assert way in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_an_unreadable_or_invalid_config_exits_2(tmp_path):
     unreadable = tmp_path / "a-directory.toml"
     unreadable.mkdir()

@@ -5,7 +5,8 @@
   member actor (`StubMember`) that records what it is told.
 - `OwnerServer`: a second aiohttp server acting as another member: it records every request
   and answers what the test chose.
-- Helpers: views, service names owned by a given member, peer request headers, a closed port.
+- Helpers: views, service names owned by a given member, signed peer request headers, a
+  closed port.
 """
 
 from __future__ import annotations
@@ -27,16 +28,19 @@ from nacos_actors.core.distro import responsible_member
 from nacos_actors.core.members import HEALTHY_STATES, MemberBoard, MemberStatus, MemberView
 from nacos_actors.bridge import ActorDirectory
 from nacos_actors.core.registry import RegistryCore, RegistryView
-from nacos_actors.http.front import ClusterFront, Front
+from nacos_actors.clock import wall_clock_ms
+from nacos_actors.core.peer_auth import MEMBER_HEADER, signed_headers
+from nacos_actors.http.front import ClusterFront, Front, PeerRejections
 from nacos_actors.messages import MEMBERS
 from nacos_actors.metrics import NodeMetrics
 from nacos_actors.model import DEFAULT_GROUP, DEFAULT_NAMESPACE, Instance, Service, ServiceKey, instance_map
-from nacos_actors.peers import MEMBER_HEADER, SECRET_HEADER, PeerLink
+from nacos_actors.peers import PeerLink
 from nacos_actors.settings import Settings
 from tests.nodes import bridge_to, start_registry
 
 SELF = "127.0.0.1:18848"
 PEER_TIMEOUT_S = 2.0
+SECRET = "test-cluster-secret"
 
 
 def grouped(name: str) -> str:
@@ -81,11 +85,17 @@ def service(name: str, revision: int, *ips: str, modified_ms: int = 1_000, port:
     )
 
 
-def peer_headers(peer: str, secret: str | None = None) -> dict[str, str]:
-    headers = {MEMBER_HEADER: peer}
-    if secret is not None:
-        headers[SECRET_HEADER] = secret
-    return headers
+def peer_headers(
+    peer: str, method: str, target: str, body: bytes = b"", secret: str = SECRET, now_ms: int | None = None
+) -> dict[str, str]:
+    """What `peer` sends with a call to `target` (a path with its query, as the server will see
+    it): its address, the time (now unless given) and the signature with `secret`."""
+    return signed_headers(secret, method, target, peer, wall_clock_ms() if now_ms is None else now_ms, body)
+
+
+def member_header(peer: str) -> dict[str, str]:
+    """Only the member header: what any local process can send, naming a member."""
+    return {MEMBER_HEADER: peer}
 
 
 def closed_port() -> int:
@@ -169,6 +179,10 @@ class Member:
         a whole-registry scrape would run every collector, some blocking, on the loop)."""
         return counted(self.front.metrics.cluster.forwarded[outcome])
 
+    def rejected(self, reason: str) -> float:
+        """nacos_actors_peer_rejected_total{reason}."""
+        return counted(self.front.metrics.cluster.peer_rejected[reason])
+
     def replicated(self) -> float:
         """nacos_actors_distro_replicated_services_total."""
         return counted(self.front.metrics.cluster.replicated_services)
@@ -181,7 +195,7 @@ class Member:
 
 def start_member(
     states: Mapping[str, str],
-    secret: str | None = None,
+    secret: str = SECRET,
     serving: bool = True,
     self_address: str = SELF,
     **overrides: Any,
@@ -208,6 +222,7 @@ def start_member(
         link=link,
         bridge=bridge,
         secret=secret,
+        rejections=PeerRejections(metrics.cluster.peer_rejected),
         serving=serving,
         peers=tuple(a for a in members if a != self_address),
     )

@@ -34,14 +34,31 @@ from nacos_actors.core.registry import Tombstone
 from nacos_actors.http.app import build_app
 from nacos_actors.http.cluster import FORWARD_ATTEMPTS, async_join
 from nacos_actors.messages import MarkReady, PeerFailed, ReportReceived
+from nacos_actors.clock import wall_clock_ms
+from nacos_actors.core.peer_auth import (
+    BAD_SIGNATURE,
+    MEMBER_HEADER,
+    NOT_MEMBER,
+    REJECT_REASONS,
+    SIGNATURE_HEADER,
+    STALE,
+    TIMESTAMP_HEADER,
+    UNSIGNED,
+    WRONG_ADDRESS,
+    PeerAccepted,
+    PeerCallRules,
+    judge_peer_call,
+)
 from nacos_actors.model import freeze, instance_map
-from nacos_actors.peers import FORWARDED_HEADER, MEMBER_HEADER, MSGPACK, SECRET_HEADER
+from nacos_actors.peers import FORWARDED_HEADER, MSGPACK
 from tests.http.cluster_support import (
+    SECRET,
     SELF,
     OwnerServer,
     closed_port,
     eventually,
     grouped,
+    member_header,
     name_owned_by,
     names_owned_by,
     peer_headers,
@@ -58,7 +75,6 @@ DATUM = f"{NS}/distro/datum"
 CHECKSUM = f"{NS}/distro/checksum"
 DATUMS = f"{NS}/distro/datums"
 PEER_ENDPOINTS = [("POST", REPORT), ("PUT", DATUM), ("PUT", CHECKSUM), ("GET", DATUMS)]
-SECRET = "s3cret"
 USER_AGENT = "Nacos-Java-Client:v1.4.1"
 
 
@@ -78,14 +94,9 @@ def dead() -> str:
 
 
 @pytest.fixture
-def secret() -> str | None:
-    return None
-
-
-@pytest.fixture
-async def member(owner, dead, secret):
+async def member(owner, dead):
     """The member under test: itself, `owner` and `dead` all UP; serving."""
-    node = start_member({SELF: UP, owner.address: UP, dead: UP}, secret=secret)
+    node = start_member({SELF: UP, owner.address: UP, dead: UP})
     yield node
     await node.async_stop()
 
@@ -111,9 +122,10 @@ async def hosts(client, name: str) -> list[str]:
     return sorted(h["ip"] for h in (await response.json())["hosts"])
 
 
-async def replicate(client, peer: str, states, force: bool = False, secret: str | None = None) -> None:
-    """Send a Distro batch from `peer`; it must answer `ok`."""
-    response = await client.put(DATUM, data=encode_batch(peer, states, force), headers=peer_headers(peer, secret))
+async def replicate(client, peer: str, states, force: bool = False) -> None:
+    """Send a Distro batch from `peer` (signed); it must answer `ok`."""
+    body = encode_batch(peer, states, force)
+    response = await client.put(DATUM, data=body, headers=peer_headers(peer, "PUT", DATUM, body))
     assert (response.status, await response.text()) == (200, "ok")
 
 
@@ -145,26 +157,56 @@ def packed(document) -> bytes:
 
 
 # -- 1. peer authentication -----------------------------------------------------------------
+# The outside probe of issue 14: without a secret the only check was the member header's IP,
+# and on one host every member is 127.0.0.1, so any local process with a forged header
+# downloaded every namespace, pushed forced batches and reported live members DOWN.
+
+
+async def assert_nothing_changed(member_client, member, kept: str) -> None:
+    assert member.core.service_count == 1
+    assert await hosts(member_client, kept) == ["127.0.0.30"]
+    assert await hosts(member_client, "fresh") == []
+    assert member.stub.told == []
+
+
+@pytest.fixture
+async def kept(member_client, member, owner) -> str:
+    """A service the owner replicated before the test: it must survive every refused call."""
+    name = name_owned_by(owner.address, member.healthy, "kept")
+    await replicate(member_client, owner.address, [service(name, 1, "127.0.0.30")])
+    return name
+
+
+@pytest.mark.parametrize("method, path", PEER_ENDPOINTS)
+async def test_a_forged_member_header_without_a_signature_is_refused_and_counted(
+    member_client, member, owner, kept, method, path
+):
+    body = valid_body(path, owner.address, member.healthy, "fresh")
+
+    response = await member_client.request(method, path, data=body, headers=member_header(owner.address))
+
+    assert response.status == 403
+    text = await response.text()
+    assert SIGNATURE_HEADER in text and TIMESTAMP_HEADER in text
+    assert member.rejected(UNSIGNED) == 1
+    await assert_nothing_changed(member_client, member, kept)
 
 
 @pytest.mark.parametrize("method, path", PEER_ENDPOINTS)
 @pytest.mark.parametrize("caller", ["no header", "stranger", "this node"])
 async def test_peer_endpoint_refuses_a_caller_that_is_not_a_peer_and_stores_nothing(
-    member_client, member, owner, method, path, caller
+    member_client, member, owner, kept, method, path, caller
 ):
-    kept = name_owned_by(owner.address, member.healthy, "kept")
-    await replicate(member_client, owner.address, [service(kept, 1, "127.0.0.30")])
-    headers = {"no header": {}, "stranger": peer_headers("127.0.0.1:1"), "this node": peer_headers(SELF)}[caller]
     body = valid_body(path, owner.address, member.healthy, "fresh")
+    claimed = {"no header": None, "stranger": "127.0.0.1:1", "this node": SELF}[caller]
+    headers = {} if claimed is None else peer_headers(claimed, method, path, body)  # even signed
 
     response = await member_client.request(method, path, data=body, headers=headers)
 
     assert response.status == 403
     assert MEMBER_HEADER in await response.text()
-    assert member.core.service_count == 1
-    assert await hosts(member_client, kept) == ["127.0.0.30"]
-    assert await hosts(member_client, "fresh") == []
-    assert member.stub.told == []
+    assert member.rejected(NOT_MEMBER) == 1
+    await assert_nothing_changed(member_client, member, kept)
 
 
 @pytest.mark.parametrize("method, path", PEER_ENDPOINTS)
@@ -173,49 +215,133 @@ async def test_peer_endpoint_refuses_a_member_calling_from_another_address(membe
     member.cluster.peers = (*member.cluster.peers, elsewhere)
     body = valid_body(path, elsewhere, member.healthy, "fresh")
 
-    response = await member_client.request(method, path, data=body, headers=peer_headers(elsewhere))
+    response = await member_client.request(method, path, data=body, headers=peer_headers(elsewhere, method, path, body))
 
     assert response.status == 403
     text = await response.text()
     assert MEMBER_HEADER in text and "does not match the caller" in text
+    assert member.rejected(WRONG_ADDRESS) == 1
     assert member.core.service_count == 0
     assert member.stub.told == []
 
 
-@pytest.mark.parametrize("secret", [SECRET])
+WINDOW_MS = 5_000
+
+
+def _wrong_signature(peer, method, path, body):
+    return peer_headers(peer, method, path, body, secret="another-secret")
+
+
+def _no_signature(peer, method, path, body):
+    return {k: v for k, v in peer_headers(peer, method, path, body).items() if k != SIGNATURE_HEADER}
+
+
+def _no_timestamp(peer, method, path, body):
+    return {k: v for k, v in peer_headers(peer, method, path, body).items() if k != TIMESTAMP_HEADER}
+
+
+def _bad_timestamp(peer, method, path, body):
+    return {**peer_headers(peer, method, path, body), TIMESTAMP_HEADER: "soon"}
+
+
+def _stale(peer, method, path, body):
+    return peer_headers(peer, method, path, body, now_ms=wall_clock_ms() - WINDOW_MS - 2_000)
+
+
+def _from_the_future(peer, method, path, body):
+    return peer_headers(peer, method, path, body, now_ms=wall_clock_ms() + WINDOW_MS + 2_000)
+
+
+def _another_body(peer, method, path, body):
+    return peer_headers(peer, method, path, body + b"\x00")
+
+
+def _another_path(peer, method, path, body):
+    return peer_headers(peer, method, f"{path}?x=1", body)
+
+
+def _another_method(peer, method, path, body):
+    return peer_headers(peer, "DELETE", path, body)
+
+
+def _another_member(peer, method, path, body):
+    return {**peer_headers(SELF, method, path, body), MEMBER_HEADER: peer}
+
+
+FORGERIES = {
+    "wrong secret": (_wrong_signature, BAD_SIGNATURE, SIGNATURE_HEADER),
+    "no signature": (_no_signature, UNSIGNED, SIGNATURE_HEADER),
+    "no timestamp": (_no_timestamp, UNSIGNED, TIMESTAMP_HEADER),
+    "bad timestamp": (_bad_timestamp, UNSIGNED, TIMESTAMP_HEADER),
+    "stale": (_stale, STALE, TIMESTAMP_HEADER),
+    "from the future": (_from_the_future, STALE, TIMESTAMP_HEADER),
+    "signed for another body": (_another_body, BAD_SIGNATURE, SIGNATURE_HEADER),
+    "signed for another path": (_another_path, BAD_SIGNATURE, SIGNATURE_HEADER),
+    "signed for another method": (_another_method, BAD_SIGNATURE, SIGNATURE_HEADER),
+    "signed as another member": (_another_member, BAD_SIGNATURE, SIGNATURE_HEADER),
+}
+
+
 @pytest.mark.parametrize("method, path", PEER_ENDPOINTS)
-@pytest.mark.parametrize("given", [None, "wrong", ""])
-async def test_peer_endpoint_refuses_a_missing_or_wrong_secret(member_client, member, owner, method, path, given):
-    kept = name_owned_by(owner.address, member.healthy, "kept")
-    await replicate(member_client, owner.address, [service(kept, 1, "127.0.0.30")], secret=SECRET)
+@pytest.mark.parametrize("forgery", list(FORGERIES))
+async def test_peer_endpoint_refuses_a_call_not_signed_for_it_in_time(
+    member_client, member, owner, kept, method, path, forgery
+):
+    forge, reason, header = FORGERIES[forgery]
     body = valid_body(path, owner.address, member.healthy, "fresh")
 
-    response = await member_client.request(method, path, data=body, headers=peer_headers(owner.address, given))
+    response = await member_client.request(method, path, data=body, headers=forge(owner.address, method, path, body))
 
     assert response.status == 403
-    assert SECRET_HEADER in await response.text()
-    assert member.core.service_count == 1
-    assert await hosts(member_client, kept) == ["127.0.0.30"]
-    assert await hosts(member_client, "fresh") == []
-    assert member.stub.told == []
+    assert header in await response.text()
+    assert member.rejected(reason) == 1
+    await assert_nothing_changed(member_client, member, kept)
 
 
-@pytest.mark.parametrize("secret", [SECRET])
 @pytest.mark.parametrize("method, path", PEER_ENDPOINTS)
-async def test_peer_endpoint_accepts_a_member_with_the_right_secret(member_client, member, owner, method, path):
+async def test_a_replay_of_a_signed_call_is_refused_once_the_window_has_passed(
+    member_client, member, owner, method, path
+):
+    body = valid_body(path, owner.address, member.healthy, "fresh")
+    headers = peer_headers(owner.address, method, path, body)
+    sent_ms = int(headers[TIMESTAMP_HEADER])
+    member.cluster.clock = lambda: sent_ms + 1_000
+
+    first = await member_client.request(method, path, data=body, headers=headers)
+    assert first.status == 200, await first.text()
+    told = len(member.stub.told)
+
+    member.cluster.clock = lambda: sent_ms + member.cluster.signature_window_ms + 1
+    replay = await member_client.request(method, path, data=body, headers=headers)
+
+    assert replay.status == 403
+    assert TIMESTAMP_HEADER in await replay.text()
+    assert member.rejected(STALE) == 1
+    assert len(member.stub.told) == told
+
+
+@pytest.mark.parametrize("method, path", PEER_ENDPOINTS)
+async def test_peer_endpoint_accepts_a_member_that_signed_its_call(member_client, member, owner, method, path):
     body = valid_body(path, owner.address, member.healthy, "fresh")
 
-    response = await member_client.request(method, path, data=body, headers=peer_headers(owner.address, SECRET))
+    response = await member_client.request(method, path, data=body, headers=peer_headers(owner.address, method, path, body))
 
     assert response.status == 200, await response.text()
+    assert sum(member.rejected(reason) for reason in REJECT_REASONS) == 0
 
 
-async def test_peer_endpoints_accept_a_member_when_no_secret_is_configured(member_client, member, owner):
-    for method, path in PEER_ENDPOINTS:
-        body = valid_body(path, owner.address, member.healthy, "fresh")
-        response = await member_client.request(method, path, data=body, headers=peer_headers(owner.address))
-        assert response.status == 200, (path, await response.text())
-    assert await hosts(member_client, "fresh") == ["127.0.0.31"]
+async def test_refused_peer_calls_are_counted_each_and_logged_once_per_interval(member_client, member, owner, caplog):
+    for _ in range(3):
+        response = await member_client.post(REPORT, data=encode_report(owner.address, DOWN), headers=member_header(owner.address))
+        assert response.status == 403
+    response = await member_client.get(DATUMS, headers=member_header("127.0.0.1:1"))
+    assert response.status == 403
+
+    lines = [r.getMessage() for r in caplog.records if r.name == "nacos_actors.http.front"]
+    assert (member.rejected(UNSIGNED), member.rejected(NOT_MEMBER)) == (3, 1)
+    assert len(lines) == 2, lines  # one per reason in the interval
+    assert "unsigned" in lines[0] and REPORT in lines[0]
+    assert member.stub.told == []
 
 
 # -- 2. bad bodies --------------------------------------------------------------------------
@@ -234,7 +360,7 @@ def report_doc(peer: str, **changes) -> bytes:
 
 def batch_doc(peer: str, **changes) -> bytes:
     """A batch document from `peer` holding one tombstone, with fields changed."""
-    base = {"version": 2, "sender": peer, "force": False, "services": [], "tombstones": [["public", "x", 1]]}
+    base = {"version": 2, "sender": peer, "force": False, "services": [], "tombstones": [["public", "g@@x", 1]]}
     return _document(base, changes)
 
 
@@ -267,7 +393,7 @@ BAD_BODIES = [
     (CHECKSUM, lambda peer: b"\xff\xff", "not valid"),
     (CHECKSUM, lambda peer: digests_doc(peer, healthy="all"), "healthy: unexpected str"),
     (CHECKSUM, lambda peer: digests_doc(peer, digests=[["public", "x", 1]]), "digest: wrong number of fields"),
-    (CHECKSUM, lambda peer: digests_doc(peer, digests=[["public", "x", 1, "t"]]), "digest: unexpected str"),
+    (CHECKSUM, lambda peer: digests_doc(peer, digests=[["public", "g@@x", 1, "t"]]), "digest: unexpected str"),
     (CHECKSUM, lambda peer: digests_doc(peer, version=MISSING), "digests version None"),
     (CHECKSUM, lambda peer: encode_digests("127.0.0.1:1", [peer], []), "Field 'sender'"),
 ]
@@ -283,9 +409,8 @@ async def test_a_bad_peer_body_is_a_400_naming_the_fault_and_changes_nothing(
     await replicate(member_client, owner.address, [service(kept, 1, "127.0.0.30")])
     method = "POST" if path == REPORT else "PUT"
 
-    response = await member_client.request(
-        method, path, data=make_body(owner.address), headers=peer_headers(owner.address)
-    )
+    body = make_body(owner.address)
+    response = await member_client.request(method, path, data=body, headers=peer_headers(owner.address, method, path, body))
 
     text = await response.text()
     assert response.status == 400, text
@@ -296,12 +421,50 @@ async def test_a_bad_peer_body_is_a_400_naming_the_fault_and_changes_nothing(
     assert member.stub.told == []
 
 
+def _instance_record(ip="127.0.0.1", port=8080, weight=1.0) -> list:
+    return [ip, port, "DEFAULT", weight, True, True, True, {}, "DEFAULT", False, f"{ip}#{port}"]
+
+
+def _service_record(namespace: str, name: str, instance: list) -> list:
+    return [namespace, name, 0.0, {}, ["none", ""], False, 1, 1_000, [instance], []]
+
+
+# What the outside probe of issue 14 injected through a peer batch: each was stored and served.
+INJECTED = [
+    (_service_record("public", "DEFAULT_GROUP@@bad-ip", _instance_record(ip="not an ip!!")), "'ip'"),
+    (_service_record("public", "DEFAULT_GROUP@@port-zero", _instance_record(port=0)), "'port' must be in 1..65535, got 0"),
+    (_service_record("public", "DEFAULT_GROUP@@port-minus", _instance_record(port=-5)), "got -5"),
+    (_service_record("public", "DEFAULT_GROUP@@nan", _instance_record(weight=float("nan"))), "'weight' must be a finite"),
+    (_service_record("../../etc", "DEFAULT_GROUP@@passwd", _instance_record()), "'namespace'"),
+    (_service_record("public", "DEFAULT_GROUP@@nul\x00name", _instance_record()), "'service name'"),
+]
+
+
+@pytest.mark.parametrize("record, words", INJECTED, ids=[r[1] for r, _ in INJECTED])
+async def test_a_peer_batch_with_a_value_no_client_could_store_is_a_400_naming_it_and_stores_nothing(
+    member_client, member, owner, record, words
+):
+    kept = name_owned_by(owner.address, member.healthy, "kept")
+    await replicate(member_client, owner.address, [service(kept, 1, "127.0.0.30")])
+    valid = _service_record("public", grouped("fresh"), _instance_record(ip="127.0.0.31"))
+    body = batch_doc(owner.address, force=True, services=[valid, record], tombstones=[])
+
+    response = await member_client.put(DATUM, data=body, headers=peer_headers(owner.address, "PUT", DATUM, body))
+
+    text = await response.text()
+    assert response.status == 400, text
+    assert "service 1: " in text and words in text
+    assert member.core.service_count == 1
+    assert await hosts(member_client, kept) == ["127.0.0.30"]
+    assert await hosts(member_client, "fresh") == []
+
+
 # -- 3. member reports ----------------------------------------------------------------------
 
 
 async def test_a_report_is_told_to_the_member_actor_and_answered_with_this_nodes_state(member_client, member, owner):
     response = await member_client.post(
-        REPORT, data=encode_report(owner.address, STARTING), headers=peer_headers(owner.address)
+        REPORT, data=(body := encode_report(owner.address, STARTING)), headers=peer_headers(owner.address, "POST", REPORT, body)
     )
 
     assert response.status == 200
@@ -315,7 +478,7 @@ async def test_a_report_answer_says_starting_while_this_node_starts(member_clien
     member.set_view({SELF: STARTING, owner.address: UP, dead: DOWN})
 
     response = await member_client.post(
-        REPORT, data=encode_report(owner.address, DOWN), headers=peer_headers(owner.address)
+        REPORT, data=(body := encode_report(owner.address, DOWN)), headers=peer_headers(owner.address, "POST", REPORT, body)
     )
 
     assert decode_report(await response.read(), REPORTED_STATES) == MemberReport(SELF, STARTING)
@@ -399,7 +562,7 @@ async def test_a_batch_larger_than_the_client_limit_is_applied_up_to_the_peer_li
     body = encode_batch(owner.address, [large_service("large", 20_000), service("small", 1, "127.0.0.42")], False)
     assert CLIENT_LIMIT < len(body) < PEER_LIMIT
     data = body if transfer == "content-length" else chunked(body)
-    response = await client.put(DATUM, data=data, headers=peer_headers(owner.address))
+    response = await client.put(DATUM, data=data, headers=peer_headers(owner.address, "PUT", DATUM, body))
     assert (response.status, await response.text()) == (200, "ok")
     assert await hosts(client, "large") == ["127.0.0.41"]
     assert await hosts(client, "small") == ["127.0.0.42"]
@@ -410,7 +573,7 @@ async def test_a_batch_over_the_peer_limit_is_a_413_and_changes_nothing(limited,
     client, member = limited
     body = encode_batch(owner.address, [large_service("huge", 2 * PEER_LIMIT), service("small", 1, "127.0.0.42")], False)
     data = body if transfer == "content-length" else chunked(body)
-    response = await client.put(DATUM, data=data, headers=peer_headers(owner.address))
+    response = await client.put(DATUM, data=data, headers=peer_headers(owner.address, "PUT", DATUM, body))
     assert response.status == 413
     if transfer == "content-length":
         assert f"the limit (peer_max_body_bytes) is {PEER_LIMIT}" in await response.text()
@@ -430,7 +593,7 @@ async def test_client_endpoints_keep_the_client_limit_on_a_member(limited):
 async def test_a_stranger_gets_403_before_its_large_body_is_read(limited, owner):
     client, member = limited
     body = encode_batch("127.0.0.9:8848", [large_service("large", 20_000)], False)
-    response = await client.put(DATUM, data=body, headers=peer_headers("127.0.0.9:8848"))
+    response = await client.put(DATUM, data=body, headers=peer_headers("127.0.0.9:8848", "PUT", DATUM, body))
     assert response.status == 403
     assert member.core.service_count == 0
 
@@ -459,7 +622,7 @@ async def test_digests_on_the_same_view_want_what_differs_and_drop_what_the_send
     stamps = [(service_key(same), (2, 1_000)), (service_key(differs), (3, 2_000)), (service_key(missing), (1, 500))]
 
     response = await member_client.put(
-        CHECKSUM, data=encode_digests(peer, member.healthy, stamps), headers=peer_headers(peer)
+        CHECKSUM, data=(body := encode_digests(peer, member.healthy, stamps)), headers=peer_headers(peer, "PUT", CHECKSUM, body)
     )
 
     assert response.status == 200
@@ -480,7 +643,7 @@ async def test_digests_on_another_view_want_nothing_and_drop_nothing(member_clie
     other_view = tuple(sorted((SELF, peer)))
 
     response = await member_client.put(
-        CHECKSUM, data=encode_digests(peer, other_view, stamps), headers=peer_headers(peer)
+        CHECKSUM, data=(body := encode_digests(peer, other_view, stamps)), headers=peer_headers(peer, "PUT", CHECKSUM, body)
     )
 
     assert response.status == 200
@@ -496,7 +659,7 @@ async def test_digests_while_starting_want_nothing_and_drop_nothing(member_clien
     member.cluster.serving = False
 
     response = await member_client.put(
-        CHECKSUM, data=encode_digests(peer, member.healthy, []), headers=peer_headers(peer)
+        CHECKSUM, data=(body := encode_digests(peer, member.healthy, [])), headers=peer_headers(peer, "PUT", CHECKSUM, body)
     )
 
     assert response.status == 200
@@ -514,11 +677,11 @@ async def test_the_snapshot_is_503_until_serving_then_holds_every_service(member
     )
     member.cluster.serving = False
 
-    status, text = await session_request(member_client, "GET", DATUMS, headers=peer_headers(peer))
+    status, text = await session_request(member_client, "GET", DATUMS, headers=peer_headers(peer, "GET", DATUMS))
     assert status == 503, text
 
     member.cluster.serving = True
-    response = await member_client.get(DATUMS, headers=peer_headers(peer))
+    response = await member_client.get(DATUMS, headers=peer_headers(peer, "GET", DATUMS))
     assert response.status == 200
     assert response.content_type == MSGPACK
     loaded = {s.key: s for s in decode_services(await response.read())}
@@ -549,7 +712,7 @@ async def test_while_starting_clients_get_503_and_the_member_views_and_peers_sti
     assert nodes.status == 200
     assert (await member_client.get("/nacos/v1/console/health/liveness")).status == 200
     report = await member_client.post(
-        REPORT, data=encode_report(owner.address, UP), headers=peer_headers(owner.address)
+        REPORT, data=(body := encode_report(owner.address, UP)), headers=peer_headers(owner.address, "POST", REPORT, body)
     )
     assert report.status == 200
     await replicate(member_client, owner.address, [service("early", 1, "127.0.0.52")])
@@ -638,16 +801,74 @@ async def test_the_owners_refusal_comes_back_to_the_client_unchanged(member_clie
     assert member.forwarded("ok") == 1
 
 
+def forwarded_by(peer: str, method: str, path_qs: str, body: bytes = b"", **options) -> dict[str, str]:
+    """The headers of a request `peer` forwards: the mark and its signature of the request
+    target as the test client sends it (its URL library may normalise escapes)."""
+    return {FORWARDED_HEADER: peer, **peer_headers(peer, method, URL(path_qs).raw_path_qs, body, **options)}
+
+
+def signed_by(receiver_peers: tuple[str, ...], request, receiver: str) -> object:
+    """The verdict `receiver` (listing `receiver_peers`) reaches on a recorded request."""
+    rules = PeerCallRules(receiver, receiver_peers, SECRET, 5_000)
+    return judge_peer_call(
+        rules, request.headers, request.method, request.path_qs, request.body, "127.0.0.1", wall_clock_ms()
+    )
+
+
 async def test_a_forwarded_write_is_handled_here_whatever_the_view(member_client, member, owner):
     name = name_owned_by(owner.address, member.healthy, "theirs")
     params = {"serviceName": name, "ip": "127.0.0.62", "port": "8080"}
+    path_qs = f"{NS}/instance?{_query(params)}"
 
-    response = await member_client.post(f"{NS}/instance", params=params, headers={FORWARDED_HEADER: owner.address})
+    response = await member_client.post(path_qs, headers=forwarded_by(owner.address, "POST", path_qs))
 
     assert (response.status, await response.text()) == (200, "ok")
     assert owner.received == []
     assert await hosts(member_client, name) == ["127.0.0.62"]
     assert member.forwarded("ok") == 0
+
+
+@pytest.mark.parametrize(
+    "forgery",
+    ["the mark alone", "unsigned", "signed by a stranger", "wrong secret", "stale", "signed for another query"],
+)
+async def test_a_forged_forwarded_mark_is_refused_and_nothing_is_written(member_client, member, owner, forgery):
+    # The probe of issue 14: the mark alone (even with a secret set) made a member handle a
+    # write of a service it does not own, skipping the forward.
+    name = name_owned_by(owner.address, member.healthy, "theirs")
+    path_qs = f"{NS}/instance?{_query({'serviceName': name, 'ip': '127.0.0.62', 'port': '8080'})}"
+    headers, reason = {
+        "the mark alone": ({FORWARDED_HEADER: owner.address}, NOT_MEMBER),
+        "unsigned": ({FORWARDED_HEADER: owner.address, **member_header(owner.address)}, UNSIGNED),
+        "signed by a stranger": (forwarded_by("127.0.0.1:1", "POST", path_qs), NOT_MEMBER),
+        "wrong secret": (forwarded_by(owner.address, "POST", path_qs, secret="another-secret"), BAD_SIGNATURE),
+        "stale": (forwarded_by(owner.address, "POST", path_qs, now_ms=wall_clock_ms() - 60_000), STALE),
+        "signed for another query": (forwarded_by(owner.address, "POST", path_qs + "&weight=2"), BAD_SIGNATURE),
+    }[forgery]
+
+    response = await member_client.post(path_qs, headers=headers)
+
+    assert response.status == 403
+    assert member.rejected(reason) == 1
+    assert owner.received == []
+    assert member.core.service_count == 0
+    assert (member.forwarded("ok"), member.forwarded("failed")) == (0, 0)
+
+
+async def test_a_forwarded_request_is_signed_by_this_member_whatever_the_client_sent(member_client, member, owner):
+    name = name_owned_by(owner.address, member.healthy, "theirs")
+    params = {"serviceName": name, "ip": "127.0.0.61", "port": "8080", "metadata": '{"k": "a&b=c+d é%"}'}
+    # A client's headers of ours are not passed on (a client's own forwarded mark is refused, above).
+    client_headers = {MEMBER_HEADER: owner.address, SIGNATURE_HEADER: "v1=junk", TIMESTAMP_HEADER: "1"}
+
+    response = await member_client.post(f"{NS}/instance", params=params, headers=client_headers)
+
+    assert response.status == 200
+    [received] = owner.received
+    assert received.headers[FORWARDED_HEADER] == SELF
+    assert received.headers[MEMBER_HEADER] == SELF
+    assert received.headers[SIGNATURE_HEADER] != "v1=junk"
+    assert signed_by((SELF,), received, owner.address) == PeerAccepted(SELF)
 
 
 async def test_a_write_for_this_members_service_is_handled_here(member_client, member, owner):
@@ -735,6 +956,7 @@ async def test_joining_loads_a_snapshot_from_a_serving_peer_then_serves(member_c
     [request] = owner.received
     assert (request.method, request.path_qs) == ("GET", DATUMS)
     assert request.headers[MEMBER_HEADER] == SELF
+    assert signed_by((SELF,), request, owner.address) == PeerAccepted(SELF)
     assert await hosts(member_client, "alpha") == ["127.0.0.71"]
     assert await hosts(member_client, "stale") == []
     await eventually(lambda: member.stub.of_type(MarkReady))
@@ -855,7 +1077,6 @@ async def test_a_standalone_node_lists_itself_up_and_has_no_peer_endpoints(clien
     status = await (await client.get(f"{NS}/operator/distro/status")).json()
     assert status == {"status": ["127.0.0.1:8848"]}
     for method, path in PEER_ENDPOINTS:
-        response = await client.request(
-            method, path, data=encode_report("127.0.0.1:8849", UP), headers=peer_headers("127.0.0.1:8849")
-        )
+        body = encode_report("127.0.0.1:8849", UP)
+        response = await client.request(method, path, data=body, headers=peer_headers("127.0.0.1:8849", method, path, body))
         assert response.status == 404, path

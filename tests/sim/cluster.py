@@ -10,7 +10,11 @@ What is still the front's, in `SimNode`: client writes through `distro_write` (f
 responsible member per this node's view, up to three attempts with back-off, a forwarded
 request handled where it lands), the starting gate (503 until the node serves), the register,
 deregister and beat handlers of naming_v1, the peer endpoints (report, datum, checksum, datums)
-and `async_join`. Every peer body is encoded and decoded with nacos_actors.core.codec.
+and `async_join`. Every peer body is encoded and decoded with nacos_actors.core.codec, and every
+peer call is signed (PeerLink) and judged (ClusterFront.check_peer) with
+nacos_actors.core.peer_auth: a `Signed` request carries the headers a real one would, made at
+the sender's (skewed) clock with its node's cluster secret. A forwarded client write is
+honoured only from a member's address (the network's source address stands for the signature).
 
 Clients (`Agent`) behave like nacos-sdk-python's v1 NacosClient with a heartbeat: try one server,
 and on a timeout or a 5xx the next, keeping the new one; beat with the full beat JSON every 5 s.
@@ -39,6 +43,7 @@ from nacos_actors.core.codec import (
 from nacos_actors.core.distro import responsible_member
 from nacos_actors.core.health import BEAT_RECORDED, beat_outcome
 from nacos_actors.core.members import MemberView
+from nacos_actors.core.peer_auth import PeerCallRules, PeerRefused, judge_peer_call, signed_headers
 from nacos_actors.core.peering import (
     FetchSnapshot,
     JoinCore,
@@ -102,8 +107,20 @@ FORWARD_BACKOFF_MS = int(FORWARD_BACKOFF_S * 1000)
 DRAIN_TIMEOUT_MS = int(DRAIN_TIMEOUT_S * 1000)
 CLIENT_TIMEOUT_MS = 3000  # nacos-sdk-python's default request timeout
 BEAT_INTERVAL_MS = 5000
-# Every node runs with the defaults, push off (the simulation has no UDP subscribers).
-SETTINGS = Settings(push_enabled=False)
+# Every node runs with the defaults and a shared secret, push off (the simulation has no UDP
+# subscribers).
+SIM_SECRET = "simulated-cluster-secret"
+SETTINGS = Settings(push_enabled=False, cluster_secret=SIM_SECRET)
+
+
+@dataclass(frozen=True, slots=True)
+class Signed:
+    """A peer call on the simulated network: its method, the headers PeerLink would send
+    (member, time, signature) and the msgpack body."""
+
+    method: str
+    headers: dict[str, str]
+    body: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +208,7 @@ class SimOutbox:
             else:
                 node.tell(call.reply_to, PeerAnswered(call, None, refused=result.refused))
 
-        node.send(call.peer, call.path, call.body, call.timeout_ms, outcome)
+        node.send_peer(call.peer, call.method, call.path, call.body, call.timeout_ms, outcome)
 
     def send_datagrams(self, datagrams: Sequence[Datagram]) -> None:
         pass
@@ -221,6 +238,7 @@ class SimNode:
         self.registry = RegistryCore()
         self.serving = False
         self.joined_from: str | None = None
+        self.rejected: list[str] = []  # why peer calls to this node were refused, in order
         self.settings = replace(settings, host=address.rpartition(":")[0], port=int(address.rpartition(":")[2]), members=members)
 
     # -- process lifecycle -----------------------------------------------------------------
@@ -359,6 +377,14 @@ class SimNode:
     def send(self, peer: str, kind: str, body: Any, timeout_ms: int, on_outcome: Callable[[Outcome], None]) -> None:
         self.sim.network.request(self.address, peer, kind, body, timeout_ms, self._guard(on_outcome))
 
+    def send_peer(
+        self, peer: str, method: str, path: str, body: bytes, timeout_ms: int, on_outcome: Callable[[Outcome], None]
+    ) -> None:
+        """PeerLink.async_call: `body` to `path`, signed with this node's secret at its clock."""
+        assert self.settings.cluster_secret is not None
+        headers = signed_headers(self.settings.cluster_secret, method, path, self.address, self.clock(), body)
+        self.send(peer, path, Signed(method, headers, body), timeout_ms, on_outcome)
+
     def write(self, commands: tuple[Command, ...], then: Callable[[tuple[Any, ...]], None]) -> None:
         """The front's write crossing: one WriteBatch to the registry driver; `then` gets the outcomes."""
         self.tell(REGISTRY, WriteBatch(commands, SimReply(then)))
@@ -368,7 +394,7 @@ class SimNode:
     def receive(self, source: str, kind: str, body: Any, respond: Respond) -> None:
         """A request arrived (the network calls this only while the process runs). A peer body
         over `peer_max_body_bytes` is a 413, as nacos_actors.http.routing answers it."""
-        if kind != "client" and len(body) > self.settings.peer_max_body_bytes:
+        if kind != "client" and len(body.body if isinstance(body, Signed) else body) > self.settings.peer_max_body_bytes:
             respond(413, b"request body over the limit")
             return
         handler = {
@@ -380,16 +406,27 @@ class SimNode:
         }[kind]
         self._guard(handler)(source, body, respond)
 
-    def _check_peer(self, source: str, respond: Respond) -> bool:
-        """ClusterFront.check_peer: only another listed member may call a peer endpoint."""
-        if source == self.address or source not in self.peers:
-            respond(403, b"not a member")
-            return False
-        return True
+    def _check_peer(self, source: str, path: str, request: Any, respond: Respond) -> bytes | None:
+        """ClusterFront.check_peer: the body of a call signed by another listed member, from its
+        address, in time; else a 403 (None). `rejected` counts the refusals by reason."""
+        if not isinstance(request, Signed):
+            respond(403, b"unsigned")
+            self.rejected.append("unsigned")
+            return None
+        assert self.settings.cluster_secret is not None
+        rules = PeerCallRules(self.address, self.peers, self.settings.cluster_secret, self.settings.cluster_signature_window_ms)
+        remote = source.rpartition(":")[0]
+        verdict = judge_peer_call(rules, request.headers, request.method, path, request.body, remote, self.clock())
+        if isinstance(verdict, PeerRefused):
+            respond(403, verdict.message.encode())
+            self.rejected.append(verdict.reason)
+            return None
+        return request.body
 
-    def _read(self, source: str, body: bytes, respond: Respond, read: Callable[[str, bytes], Any]) -> Any:
-        """http.cluster._read: the caller's body as the shared reader makes it, else a 400."""
-        if not self._check_peer(source, respond):
+    def _read(self, source: str, path: str, request: Any, respond: Respond, read: Callable[[str, bytes], Any]) -> Any:
+        """http.cluster._read: the caller's body as the shared reader makes it, else a 403 or a 400."""
+        body = self._check_peer(source, path, request, respond)
+        if body is None:
             return None
         try:
             return read(source, body)
@@ -397,19 +434,19 @@ class SimNode:
             respond(400, error.message.encode())
             return None
 
-    def _receive_report(self, source: str, body: bytes, respond: Respond) -> None:
-        report = self._read(source, body, respond, read_report)
+    def _receive_report(self, source: str, body: Any, respond: Respond) -> None:
+        report = self._read(source, REPORT_PATH, body, respond, read_report)
         if report is not None:
             self.tell(MEMBERS, report)
             respond(200, encode_report(self.address, self.board.view.self_state))
 
-    def _receive_batch(self, source: str, body: bytes, respond: Respond) -> None:
-        batch = self._read(source, body, respond, read_batch)
+    def _receive_batch(self, source: str, body: Any, respond: Respond) -> None:
+        batch = self._read(source, DATUM_PATH, body, respond, read_batch)
         if batch is not None:
             self.tell(REGISTRY, ApplyReplicated(batch.states, batch.force, SimReply(lambda _: respond(200, b"ok"))))
 
-    def _receive_digests(self, source: str, body: bytes, respond: Respond) -> None:
-        digests = self._read(source, body, respond, read_digests)
+    def _receive_digests(self, source: str, body: Any, respond: Respond) -> None:
+        digests = self._read(source, CHECKSUM_PATH, body, respond, read_digests)
         if digests is None:
             return
         judged = judge_digests(digests, self.serving, self.board.view.healthy, self.registry.all_services())
@@ -418,8 +455,8 @@ class SimNode:
             return
         self.tell(REGISTRY, ApplyReplicated(judged.drops, True, SimReply(lambda _: respond(200, judged.answer))))
 
-    def _serve_snapshot(self, source: str, body: bytes, respond: Respond) -> None:
-        if not self._check_peer(source, respond):
+    def _serve_snapshot(self, source: str, body: Any, respond: Respond) -> None:
+        if self._check_peer(source, SNAPSHOT_PATH, body, respond) is None:
             return
         if not self.serving:
             respond(503, b"this member is starting")
@@ -433,7 +470,9 @@ class SimNode:
 
         def carry_out(step: JoinStep) -> None:
             if isinstance(step, FetchSnapshot):
-                self.send(step.peer, SNAPSHOT_PATH, b"", SNAPSHOT_TIMEOUT_MS, lambda result: fetched(step.peer, result))
+                self.send_peer(
+                    step.peer, "GET", SNAPSHOT_PATH, b"", SNAPSHOT_TIMEOUT_MS, lambda result: fetched(step.peer, result)
+                )
             elif isinstance(step, RetryJoin):
                 self._guarded_after(step.after_ms, lambda: carry_out(joining.start()))
             elif isinstance(step, LoadFrom):
@@ -467,6 +506,10 @@ class SimNode:
             respond(503, "this member is starting")
             return
         if request.forwarded_by is not None:
+            if source not in self.peers:  # the mark counts only on a member's (signed) call
+                self.rejected.append("forwarded")
+                respond(403, "not a member")
+                return
             self._handle_write(request, respond)
             return
         self._forward(request, respond, 0)

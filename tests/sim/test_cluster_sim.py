@@ -25,6 +25,8 @@ a failing seed replays exactly. What is asserted, and why it must hold:
 4. Drift (a copy changed behind Distro's back) on a member that does not own the service is
    repaired by verify within a few verify intervals, with no write at all; on the owner - the
    authority - verify spreads it, and the clients' full beats restore what it lost.
+5. Every peer call is signed with the cluster secret: under partitions, drops, delays and clock
+   skew no member's call is refused, and a process with another secret is never a member.
 """
 
 from __future__ import annotations
@@ -497,3 +499,43 @@ def test_a_service_too_large_for_its_peers_is_quarantined_and_every_other_servic
         assert {peer: distro.core.held(peer) for peer in owner.peers} == {peer: (poison,) for peer in owner.peers}
     assert all(distro.core.quarantined(peer) == 1 for peer in owner.peers if distro.core.held(peer))
     assert any(distro.core.held(peer) == (poison,) for peer in owner.peers)
+
+
+# -- 6. signed peer calls -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [21, 22])
+def test_members_calls_are_signed_and_accepted_through_every_fault(seed):
+    sim = Simulation(seed, n=3)
+    chaos = Chaos(sim)
+    start_cluster(sim, chaos, churned=10)
+    chaos.run(phases=4)
+    chaos.heal()
+    sim.run_for(10_000)
+
+    assert sim.views_agree(), chaos.describe()
+    assert {node.address: node.rejected for node in sim.live_nodes()} == {a: [] for a in sim.addresses}
+
+
+def test_a_member_with_another_secret_is_never_a_member():
+    sim = Simulation(31, n=3)
+    stranger = sim.node(2)
+    stranger.settings = replace(stranger.settings, cluster_secret="not-the-cluster-secret")
+    sim.start_all()
+    sim.run_for(10_000)
+    members = [sim.node(0), sim.node(1)]
+    agents = [sim.add_agent(SERVICES[0], instance_for(0)), sim.add_agent(SERVICES[1], instance_for(1))]
+    agents[0].cursor, agents[1].cursor = 0, 2  # the second asks the stranger first
+    sim.run_for(10_000)
+
+    for node in members:
+        assert node.state_of(stranger.address) == "DOWN"
+        assert stranger.address not in node.healthy_view
+        assert node.rejected and set(node.rejected) == {"bad_signature"}
+        assert all(found_on(node, agent) is not None for agent in agents)
+    # Every peer refuses it its snapshot: it never serves (clients move on) and holds nothing.
+    assert [stranger.state_of(node.address) for node in members] == ["DOWN", "DOWN"]
+    assert set(stranger.rejected) == {"bad_signature"}
+    assert not stranger.serving
+    assert stranger.registry.service_count == 0
+    assert [agent.state for agent in agents] == ["live", "live"]

@@ -6,16 +6,15 @@ a ParamError naming the parameter. Pure functions (event loop thread)."""
 
 from __future__ import annotations
 
-import ipaddress
-import re
-from functools import lru_cache
 from typing import Any, NamedTuple
 
+from nacos_actors.core import values
+from nacos_actors.core.values import MAX_APP_LENGTH, MAX_WEIGHT
 from nacos_actors.http.params.base import (
     ParamError,
     Params,
+    at_the_edge,
     boolean,
-    clip,
     integer,
     number,
     parse_integer,
@@ -33,52 +32,13 @@ from nacos_actors.model import (
     freeze,
 )
 
-MAX_APP_LENGTH = 128
-MAX_WEIGHT = 10000.0
-
-_HOSTNAME = re.compile(
-    r"^(?=.{1,253}\Z)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62}))*\.?\Z"
-)
-_DIGITS_AND_DOTS = re.compile(r"^[0-9.]+\Z")
+parse_ip = at_the_edge(values.parse_ip)
+check_app = at_the_edge(values.check_app)
+check_text = at_the_edge(values.check_text)
 
 
 def ip(params: Params) -> str:
     return parse_ip(required(params, "ip"), "ip")
-
-
-def parse_ip(raw: Any, name: str) -> str:
-    """An IPv4 or IPv6 address, or a host name (Nacos allows names; digits-and-dots must be IPv4)."""
-    if not isinstance(raw, str) or not raw:
-        raise ParamError(f"Param '{name}' must be an IP address or host name.")
-    return _parse_address(raw.strip(), name)
-
-
-# Every beat and register names an address; the same few thousand come again and again, and
-# `ipaddress` costs microseconds. Only valid addresses are kept (a refusal raises, uncached).
-@lru_cache(maxsize=1 << 16)
-def _parse_address(text: str, name: str) -> str:
-    try:
-        return str(ipaddress.ip_address(text)) if ":" in text else _ipv4_or_name(text, name)
-    except ValueError:
-        raise ParamError(f"Param '{name}' is not a valid IP address: '{clip(text)}'.") from None
-
-
-def is_ip_literal(text: str) -> bool:
-    """An IPv4 or IPv6 address (not a host name)."""
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _ipv4_or_name(text: str, name: str) -> str:
-    if _DIGITS_AND_DOTS.match(text):
-        ipaddress.IPv4Address(text)
-        return text
-    if not _HOSTNAME.match(text):
-        raise ParamError(f"Param '{name}' must be an IP address or host name, got '{clip(text)}'.")
-    return text
 
 
 def port(params: Params, name: str = "port") -> int:
@@ -92,11 +52,7 @@ def weight(params: Params) -> float:
 
 def app(params: Params) -> str:
     raw = params.get("app")
-    if raw is None:
-        return DEFAULT_APP
-    if len(raw) > MAX_APP_LENGTH:
-        raise ParamError(f"Param 'app' must be at most {MAX_APP_LENGTH} characters.")
-    return raw
+    return DEFAULT_APP if raw is None else check_app(raw, "app")
 
 
 def instance(params: Params, service: ServiceKey) -> Instance:
@@ -135,7 +91,7 @@ class ListQuery(NamedTuple):
 
 
 def list_query(params: Params) -> ListQuery:
-    """Validate an instance/list query (a push subscriber's `app` is kept to 128 characters)."""
+    """Validate an instance/list query (a push subscriber's `app`: text, kept to 128 characters)."""
     service = service_key(params)
     clusters_text, clusters = cluster_list(params)
     healthy_only = boolean(params, False, "healthyOnly")
@@ -143,9 +99,8 @@ def list_query(params: Params) -> ListQuery:
     client_ip = params.get("clientIP")
     if client_ip is not None:
         client_ip = parse_ip(client_ip, "clientIP")
-    return ListQuery(
-        service, clusters_text, clusters, healthy_only, udp_port, client_ip, (params.get("app") or "")[:128]
-    )
+    app_name = check_text(params.get("app") or "", "app")[:MAX_APP_LENGTH]
+    return ListQuery(service, clusters_text, clusters, healthy_only, udp_port, client_ip, app_name)
 
 
 def beat(params: Params) -> dict[str, Any] | None:

@@ -10,15 +10,15 @@ from typing import Any
 
 import orjson
 
-from nacos_actors.http.params.base import ParamError, Params, clip, number, parse_integer, required
-from nacos_actors.model import (
-    HEALTH_CHECKER_TYPES,
-    HTTP_CHECKER,
-    MYSQL_CHECKER,
-    NO_SELECTOR,
-    Selector,
-    freeze,
-)
+from nacos_actors.core import values
+from nacos_actors.core.values import clip, type_name
+from nacos_actors.http.params.base import ParamError, Params, at_the_edge, required
+from nacos_actors.model import NO_SELECTOR, Selector
+
+parse_health_checker = at_the_edge(values.parse_health_checker)
+check_protect_threshold = at_the_edge(values.check_protect_threshold)
+check_metadata = at_the_edge(values.check_metadata)
+check_selector_expression = at_the_edge(values.check_selector_expression)
 
 
 def metadata(params: Params) -> Mapping[str, str] | None:
@@ -28,6 +28,7 @@ def metadata(params: Params) -> Mapping[str, str] | None:
 
 
 def parse_metadata(raw: str, name: str) -> Mapping[str, str]:
+    utf8_text(raw, name)
     try:
         document = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -49,7 +50,7 @@ def metadata_object(document: Any, name: str) -> Mapping[str, str]:
             result[key] = str(value)
         else:
             raise ParamError(f"Param '{name}' values must be strings, got {type_name(value)} for key '{clip(key)}'.")
-    return freeze(result)
+    return check_metadata(result, name)
 
 
 def _parse_pairs(raw: str, name: str) -> Mapping[str, str]:
@@ -59,11 +60,14 @@ def _parse_pairs(raw: str, name: str) -> Mapping[str, str]:
         if len(parts) != 2 or not parts[0].strip():
             raise ParamError(f"Param '{name}' format incorrect: '{clip(raw)}' (want a JSON object or k1=v1,k2=v2).")
         result[parts[0].strip()] = parts[1].strip()
-    return freeze(result)
+    return check_metadata(result, name)
 
 
-def type_name(value: Any) -> str:
-    return {dict: "an object", list: "an array", type(None): "null"}.get(type(value), type(value).__name__)
+def utf8_text(raw: str, name: str) -> str:
+    """`raw`, unless some of its bytes were not UTF-8 (a 400 saying so, not "not valid JSON")."""
+    if not values.is_valid_utf8(raw):
+        raise ParamError(f"Param '{name}' is not valid UTF-8 text.")
+    return raw
 
 
 def json_value(params: Params, name: str) -> Any:
@@ -71,6 +75,7 @@ def json_value(params: Params, name: str) -> Any:
     raw = params.get(name)
     if raw is None:
         return None
+    utf8_text(raw, name)
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -86,53 +91,18 @@ def selector(params: Params) -> Selector | None:
     expression = document.get("expression", "")
     if not isinstance(expression, str):
         raise ParamError("Param 'selector' expression must be a string.")
-    return NO_SELECTOR if document["type"] == "none" else Selector("label", expression)
-
-
-HTTP_CHECKER_DEFAULTS: Mapping[str, Any] = freeze({"path": "", "headers": "", "expectedResponseCode": 200})
-MYSQL_CHECKER_FIELDS = ("user", "pwd", "cmd")
+    if document["type"] == "none":
+        return NO_SELECTOR
+    return Selector("label", check_selector_expression(expression, "selector"))
 
 
 def health_checker(params: Params) -> Mapping[str, Any]:
-    """A required health checker JSON object, normalised as Nacos stores it (its `type` first)."""
+    """A required health checker JSON object, normalised as Nacos stores it (its `type` first;
+    see nacos_actors.core.values.parse_health_checker)."""
     required(params, "healthChecker")
     return parse_health_checker(json_value(params, "healthChecker"), "healthChecker")
 
 
-def parse_health_checker(document: Any, name: str) -> Mapping[str, Any]:
-    """`{"type": TCP|HTTP|MYSQL|NONE, ...}`: Nacos's fields for that type, unknown ones dropped.
-
-    HTTP keeps `path`, `headers` (strings, default "") and `expectedResponseCode` (default
-    200); MYSQL keeps the given `user`, `pwd`, `cmd` strings. Nacos takes an unknown or
-    missing type as NONE, which would silently switch checks off; here it is a 400.
-    """
-    kinds = ", ".join(HEALTH_CHECKER_TYPES)
-    if not isinstance(document, dict) or document.get("type") not in HEALTH_CHECKER_TYPES:
-        raise ParamError(f"Param '{name}' must be a JSON object whose type is one of {kinds}.")
-    kind = document["type"]
-    normalised: dict[str, Any] = {"type": kind}
-    if kind == HTTP_CHECKER:
-        for field_name, default in HTTP_CHECKER_DEFAULTS.items():
-            value = document.get(field_name)
-            if value is None:
-                normalised[field_name] = default
-            elif field_name == "expectedResponseCode":
-                normalised[field_name] = parse_integer(value, f"{name}.{field_name}", 100, 599)
-            elif isinstance(value, str):
-                normalised[field_name] = value
-            else:
-                raise ParamError(f"Param '{name}' field '{field_name}' must be a string, got {type_name(value)}.")
-    elif kind == MYSQL_CHECKER:
-        for field_name in MYSQL_CHECKER_FIELDS:
-            value = document.get(field_name)
-            if value is None:
-                continue
-            if not isinstance(value, str):
-                raise ParamError(f"Param '{name}' field '{field_name}' must be a string, got {type_name(value)}.")
-            normalised[field_name] = value
-    return freeze(normalised)
-
-
 def protect_threshold(params: Params, required_param: bool) -> float:
     raw = required(params, "protectThreshold") if required_param else params.get("protectThreshold")
-    return 0.0 if raw is None else number(raw, "protectThreshold", 0.0, 1.0)
+    return 0.0 if raw is None else check_protect_threshold(raw, "protectThreshold")

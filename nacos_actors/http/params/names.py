@@ -1,13 +1,15 @@
 """What a request names: its namespace, group, service (`service_key`, Nacos's `group@@name`)
-and clusters. Each is checked against Nacos's length and character rules; a bad one is a
-ParamError naming the parameter. Pure functions (event loop thread)."""
+and clusters. Each is checked against the length and character rules of
+nacos_actors.core.values; a bad one is a ParamError naming the parameter. Pure functions (event
+loop thread)."""
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 
-from nacos_actors.http.params.base import ParamError, Params, clip
+from nacos_actors.core import values
+from nacos_actors.core.values import MAX_NAME_LENGTH, clip
+from nacos_actors.http.params.base import ParamError, Params, at_the_edge
 from nacos_actors.model import (
     DEFAULT_CLUSTER,
     DEFAULT_GROUP,
@@ -17,15 +19,10 @@ from nacos_actors.model import (
     grouped_name,
 )
 
-MAX_NAME_LENGTH = 255
-MAX_GROUP_LENGTH = 128
-MAX_NAMESPACE_LENGTH = 128
-MAX_CLUSTER_LENGTH = 64
-
-# `\Z`, not `$`: `$` also matches before a trailing newline.
-_NAME = re.compile(r"^[0-9A-Za-z.:_-]+\Z")
-_NAMESPACE = re.compile(r"^[0-9A-Za-z_-]+\Z")
-_CLUSTER = re.compile(r"^[0-9A-Za-z-]+\Z")
+parse_namespace = at_the_edge(values.check_namespace)
+check_group = at_the_edge(values.check_group)
+check_service_name = at_the_edge(values.check_service_name)
+check_cluster = at_the_edge(values.check_cluster)
 
 
 def namespace(params: Params) -> str:
@@ -33,32 +30,9 @@ def namespace(params: Params) -> str:
     return DEFAULT_NAMESPACE if raw is None else parse_namespace(raw, "namespaceId")
 
 
-def parse_namespace(raw: str, name: str) -> str:
-    if len(raw) > MAX_NAMESPACE_LENGTH or not _NAMESPACE.match(raw):
-        raise ParamError(
-            f"Param '{name}' must be 1..{MAX_NAMESPACE_LENGTH} characters of 0-9a-zA-Z_-, got '{clip(raw)}'."
-        )
-    return raw
-
-
 def group(params: Params) -> str:
     raw = params.get("groupName")
     return DEFAULT_GROUP if raw is None else check_group(raw, "groupName")
-
-
-def check_group(raw: str, name: str) -> str:
-    if len(raw) > MAX_GROUP_LENGTH or not _NAME.match(raw):
-        raise ParamError(
-            f"Param '{name}' must be 1..{MAX_GROUP_LENGTH} characters of 0-9a-zA-Z.:_-, got '{clip(raw)}'."
-        )
-    return raw
-
-
-def check_service_name(raw: str, name: str) -> str:
-    """A bare service name (no `group@@`): 1..255 characters of 0-9a-zA-Z.:_-."""
-    if len(raw) > MAX_NAME_LENGTH or not _NAME.match(raw):
-        raise ParamError(f"Param '{name}' must be 1..{MAX_NAME_LENGTH} characters of 0-9a-zA-Z.:_-, got '{clip(raw)}'.")
-    return raw
 
 
 def grouped_service_name(raw: str, group_param: str | None) -> str:
@@ -75,11 +49,13 @@ def grouped_service_name(raw: str, group_param: str | None) -> str:
     else:
         group_part = DEFAULT_GROUP if group_param is None else check_group(group_param, "groupName")
         bare = raw
-    if len(bare) > MAX_NAME_LENGTH or not _NAME.match(bare):
+    try:
+        values.check_service_name(bare, "serviceName")
+    except values.InvalidValue:
         raise ParamError(
             f"Param 'serviceName' must be 1..{MAX_NAME_LENGTH} characters of 0-9a-zA-Z.:_- "
             f"(plus one 'group@@' prefix), got '{clip(raw)}'."
-        )
+        ) from None
     return grouped_name(group_part, bare)
 
 
@@ -101,12 +77,6 @@ def cluster(params: Params, *names: str) -> str:
     names = names or ("clusterName", "cluster")
     raw = params.first(*names)
     return DEFAULT_CLUSTER if raw is None else check_cluster(raw, names[0])
-
-
-def check_cluster(raw: str, name: str) -> str:
-    if len(raw) > MAX_CLUSTER_LENGTH or not _CLUSTER.match(raw):
-        raise ParamError(f"Param '{name}' must be 1..{MAX_CLUSTER_LENGTH} characters of 0-9a-zA-Z-, got '{clip(raw)}'.")
-    return raw
 
 
 def cluster_list(params: Params) -> tuple[str, tuple[str, ...]]:
