@@ -31,6 +31,16 @@ def build_parser() -> argparse.ArgumentParser:
     flag("--log-level", dest="log_level", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     flag("--log-format", dest="log_format", help="text or json (one JSON object a line; default text)")
     flag("--access-log", dest="access_log", action="store_const", const=True, help="log every request")
+    flag(
+        "--list-memo-bytes",
+        dest="list_memo_bytes",
+        help="bytes of rendered instance/list answers kept, node-wide (default 33554432; 0: none)",
+    )
+    flag(
+        "--rendered-instances-bytes",
+        dest="rendered_instances_bytes",
+        help="bytes of rendered instance JSON kept for reuse, per renderer (default 67108864; 0: no bound)",
+    )
     flag("--health-check-enabled", dest="health_check_enabled", help="true/false: beat deadlines on (default true)")
     flag("--expire-instances", dest="expire_instances", help="true/false: remove silent instances (default true)")
     flag(

@@ -194,7 +194,7 @@ def push_core(settings: Settings) -> PushCore:
     """A PushCore whose packets carry what each subscriber's own list query would answer, with
     a rendered-instance cache of the push driver's own (never shared with the loop)."""
     cache_millis = settings.push_cache_ms
-    rendered = render.RenderedInstances()
+    rendered = render.RenderedInstances(settings.rendered_instances_bytes)
 
     def render_list(
         service: Service | None,

@@ -42,6 +42,9 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "text"
     access_log: bool = False
+    # Memory bounds (0: none): the instance/list memo and each rendered-instance cache in bytes.
+    list_memo_bytes: int = 32 * 1024 * 1024
+    rendered_instances_bytes: int = 64 * 1024 * 1024
     health_check_enabled: bool = True
     expire_instances: bool = True
     empty_service_auto_clean: bool = False
@@ -222,6 +225,8 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "log_level": _log_level,
     "log_format": _log_format,
     "access_log": _bool,
+    "list_memo_bytes": _int_between(0, 1 << 40),
+    "rendered_instances_bytes": _int_between(0, 1 << 40),
     "health_check_enabled": _bool,
     "expire_instances": _bool,
     "empty_service_auto_clean": _bool,

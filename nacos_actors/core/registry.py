@@ -440,10 +440,10 @@ class RegistryCore:
 
     @staticmethod
     def _next(current: Service, now_ms: int, **changes: Any) -> Service:
-        """`current` with `changes`, stamped with the next revision, a fresh memo and a monotone
-        modified time (one copy per write: the actor makes one per command)."""
+        """`current` with `changes`, stamped with the next revision and a monotone modified time
+        (one copy per write: the actor makes one per command)."""
         revision, modified_ms = current.revision + 1, max(now_ms, current.modified_ms + 1)
-        return replace(current, revision=revision, modified_ms=modified_ms, memo={}, **changes)
+        return replace(current, revision=revision, modified_ms=modified_ms, **changes)
 
     @staticmethod
     def _next_instances(current: Service, instances: Map[InstanceKey, Instance], now_ms: int) -> Service:
@@ -459,7 +459,6 @@ class RegistryCore:
             revision=current.revision + 1,
             modified_ms=max(now_ms, current.modified_ms + 1),
             clusters=current.clusters,
-            memo={},
         )
 
     def _publish(self, snapshot: Service) -> Applied:
@@ -514,7 +513,7 @@ class RegistryCore:
         if current is not None and stamp_of(current) == stamp_of(state):
             return Applied(value=False)
         self.tombstones.pop(state.key, None)
-        return replace(self._publish(replace(state, memo={})), value=True)
+        return replace(self._publish(state), value=True)
 
     def state_of(self, key: ServiceKey) -> Service | Tombstone:
         """What to replicate for a service: its snapshot, or a tombstone when it is gone. Any

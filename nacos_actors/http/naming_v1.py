@@ -14,7 +14,7 @@ from aiohttp import web
 
 from nacos_actors.core.health import BEAT_NOT_FOUND, BEAT_REREGISTERED, BEAT_REVIVED, beat_outcome
 from nacos_actors.core.push import SubscriberKey, Subscription
-from nacos_actors.http.front import front_of, json_response, memoized_params, ok, request_params
+from nacos_actors.http.front import front_of, json_response, json_stream, memoized_params, ok, request_params
 from nacos_actors.http.params import clients, instances, metadata, names
 from nacos_actors.http.params.base import MAX_INT32, ParamError, QueryMemo, boolean, page_number, parse_boolean
 from nacos_actors.http.routing import AddRoute, distro_write
@@ -182,6 +182,7 @@ async def instance_list(request: web.Request) -> web.Response:
         front.clock(),
         clients.accepts_gzip(headers),
         front.rendered,
+        front.list_memo,
     )
     if compressed:
         return web.Response(body=body, headers=GZIP_JSON_HEADERS)
@@ -292,8 +293,9 @@ async def service_detail(request: web.Request) -> web.Response:
     return json_response(views.dumps(views.service_detail(service)))
 
 
-async def service_list(request: web.Request) -> web.Response:
-    """GET /v1/ns/service/list: `{count, doms}`; groupName `*` lists every group."""
+async def service_list(request: web.Request) -> web.StreamResponse:
+    """GET /v1/ns/service/list: `{count, doms}`; groupName `*` lists every group. Written as it
+    is rendered (json_stream)."""
     front = front_of(request)
     params = await request_params(request)
     page_no = page_number(params, "pageNo")
@@ -307,7 +309,8 @@ async def service_list(request: web.Request) -> web.Response:
         doms = service_names
     else:
         doms = [bare for g, bare in map(split_grouped_name, service_names) if g == group]
-    return json_response(views.dumps({"count": len(doms), "doms": page(doms, page_no, page_size)}))
+    head = b'{"count":%d,"doms":[' % len(doms)
+    return await json_stream(request, views.json_array_parts(page(doms, page_no, page_size), head, b"]}"))
 
 
 async def service_subscribers(request: web.Request) -> web.Response:
@@ -333,8 +336,9 @@ async def service_subscribers(request: web.Request) -> web.Response:
 # -- catalog (console) -------------------------------------------------------------------
 
 
-async def catalog_services(request: web.Request) -> web.Response:
-    """GET /v1/ns/catalog/services: service summaries, or with `withInstances` their hosts."""
+async def catalog_services(request: web.Request) -> web.StreamResponse:
+    """GET /v1/ns/catalog/services: service summaries, or with `withInstances` their hosts.
+    Written as it is rendered (json_stream): a page may be the whole registry."""
     front = front_of(request)
     params = await request_params(request)
     with_instances = boolean(params, False, "withInstances")
@@ -349,11 +353,11 @@ async def catalog_services(request: web.Request) -> web.Response:
         for s in sorted_services(front.services_in(namespace))
         if name_filter in s.bare_name and group_filter in s.group and (s.instances or not has_ip_count)
     ]
+    chosen = page(services, page_no, page_size)
     if with_instances:
-        chosen = page(services, page_no, page_size)
-        return json_response(views.dumps([views.catalog_with_instances(s) for s in chosen]))
-    rows = [views.catalog_summary(s) for s in page(services, page_no, page_size)]
-    return json_response(views.dumps({"count": len(services), "serviceList": rows}))
+        return await json_stream(request, views.json_array_parts(map(views.catalog_with_instances, chosen)))
+    head = b'{"count":%d,"serviceList":[' % len(services)
+    return await json_stream(request, views.json_array_parts(map(views.catalog_summary, chosen), head, b"]}"))
 
 
 async def catalog_instances(request: web.Request) -> web.Response:
