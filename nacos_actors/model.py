@@ -95,6 +95,15 @@ def millis_from_metadata(metadata: Mapping[str, str], key: str, default: int) ->
     return int(raw) if raw is not None and raw.isdigit() else default
 
 
+def metadata_size(metadata: Mapping[str, str]) -> int:
+    """The size of metadata as its limits count it: the UTF-8 bytes of every key and value."""
+    total = 0
+    for key, value in metadata.items():
+        total += len(key) if key.isascii() else len(key.encode())
+        total += len(value) if value.isascii() else len(value.encode())
+    return total
+
+
 @dataclass(frozen=True, slots=True, weakref_slot=True)
 class Instance:
     """One registered instance. Equality covers every field the wire shows."""

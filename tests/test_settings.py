@@ -214,6 +214,10 @@ def test_the_memory_bounds_from_each_source():
     names = (
         "list_memo_bytes",
         "rendered_instances_bytes",
+        "max_instance_metadata_bytes",
+        "max_service_metadata_bytes",
+        "max_instances_per_service",
+        "max_services_per_namespace",
     )
     expected = {name: index for index, name in enumerate(names)}  # 0 (none) included
     assert load({name: str(value) for name, value in expected.items()}) == Settings(**expected)

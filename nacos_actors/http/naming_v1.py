@@ -14,9 +14,10 @@ from aiohttp import web
 
 from nacos_actors.core.health import BEAT_NOT_FOUND, BEAT_REREGISTERED, BEAT_REVIVED, beat_outcome
 from nacos_actors.core.push import SubscriberKey, Subscription
-from nacos_actors.http.front import front_of, json_response, json_stream, memoized_params, ok, request_params
+from nacos_actors.http.front import Front, front_of, json_response, json_stream, memoized_params, ok, request_params
 from nacos_actors.http.params import clients, instances, metadata, names
 from nacos_actors.http.params.base import MAX_INT32, ParamError, QueryMemo, boolean, page_number, parse_boolean
+from nacos_actors.http.params.metadata import M
 from nacos_actors.http.routing import AddRoute, distro_write
 from nacos_actors.messages import (
     BeatInstance,
@@ -72,6 +73,16 @@ def sorted_services(services: Iterable[Service]) -> list[Service]:
     return sorted(services, key=lambda s: s.key.name)
 
 
+def _instance_metadata_within_limit(front: Front, given: M, name: str = "metadata") -> M:
+    return metadata.within_limit(
+        given, front.settings.max_instance_metadata_bytes, metadata.INSTANCE_METADATA_LIMIT, name
+    )
+
+
+def _service_metadata_within_limit(front: Front, given: M) -> M:
+    return metadata.within_limit(given, front.settings.max_service_metadata_bytes, metadata.SERVICE_METADATA_LIMIT)
+
+
 # -- instances ---------------------------------------------------------------------------
 
 
@@ -82,6 +93,7 @@ async def register_instance(request: web.Request) -> web.Response:
     params = await request_params(request)
     service = names.service_key(params)
     instance = instances.instance(params, service)
+    _instance_metadata_within_limit(front, instance.metadata)
     # The beat clock starts before the write: the health actor may see the change before this
     # request resumes, and must not judge the instance by an older beat.
     front.beats.record(service, instance.key, front.clock())
@@ -108,6 +120,7 @@ async def update_instance(request: web.Request) -> web.Response:
     params = await request_params(request)
     service = names.service_key(params)
     instance = instances.instance(params, service)
+    _instance_metadata_within_limit(front, instance.metadata)
     await front.write(UpdateInstance(service, instance, must_exist=clients.is_java_client(request.headers)))
     return ok()
 
@@ -127,7 +140,7 @@ async def patch_instance(request: web.Request) -> web.Response:
         weight=instances.weight(params) if params.get("weight") is not None else None,
         healthy=boolean(params, True, "healthy") if params.get("healthy") is not None else None,
         enabled=boolean(params, True, "enabled", "enable") if params.first("enabled", "enable") else None,
-        metadata=metadata.metadata(params),
+        metadata=_instance_metadata_within_limit(front, metadata.metadata(params)),
         app=instances.app(params) if params.get("app") is not None else None,
     )
     await front.write(command)
@@ -200,6 +213,8 @@ async def beat(request: web.Request) -> web.Response:
     front = front_of(request)
     query = await memoized_params(request, BEAT_QUERIES)
     service, key, from_beat = query.service, query.key, query.from_beat
+    if from_beat is not None:
+        _instance_metadata_within_limit(front, from_beat.metadata, "beat.metadata")
     snapshot = front.service(service)
     found = snapshot.instances.get(key) if snapshot is not None else None
     outcome = beat_outcome(found, from_beat is not None)
@@ -226,7 +241,7 @@ async def update_metadata_batch(request: web.Request) -> web.Response:
     front = front_of(request)
     params = await request_params(request)
     service = names.service_key(params)
-    changes = metadata.metadata(params)
+    changes = _instance_metadata_within_limit(front, metadata.metadata(params))
     if changes is None:
         raise ParamError("Param 'metadata' is required.")
     kind = params.get("consistencyType")
@@ -251,7 +266,7 @@ async def create_service(request: web.Request) -> web.Response:
     command = CreateService(
         names.service_key(params),
         metadata.protect_threshold(params, required_param=False),
-        metadata.metadata(params) or freeze({}),
+        _service_metadata_within_limit(front, metadata.metadata(params) or freeze({})),
         metadata.selector(params) or NO_SELECTOR,
     )
     await front.write(command)
@@ -266,7 +281,7 @@ async def update_service(request: web.Request) -> web.Response:
     command = UpdateService(
         names.service_key(params),
         metadata.protect_threshold(params, required_param=True),
-        metadata.metadata(params),
+        _service_metadata_within_limit(front, metadata.metadata(params)),
         metadata.selector(params),
     )
     await front.write(command)
