@@ -31,6 +31,36 @@ def build_parser() -> argparse.ArgumentParser:
     flag("--log-level", dest="log_level", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     flag("--log-format", dest="log_format", help="text or json (one JSON object a line; default text)")
     flag("--access-log", dest="access_log", action="store_const", const=True, help="log every request")
+    flag(
+        "--list-memo-bytes",
+        dest="list_memo_bytes",
+        help="bytes of rendered instance/list answers kept, node-wide (default 33554432; 0: none)",
+    )
+    flag(
+        "--rendered-instances-bytes",
+        dest="rendered_instances_bytes",
+        help="bytes of rendered instance JSON kept for reuse, per renderer (default 67108864; 0: no bound)",
+    )
+    flag(
+        "--max-instance-metadata-bytes",
+        dest="max_instance_metadata_bytes",
+        help="largest metadata of an instance, UTF-8 bytes of keys and values (default 16384; 0: no limit)",
+    )
+    flag(
+        "--max-service-metadata-bytes",
+        dest="max_service_metadata_bytes",
+        help="largest metadata of a service or of one of its clusters (default 16384; 0: no limit)",
+    )
+    flag(
+        "--max-instances-per-service",
+        dest="max_instances_per_service",
+        help="instances one service may hold (default 10000; 0: no limit)",
+    )
+    flag(
+        "--max-services-per-namespace",
+        dest="max_services_per_namespace",
+        help="services one namespace may hold (default 100000; 0: no limit)",
+    )
     flag("--health-check-enabled", dest="health_check_enabled", help="true/false: beat deadlines on (default true)")
     flag("--expire-instances", dest="expire_instances", help="true/false: remove silent instances (default true)")
     flag(

@@ -1,8 +1,9 @@
 """Immutable registry values: keys, instances and service snapshots.
 
 Every object here is built once by the thread that creates it and never changed afterwards, so
-any thread may read it without a lock. The one exception is `Service.memo`, a cache of rendered
-bytes that only the event loop thread writes (see nacos_actors.render).
+any thread may read it without a lock. Instances and services may be weakly referenced: the
+caches of rendered bytes (nacos_actors.render) recognise a snapshot or an instance by identity
+without keeping it alive.
 """
 
 from __future__ import annotations
@@ -94,7 +95,16 @@ def millis_from_metadata(metadata: Mapping[str, str], key: str, default: int) ->
     return int(raw) if raw is not None and raw.isdigit() else default
 
 
-@dataclass(frozen=True, slots=True)
+def metadata_size(metadata: Mapping[str, str]) -> int:
+    """The size of metadata as its limits count it: the UTF-8 bytes of every key and value."""
+    total = 0
+    for key, value in metadata.items():
+        total += len(key) if key.isascii() else len(key.encode())
+        total += len(value) if value.isascii() else len(value.encode())
+    return total
+
+
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class Instance:
     """One registered instance. Equality covers every field the wire shows."""
 
@@ -174,7 +184,7 @@ class ClusterConfig:
 DEFAULT_CLUSTER_CONFIG = ClusterConfig()
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False, weakref_slot=True)
 class Service:
     """An immutable snapshot of one service; a write builds a new one and swaps it in.
 
@@ -184,7 +194,8 @@ class Service:
     one per applied change; `modified_ms` is the wall-clock time of the last change (served as
     `lastRefTime`). `explicit` is true when the service was created by POST /v1/ns/service.
     `clusters` holds the clusters configured by PUT /v1/ns/cluster; any other cluster behaves as
-    DEFAULT_CLUSTER_CONFIG. `memo` caches rendered responses of this snapshot; only the event loop thread touches it.
+    DEFAULT_CLUSTER_CONFIG. Snapshots compare by identity: two are the same state only if they
+    are the same object (the front's list memo relies on it).
     """
 
     key: ServiceKey
@@ -196,7 +207,6 @@ class Service:
     revision: int = 0
     modified_ms: int = 0
     clusters: Mapping[str, ClusterConfig] = field(default_factory=lambda: EMPTY_METADATA)
-    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def group(self) -> str:

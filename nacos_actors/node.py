@@ -41,7 +41,7 @@ from nacos_actors.clock import wall_clock_ms
 from nacos_actors.core.codec import CodecError, decode_services, encode_services
 from nacos_actors.core.push import PushBoard, PushConfig, PushCore
 from nacos_actors.core.registry import RegistryCore, RegistryView
-from nacos_actors.drivers.assembly import build_drivers
+from nacos_actors.drivers.assembly import build_drivers, registry_limits
 from nacos_actors.http.app import build_app
 from nacos_actors.http.cluster import async_join
 from nacos_actors.http.front import ClusterFront, Front, PeerRejections
@@ -199,7 +199,7 @@ def push_core(settings: Settings) -> PushCore:
     """A PushCore whose packets carry what each subscriber's own list query would answer, with
     a rendered-instance cache of the push driver's own (never shared with the loop)."""
     cache_millis = settings.push_cache_ms
-    rendered = render.RenderedInstances()
+    rendered = render.RenderedInstances(settings.rendered_instances_bytes)
 
     def render_list(
         service: Service | None,
@@ -329,7 +329,7 @@ def run_node(settings: Settings) -> int:
     if not settings.standalone:
         cluster_secret(settings)
     shutdown = Shutdown()
-    core = RegistryCore()
+    core = RegistryCore(registry_limits(settings))
     if settings.data_dir is not None:
         load_snapshot(core, settings.data_dir)
     tune_garbage_collector()

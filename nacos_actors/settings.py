@@ -42,6 +42,15 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "text"
     access_log: bool = False
+    # Memory bounds (0: none): the instance/list memo and each rendered-instance cache in bytes;
+    # metadata in UTF-8 bytes of its keys and values; instances per service and services per
+    # namespace.
+    list_memo_bytes: int = 32 * 1024 * 1024
+    rendered_instances_bytes: int = 64 * 1024 * 1024
+    max_instance_metadata_bytes: int = 16 * 1024
+    max_service_metadata_bytes: int = 16 * 1024
+    max_instances_per_service: int = 10_000
+    max_services_per_namespace: int = 100_000
     health_check_enabled: bool = True
     expire_instances: bool = True
     empty_service_auto_clean: bool = False
@@ -233,6 +242,12 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "log_level": _log_level,
     "log_format": _log_format,
     "access_log": _bool,
+    "list_memo_bytes": _int_between(0, 1 << 40),
+    "rendered_instances_bytes": _int_between(0, 1 << 40),
+    "max_instance_metadata_bytes": _int_between(0, 1 << 30),
+    "max_service_metadata_bytes": _int_between(0, 1 << 30),
+    "max_instances_per_service": _int_between(0, 1 << 31),
+    "max_services_per_namespace": _int_between(0, 1 << 31),
     "health_check_enabled": _bool,
     "expire_instances": _bool,
     "empty_service_auto_clean": _bool,

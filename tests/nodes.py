@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from nacos_actors.bridge import ActorDirectory, ActorOutbox, DriverActor, LoopBridge, WriteBatcher
 from nacos_actors.core.registry import RegistryCore, RegistryView
+from nacos_actors.drivers.assembly import registry_limits
 from nacos_actors.drivers.registry import RegistryDriver
 from nacos_actors.http.front import Front
 from nacos_actors.messages import REGISTRY, WriteBatch
@@ -39,8 +40,9 @@ def bridge_to(actors: ActorDirectory, settings: Settings) -> LoopBridge:
 
 
 def registry_front(settings: Settings, on_fatal: Any = fail_test, **fields: Any) -> tuple[Front, RegistryCore]:
-    """A ready Front whose writes reach a running registry actor (stop `front.bridge.actors`)."""
-    core = RegistryCore()
+    """A ready Front whose writes reach a running registry actor (stop `front.bridge.actors`);
+    the registry has the limits `settings` give."""
+    core = RegistryCore(registry_limits(settings))
     view = RegistryView(core)
     metrics = NodeMetrics(CollectorRegistry(), view)
     actors = ActorDirectory()

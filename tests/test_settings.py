@@ -210,6 +210,26 @@ def test_standalone_and_self_address():
     assert load({"host": "::1", "port": "1234"}).self_address == "[::1]:1234"
 
 
+def test_the_memory_bounds_from_each_source():
+    names = (
+        "list_memo_bytes",
+        "rendered_instances_bytes",
+        "max_instance_metadata_bytes",
+        "max_service_metadata_bytes",
+        "max_instances_per_service",
+        "max_services_per_namespace",
+    )
+    expected = {name: index for index, name in enumerate(names)}  # 0 (none) included
+    assert load({name: str(value) for name, value in expected.items()}) == Settings(**expected)
+    env = {f"NACOS_ACTORS_{name.upper()}": f" {value} " for name, value in expected.items()}
+    assert load({}, env) == Settings(**expected)
+    text = "".join(f"{name} = {value}\n" for name, value in expected.items())
+    assert load({"config": "m.toml"}, **{"m.toml": text}) == Settings(**expected)
+    for name in names:
+        assert name in error_of({name: "-1"})
+        assert "not a whole number" in error_of({name: "16k"})
+
+
 # -- validation: every bad value is a SettingsError naming the setting -----------------------
 
 

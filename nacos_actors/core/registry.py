@@ -51,6 +51,7 @@ from nacos_actors.model import (
     default_instance_id,
     freeze,
     in_order,
+    metadata_size,
     stamp_of,
 )
 
@@ -65,6 +66,23 @@ class Rejected(Exception):
 
 
 MAX_TOMBSTONES = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryLimits:
+    """How far client writes may grow the registry (0: no limit): instances in one service,
+    services in one namespace, and an instance's metadata as a metadata batch merge leaves it
+    (UTF-8 bytes of keys and values, `model.metadata_size`; the metadata a write carries whole
+    is checked at the HTTP edge). A write past one is Refused with a 400 naming the setting.
+    States replicated from peers or loaded from a snapshot are taken as they come: refusing
+    them would split the cluster's view, so members should share their limits."""
+
+    max_instances_per_service: int = 0
+    max_services_per_namespace: int = 0
+    max_instance_metadata_bytes: int = 0
+
+
+NO_LIMITS = RegistryLimits()
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,15 +123,18 @@ class RegistryCore:
     thread: only whole values are ever assigned.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, limits: RegistryLimits = NO_LIMITS) -> None:
+        self.limits = limits
         self.namespaces: dict[str, dict[str, Service]] = {}
         self.service_count = 0
         self.instance_count = 0
         # The revision each deleted service's deletion had, so a service made again carries on
         # from there and replicas can order a deletion against states sent before it.
         self.tombstones: dict[ServiceKey, int] = {}
-        # While a batch is open: its services' unpublished states.
+        # While a batch is open: its services' unpublished states, and how many of them are
+        # new services, by namespace (for max_services_per_namespace).
         self._batch: dict[ServiceKey, Service] | None = None
+        self._created_in_batch: dict[str, int] = {}
 
     def service(self, key: ServiceKey) -> Service | None:
         """The published snapshot of a service, or None. Any thread."""
@@ -124,10 +145,12 @@ class RegistryCore:
         """From now until `end_batch`, changes are kept back and published together: readers see
         only whole batches' states of a service. Registry actor's thread."""
         self._batch = {}
+        self._created_in_batch = {}
 
     def end_batch(self) -> None:
         """Publish every service the batch changed, in its latest state."""
         batch, self._batch = self._batch, None
+        self._created_in_batch = {}
         for snapshot in (batch or {}).values():
             self._store(snapshot)
 
@@ -230,6 +253,7 @@ class RegistryCore:
             case CreateService(service, threshold, metadata, selector):
                 if self._current(service) is not None:
                     raise Rejected(400, f"specified service already exists, serviceName : {service.name}")
+                self._make_room_for_service(service)
                 created = Service(
                     key=service,
                     revision=self._first_revision(service),
@@ -275,9 +299,20 @@ class RegistryCore:
     # -- instances -------------------------------------------------------------------------
 
     def _put_instance(self, service_key: ServiceKey, instance: Instance, now_ms: int) -> Applied:
-        current = self._current(service_key) or Service(key=service_key, revision=self._first_revision(service_key))
+        current = self._current(service_key)
+        if current is None:
+            self._make_room_for_service(service_key)
+            current = Service(key=service_key, revision=self._first_revision(service_key))
         key = instance.key
         previous = current.instances.get(key)
+        if previous is None:
+            limit = self.limits.max_instances_per_service
+            if limit and len(current.instances) >= limit:
+                raise Rejected(
+                    400,
+                    f"service {service_key.name} already holds {limit} instances, "
+                    f"the limit (max_instances_per_service)",
+                )
         instance_id = self._instance_id(current, instance, key, previous)
         if instance.instance_id != instance_id:
             instance = replace(instance, instance_id=instance_id)
@@ -336,6 +371,7 @@ class RegistryCore:
             return Applied(value=())
         draft = current.instances.mutate()
         updated = []
+        limit = self.limits.max_instance_metadata_bytes
         for instance in chosen:
             metadata = dict(instance.metadata)
             if command.remove:
@@ -343,6 +379,13 @@ class RegistryCore:
                     metadata.pop(name, None)
             else:
                 metadata.update(command.metadata)
+                size = metadata_size(metadata) if limit else 0
+                if size > limit:
+                    raise Rejected(
+                        400,
+                        f"metadata of instance {instance.key.datum_key()} would be {size} bytes, "
+                        f"over the limit of {limit} (max_instance_metadata_bytes)",
+                    )
             draft[instance.key] = replace(instance, metadata=freeze(metadata))
             kind = "ephemeral" if instance.ephemeral else "persist"
             updated.append(f"{instance.key.datum_key()}:{kind}")
@@ -385,9 +428,25 @@ class RegistryCore:
         current = self._current(service_key)
         return current.instances.get(key) if current is not None else None
 
+    def _make_room_for_service(self, key: ServiceKey) -> None:
+        """Refuse a new service in a namespace that holds max_services_per_namespace already;
+        else count it, if a batch is open, until the batch publishes it."""
+        limit = self.limits.max_services_per_namespace
+        namespace = key.namespace
+        services = self.namespaces.get(namespace)
+        held = (len(services) if services is not None else 0) + self._created_in_batch.get(namespace, 0)
+        if limit and held >= limit:
+            raise Rejected(
+                400, f"namespace {namespace} already holds {limit} services, the limit (max_services_per_namespace)"
+            )
+        if self._batch is not None:
+            self._created_in_batch[namespace] = self._created_in_batch.get(namespace, 0) + 1
+
     def _delete_service(self, key: ServiceKey, revision: int | None = None) -> Applied:
         pending = self._batch.pop(key, None) if self._batch is not None else None
         published = self.service(key)
+        if pending is not None and published is None:
+            self._created_in_batch[key.namespace] -= 1
         if published is not None:
             del self.namespaces[key.namespace][key.name]
             if not self.namespaces[key.namespace]:
@@ -439,10 +498,10 @@ class RegistryCore:
 
     @staticmethod
     def _next(current: Service, now_ms: int, **changes: Any) -> Service:
-        """`current` with `changes`, stamped with the next revision, a fresh memo and a monotone
-        modified time (one copy per write: the actor makes one per command)."""
+        """`current` with `changes`, stamped with the next revision and a monotone modified time
+        (one copy per write: the actor makes one per command)."""
         revision, modified_ms = current.revision + 1, max(now_ms, current.modified_ms + 1)
-        return replace(current, revision=revision, modified_ms=modified_ms, memo={}, **changes)
+        return replace(current, revision=revision, modified_ms=modified_ms, **changes)
 
     @staticmethod
     def _next_instances(current: Service, instances: Map[InstanceKey, Instance], now_ms: int) -> Service:
@@ -458,7 +517,6 @@ class RegistryCore:
             revision=current.revision + 1,
             modified_ms=max(now_ms, current.modified_ms + 1),
             clusters=current.clusters,
-            memo={},
         )
 
     def _publish(self, snapshot: Service) -> Applied:
@@ -513,7 +571,7 @@ class RegistryCore:
         if current is not None and stamp_of(current) == stamp_of(state):
             return Applied(value=False)
         self.tombstones.pop(state.key, None)
-        return replace(self._publish(replace(state, memo={})), value=True)
+        return replace(self._publish(state), value=True)
 
     def state_of(self, key: ServiceKey) -> Service | Tombstone:
         """What to replicate for a service: its snapshot, or a tombstone when it is gone. Any

@@ -10,7 +10,7 @@ from nacos_actors.core.distro import DistroConfig, DistroCore
 from nacos_actors.core.health import HealthConfig, HealthCore
 from nacos_actors.core.members import MemberBoard, MemberConfig, MemberCore, standalone_view
 from nacos_actors.core.push import PushBoard, PushCore
-from nacos_actors.core.registry import RegistryCore, RegistryView
+from nacos_actors.core.registry import RegistryCore, RegistryLimits, RegistryView
 from nacos_actors.drivers.distro import DistroDriver
 from nacos_actors.drivers.health import HealthDriver
 from nacos_actors.drivers.members import MemberDriver
@@ -56,6 +56,15 @@ def health_config(settings: Settings) -> HealthConfig:
         expire_instances=settings.expire_instances,
         clean_empty_services=settings.empty_service_auto_clean,
         empty_service_ttl_ms=settings.empty_service_ttl_ms,
+    )
+
+
+def registry_limits(settings: Settings) -> RegistryLimits:
+    """The registry core's limits from the node's settings."""
+    return RegistryLimits(
+        max_instances_per_service=settings.max_instances_per_service,
+        max_services_per_namespace=settings.max_services_per_namespace,
+        max_instance_metadata_bytes=settings.max_instance_metadata_bytes,
     )
 
 

@@ -9,9 +9,10 @@ applied.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -31,7 +32,7 @@ from nacos_actors.messages import MEMBERS, PUSH, Command, PeerFailed, QuerySubsc
 from nacos_actors.metrics import NodeMetrics
 from nacos_actors.model import Service, ServiceKey
 from nacos_actors.peers import PeerLink
-from nacos_actors.render.lists import RenderedInstances
+from nacos_actors.render.lists import ListMemo, RenderedInstances
 from nacos_actors.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -129,7 +130,9 @@ class Front:
     whether a push actor runs; `push_board` holds its latest counters. `cluster` is the
     ClusterFront of a cluster member, None when standalone. `closing` is run by `async_close`.
     Loop thread only.
-    `rendered` is the event loop thread's cache of rendered instances (the push path has its own).
+    `rendered` is the event loop thread's cache of rendered instances (the push path has its own),
+    `settings.rendered_instances_bytes` at most; `list_memo` the node's memo of instance/list
+    answers, `settings.list_memo_bytes` at most.
     """
 
     settings: Settings
@@ -143,7 +146,12 @@ class Front:
     ready: bool = False
     cluster: ClusterFront | None = None
     closing: tuple[Callable[[], None], ...] = ()
-    rendered: RenderedInstances = field(init=False, default_factory=RenderedInstances)
+    rendered: RenderedInstances = field(init=False)
+    list_memo: ListMemo = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rendered = RenderedInstances(self.settings.rendered_instances_bytes)
+        self.list_memo = ListMemo(self.settings.list_memo_bytes)
 
     @property
     def serving(self) -> bool:
@@ -247,3 +255,39 @@ def ok() -> web.Response:
 
 def json_response(body: bytes) -> web.Response:
     return web.Response(body=body, content_type="application/json")
+
+
+# Whole-registry answers are written in chunks of about this many bytes.
+STREAM_CHUNK_BYTES = 1 << 16
+
+
+async def json_stream(request: web.Request, parts: Iterable[bytes]) -> web.StreamResponse:
+    """A JSON answer made of `parts` (byte strings, in order, rendered as they are asked for).
+
+    An answer shorter than STREAM_CHUNK_BYTES is one plain response. A longer one is written
+    chunk by chunk as it is rendered (chunked transfer encoding), awaiting the socket's drain
+    and yielding to the loop after each chunk, so it holds about one chunk in memory however
+    large the registry, and other requests are served meanwhile. A client that goes away ends
+    the writing. Event loop thread.
+    """
+    iterator = iter(parts)
+    buffer = bytearray()
+    for part in iterator:
+        buffer += part
+        if len(buffer) >= STREAM_CHUNK_BYTES:
+            break
+    else:
+        return json_response(bytes(buffer))
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    try:
+        for part in iterator:
+            if len(buffer) >= STREAM_CHUNK_BYTES:
+                await response.write(bytes(buffer))  # a copy: the transport may keep what it is given
+                buffer.clear()
+                await asyncio.sleep(0)
+            buffer += part
+        await response.write_eof(bytes(buffer))
+    except ConnectionResetError:
+        pass  # the client went away; nothing more to write
+    return response

@@ -23,8 +23,8 @@ async def update_cluster(request: web.Request) -> web.Response:
     """PUT /v1/ns/cluster: set a cluster's checker, check port, port choice and metadata.
 
     `clusterName`, `serviceName`, `checkPort`, `useInstancePort4Check` and `healthChecker` are
-    required; `metadata` replaces the cluster's metadata (absent: emptied, as Nacos). The
-    service must exist (400 `service not found:<name>`); the cluster is created if it has no
+    required; `metadata` replaces the cluster's metadata (absent: emptied, as Nacos; at most
+    max_service_metadata_bytes). The service must exist (400 `service not found:<name>`); the cluster is created if it has no
     entry yet.
     """
     front = front_of(request)
@@ -34,7 +34,11 @@ async def update_cluster(request: web.Request) -> web.Response:
     check_port = instances.port(params, "checkPort")
     use_instance_port = required_boolean(params, "useInstancePort4Check")
     checker = metadata.health_checker(params)
-    cluster_metadata = metadata.metadata(params) or freeze({})
+    cluster_metadata = metadata.within_limit(
+        metadata.metadata(params) or freeze({}),
+        front.settings.max_service_metadata_bytes,
+        metadata.SERVICE_METADATA_LIMIT,
+    )
     config = ClusterConfig(
         health_checker=checker,
         check_port=check_port,

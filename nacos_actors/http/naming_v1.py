@@ -15,9 +15,10 @@ from aiohttp import web
 from nacos_actors.core.health import BEAT_NOT_FOUND, BEAT_REREGISTERED, BEAT_REVIVED, beat_outcome
 from nacos_actors.core.push import SubscriberKey, Subscription
 from nacos_actors.core.values import is_ip_literal
-from nacos_actors.http.front import front_of, json_response, memoized_params, ok, request_params
+from nacos_actors.http.front import Front, front_of, json_response, json_stream, memoized_params, ok, request_params
 from nacos_actors.http.params import clients, instances, metadata, names
 from nacos_actors.http.params.base import MAX_INT32, ParamError, QueryMemo, boolean, page_number, parse_boolean
+from nacos_actors.http.params.metadata import M
 from nacos_actors.http.routing import AddRoute, distro_write
 from nacos_actors.messages import (
     BeatInstance,
@@ -73,6 +74,16 @@ def sorted_services(services: Iterable[Service]) -> list[Service]:
     return sorted(services, key=lambda s: s.key.name)
 
 
+def _instance_metadata_within_limit(front: Front, given: M, name: str = "metadata") -> M:
+    return metadata.within_limit(
+        given, front.settings.max_instance_metadata_bytes, metadata.INSTANCE_METADATA_LIMIT, name
+    )
+
+
+def _service_metadata_within_limit(front: Front, given: M) -> M:
+    return metadata.within_limit(given, front.settings.max_service_metadata_bytes, metadata.SERVICE_METADATA_LIMIT)
+
+
 # -- instances ---------------------------------------------------------------------------
 
 
@@ -83,6 +94,7 @@ async def register_instance(request: web.Request) -> web.Response:
     params = await request_params(request)
     service = names.service_key(params)
     instance = instances.instance(params, service)
+    _instance_metadata_within_limit(front, instance.metadata)
     # The beat clock starts before the write: the health actor may see the change before this
     # request resumes, and must not judge the instance by an older beat.
     front.beats.record(service, instance.key, front.clock())
@@ -109,6 +121,7 @@ async def update_instance(request: web.Request) -> web.Response:
     params = await request_params(request)
     service = names.service_key(params)
     instance = instances.instance(params, service)
+    _instance_metadata_within_limit(front, instance.metadata)
     await front.write(UpdateInstance(service, instance, must_exist=clients.is_java_client(request.headers)))
     return ok()
 
@@ -128,7 +141,7 @@ async def patch_instance(request: web.Request) -> web.Response:
         weight=instances.weight(params) if params.get("weight") is not None else None,
         healthy=boolean(params, True, "healthy") if params.get("healthy") is not None else None,
         enabled=boolean(params, True, "enabled", "enable") if params.first("enabled", "enable") else None,
-        metadata=metadata.metadata(params),
+        metadata=_instance_metadata_within_limit(front, metadata.metadata(params)),
         app=instances.app(params) if params.get("app") is not None else None,
     )
     await front.write(command)
@@ -186,6 +199,7 @@ async def instance_list(request: web.Request) -> web.Response:
         front.clock(),
         clients.accepts_gzip(headers),
         front.rendered,
+        front.list_memo,
     )
     if compressed:
         return web.Response(body=body, headers=GZIP_JSON_HEADERS)
@@ -203,6 +217,8 @@ async def beat(request: web.Request) -> web.Response:
     front = front_of(request)
     query = await memoized_params(request, BEAT_QUERIES)
     service, key, from_beat = query.service, query.key, query.from_beat
+    if from_beat is not None:
+        _instance_metadata_within_limit(front, from_beat.metadata, "beat.metadata")
     snapshot = front.service(service)
     found = snapshot.instances.get(key) if snapshot is not None else None
     outcome = beat_outcome(found, from_beat is not None)
@@ -229,7 +245,7 @@ async def update_metadata_batch(request: web.Request) -> web.Response:
     front = front_of(request)
     params = await request_params(request)
     service = names.service_key(params)
-    changes = metadata.metadata(params)
+    changes = _instance_metadata_within_limit(front, metadata.metadata(params))
     if changes is None:
         raise ParamError("Param 'metadata' is required.")
     kind = params.get("consistencyType")
@@ -254,7 +270,7 @@ async def create_service(request: web.Request) -> web.Response:
     command = CreateService(
         names.service_key(params),
         metadata.protect_threshold(params, required_param=False),
-        metadata.metadata(params) or freeze({}),
+        _service_metadata_within_limit(front, metadata.metadata(params) or freeze({})),
         metadata.selector(params) or NO_SELECTOR,
     )
     await front.write(command)
@@ -269,7 +285,7 @@ async def update_service(request: web.Request) -> web.Response:
     command = UpdateService(
         names.service_key(params),
         metadata.protect_threshold(params, required_param=True),
-        metadata.metadata(params),
+        _service_metadata_within_limit(front, metadata.metadata(params)),
         metadata.selector(params),
     )
     await front.write(command)
@@ -296,8 +312,9 @@ async def service_detail(request: web.Request) -> web.Response:
     return json_response(views.dumps(views.service_detail(service)))
 
 
-async def service_list(request: web.Request) -> web.Response:
-    """GET /v1/ns/service/list: `{count, doms}`; groupName `*` lists every group."""
+async def service_list(request: web.Request) -> web.StreamResponse:
+    """GET /v1/ns/service/list: `{count, doms}`; groupName `*` lists every group. Written as it
+    is rendered (json_stream)."""
     front = front_of(request)
     params = await request_params(request)
     page_no = page_number(params, "pageNo")
@@ -311,7 +328,8 @@ async def service_list(request: web.Request) -> web.Response:
         doms = service_names
     else:
         doms = [bare for g, bare in map(split_grouped_name, service_names) if g == group]
-    return json_response(views.dumps({"count": len(doms), "doms": page(doms, page_no, page_size)}))
+    head = b'{"count":%d,"doms":[' % len(doms)
+    return await json_stream(request, views.json_array_parts(page(doms, page_no, page_size), head, b"]}"))
 
 
 async def service_subscribers(request: web.Request) -> web.Response:
@@ -337,8 +355,9 @@ async def service_subscribers(request: web.Request) -> web.Response:
 # -- catalog (console) -------------------------------------------------------------------
 
 
-async def catalog_services(request: web.Request) -> web.Response:
-    """GET /v1/ns/catalog/services: service summaries, or with `withInstances` their hosts."""
+async def catalog_services(request: web.Request) -> web.StreamResponse:
+    """GET /v1/ns/catalog/services: service summaries, or with `withInstances` their hosts.
+    Written as it is rendered (json_stream): a page may be the whole registry."""
     front = front_of(request)
     params = await request_params(request)
     with_instances = boolean(params, False, "withInstances")
@@ -353,11 +372,11 @@ async def catalog_services(request: web.Request) -> web.Response:
         for s in sorted_services(front.services_in(namespace))
         if name_filter in s.bare_name and group_filter in s.group and (s.instances or not has_ip_count)
     ]
+    chosen = page(services, page_no, page_size)
     if with_instances:
-        chosen = page(services, page_no, page_size)
-        return json_response(views.dumps([views.catalog_with_instances(s) for s in chosen]))
-    rows = [views.catalog_summary(s) for s in page(services, page_no, page_size)]
-    return json_response(views.dumps({"count": len(services), "serviceList": rows}))
+        return await json_stream(request, views.json_array_parts(map(views.catalog_with_instances, chosen)))
+    head = b'{"count":%d,"serviceList":[' % len(services)
+    return await json_stream(request, views.json_array_parts(map(views.catalog_summary, chosen), head, b"]}"))
 
 
 async def catalog_instances(request: web.Request) -> web.Response:

@@ -1,19 +1,18 @@
 """Prometheus HTTP service discovery (Nacos 2.2+: GET /nacos/prometheus): every instance as a
-target group, its labels from its cluster and metadata. A service's target groups are memoized
-on its snapshot (`Service.memo`), so `prometheus_targets` and `prometheus_target_list` run on
-the event loop thread only."""
+target group, its labels from its cluster and metadata. Rendered service by service as the
+answer is written (`prometheus_target_parts`), so no request holds the whole registry's answer;
+nothing is memoized (a discovery poll comes every 30 s or so). Pure: any thread."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import orjson
 
 from nacos_actors.model import Instance, Service, in_order
 
-PROMETHEUS_TARGETS_MEMO = "prometheus_targets"
 CLUSTER_LABEL = "__meta_clusterName"
 _NOT_IN_LABEL_NAME = re.compile(r"[^A-Za-z0-9_]")
 
@@ -46,17 +45,25 @@ def prometheus_targets(service: Service) -> bytes:
     """The service's instances as comma-separated SD target-group JSON (b"" when none).
 
     Every instance is a target, healthy or not, enabled or not, ephemeral or persistent (as
-    Nacos). Memoized per snapshot: an unchanged service costs a dict lookup.
+    Nacos).
     """
-    cached = service.memo.get(PROMETHEUS_TARGETS_MEMO)
-    if cached is None:
-        cached = service.memo[PROMETHEUS_TARGETS_MEMO] = b",".join(
-            orjson.dumps(prometheus_target(instance)) for instance in in_order(service.instances.values())
-        )
-    return cached
+    return b",".join(orjson.dumps(prometheus_target(instance)) for instance in in_order(service.instances.values()))
+
+
+def prometheus_target_parts(services: Iterable[Service]) -> Iterator[bytes]:
+    """The JSON array of the target groups of every instance of `services`, in their order, one
+    service's part at a time (rendered as it is asked for)."""
+    yield b"["
+    separator = b""
+    for service in services:
+        part = prometheus_targets(service)
+        if part:
+            yield separator
+            yield part
+            separator = b","
+    yield b"]"
 
 
 def prometheus_target_list(services: Iterable[Service]) -> bytes:
-    """The JSON array of the target groups of every instance of `services`, in their order."""
-    parts = [part for part in map(prometheus_targets, services) if part]
-    return b"[" + b",".join(parts) + b"]"
+    """The whole JSON array of `prometheus_target_parts` at once."""
+    return b"".join(prometheus_target_parts(services))

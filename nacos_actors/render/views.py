@@ -5,6 +5,8 @@ the snapshot or counters they are given, safe on any thread."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from itertools import islice
 from typing import Any
 
 import orjson
@@ -19,6 +21,23 @@ NACOS_VERSION = "1.4.8"  # the version a member shows in its extendInfo (the v1 
 
 def dumps(document: Any) -> bytes:
     return orjson.dumps(document)
+
+
+ARRAY_BATCH = 256  # values per orjson call in json_array_parts
+
+
+def json_array_parts(values: Iterable[Any], head: bytes = b"[", tail: bytes = b"]") -> Iterator[bytes]:
+    """`head`, the JSON of each of `values` comma-separated, then `tail`: a JSON array (inside
+    whatever `head` and `tail` open and close) rendered ARRAY_BATCH values at a time, as the
+    parts are asked for, so a long array is never whole in memory."""
+    yield head
+    iterator = iter(values)
+    separator = b""
+    while batch := list(islice(iterator, ARRAY_BATCH)):
+        yield separator
+        yield orjson.dumps(batch)[1:-1]
+        separator = b","
+    yield tail
 
 
 def instance_detail(service: Service, instance: Instance) -> dict[str, Any]:

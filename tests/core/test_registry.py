@@ -283,7 +283,7 @@ def test_load_rebuilds_the_counters(batch):
 
 def test_an_instance_write_keeps_every_other_service_field():
     """The instance writes build the next Service directly (not through dataclasses.replace):
-    every field but instances, revision, modified_ms and memo must carry over, including any
+    every field but instances, revision and modified_ms must carry over, including any
     field added to Service later."""
     current = Service(
         key=ServiceKey("ns-1", "G@@svc"),
@@ -295,14 +295,13 @@ def test_an_instance_write_keeps_every_other_service_field():
         revision=7,
         modified_ms=1_000,
         clusters=freeze({"C1": ClusterConfig()}),
-        memo={"old": b""},
     )
     defaults = Service(key=current.key)
     for field in dataclasses.fields(Service):
-        if field.name not in ("instances", "revision", "modified_ms", "memo", "key"):
+        if field.name not in ("instances", "revision", "modified_ms", "key"):
             assert getattr(current, field.name) != getattr(defaults, field.name), f"set {field.name} in this test"
     instances = instance_map([Instance("127.0.0.1", 81)])
     following = RegistryCore._next_instances(current, instances, 900)
-    expected = replace(current, instances=instances, revision=8, modified_ms=1_001, memo={})
+    expected = replace(current, instances=instances, revision=8, modified_ms=1_001)
     for field in dataclasses.fields(Service):
         assert getattr(following, field.name) == getattr(expected, field.name), field.name

@@ -8,6 +8,7 @@ No response in this module may be a 5xx.
 from __future__ import annotations
 
 import gzip
+from dataclasses import replace
 
 import pytest
 
@@ -24,8 +25,12 @@ CATALOG = {"serviceName": SERVICE, "clusterName": "DEFAULT", "pageNo": "1", "pag
 
 @pytest.fixture
 def settings(request, small_body_settings):
-    """Default settings; `small` (indirect parametrization) gives a 1 KiB body limit."""
-    return small_body_settings if getattr(request, "param", None) == "small" else Settings()
+    """Default settings; `small` (indirect parametrization) gives a 1 KiB body limit, `no
+    metadata limit` lets metadata fill a whole body."""
+    given = getattr(request, "param", None)
+    if given == "no metadata limit":
+        return replace(Settings(), max_instance_metadata_bytes=0)
+    return small_body_settings if given == "small" else Settings()
 
 
 
@@ -298,6 +303,7 @@ async def test_non_form_body_over_the_limit_is_a_413(client, front):
     await assert_nothing_stored(client, front)
 
 
+@pytest.mark.parametrize("settings", ["no metadata limit"], indirect=True)
 async def test_default_limit_is_one_mebibyte(client, front):
     assert front.settings.max_body_bytes == 1024 * 1024
     response = await client.post(f"{BASE}/instance", data=padded_register(1024 * 1024 + 1), headers=FORM)

@@ -148,8 +148,8 @@ async def session_request(client, method: str, path: str, **kwargs):
 
 
 def fields_of(snapshot) -> dict:
-    """A service snapshot's fields but its memo (snapshots compare by identity)."""
-    return {f.name: getattr(snapshot, f.name) for f in dataclasses.fields(snapshot) if f.name != "memo"}
+    """A service snapshot's fields (snapshots compare by identity)."""
+    return {f.name: getattr(snapshot, f.name) for f in dataclasses.fields(snapshot)}
 
 
 def packed(document) -> bytes:

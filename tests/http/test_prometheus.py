@@ -279,12 +279,14 @@ def test_the_cluster_label_and_the_first_of_colliding_keys_win():
     }
 
 
-def test_the_targets_of_a_snapshot_are_memoized():
+def test_the_targets_are_rendered_service_by_service_and_skip_empty_services():
     key = ServiceKey("public", "DEFAULT_GROUP@@demo")
     instance = Instance(IP, 80)
     service = Service(key=key, instances=instance_map([instance]))
-    first = render.prometheus_targets(service)
-    assert render.prometheus_targets(service) is first
+    parts = render.prometheus_target_parts([Service(key=key), service, Service(key=key), service])
+    assert next(parts) == b"["  # nothing rendered before it is asked for
+    targets = render.prometheus_targets(service)
+    assert b"".join(parts) == targets + b"," + targets + b"]"
     assert json.loads(render.prometheus_target_list([service, Service(key=key)])) == [
         {"targets": ["127.0.0.1:80"], "labels": {"__meta_clusterName": "DEFAULT"}}
     ]

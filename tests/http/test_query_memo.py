@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from nacos_actors.http.front import memoized_params, request_params
 from nacos_actors.http.naming_v1 import BEAT_QUERIES, LIST_QUERIES
-from nacos_actors.http.params.base import MEMO_QUERY_LENGTH, ParamError, Params, QueryMemo
+from nacos_actors.http.params.base import MEMO_ENTRY_OVERHEAD, MEMO_QUERY_LENGTH, ParamError, Params, QueryMemo
 from nacos_actors.http.params.instances import beat_query, list_query
 from tests.http.conftest import BASE
 
@@ -36,6 +36,16 @@ def test_memo_remembers_a_parse_and_starts_afresh_when_full():
     memo.remember("n=3", Params({"n": "3"}))
     assert memo.known == {"n=3": "3"}
     assert calls == ["1", "2", "3"]
+
+
+def test_memo_starts_afresh_past_its_bytes():
+    """Long queries (up to MEMO_QUERY_LENGTH each) would have filled 131,072 entries: ~190 MB."""
+    memo = QueryMemo(lambda params: 1, max_bytes=3 * (MEMO_ENTRY_OVERHEAD + 100))
+    queries = [f"n={i:098}" for i in range(7)]  # 100 characters each
+    for query in queries:
+        memo.remember(query, Params({"n": "1"}))
+        assert len(memo.known) <= 3
+    assert list(memo.known) == queries[6:]
 
 
 def test_memo_keeps_neither_failures_nor_long_queries():

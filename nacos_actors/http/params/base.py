@@ -32,6 +32,11 @@ P = ParamSpec("P")
 # Sized to the beats one node answers: about 25k/s here, so ~125k instances beating every 5 s.
 MEMO_QUERIES = 1 << 17
 MEMO_QUERY_LENGTH = 1024
+# ... and bounded in bytes: each entry costs its query string plus about 400 bytes (measured with
+# tracemalloc for list and beat queries), so 131,072 queries of up to 1,024 characters would
+# have held about 190 MB.
+MEMO_BYTES = 64 * 1024 * 1024
+MEMO_ENTRY_OVERHEAD = 448
 
 
 class ParamError(Exception):
@@ -125,24 +130,30 @@ class QueryMemo(Generic[T]):
     Only for requests whose parameters all come in the query (no body): `parse` is a pure
     function of the parameters, so a client that polls or beats with the same URL pays for
     validation once. A query that fails raises ParamError every time and is never remembered.
-    Holds at most `limit` queries of at most MEMO_QUERY_LENGTH characters; when full it starts
-    afresh (amortised O(1), no per-entry bookkeeping). Event loop thread only.
+    Holds at most `limit` queries of at most MEMO_QUERY_LENGTH characters, costing at most
+    `max_bytes` (each its length plus MEMO_ENTRY_OVERHEAD); when full it starts afresh
+    (amortised O(1), no per-entry bookkeeping). Event loop thread only.
     """
 
-    __slots__ = ("_limit", "known", "parse")
+    __slots__ = ("_bytes", "_limit", "_max_bytes", "known", "parse")
 
-    def __init__(self, parse: Callable[[Params], T], limit: int = MEMO_QUERIES) -> None:
+    def __init__(self, parse: Callable[[Params], T], limit: int = MEMO_QUERIES, max_bytes: int = MEMO_BYTES) -> None:
         self.parse = parse
         self.known: dict[str, T] = {}
         self._limit = limit
+        self._max_bytes = max_bytes
+        self._bytes = 0
 
     def remember(self, query: str, params: Params) -> T:
         """`parse(params)`, kept under `query` (the raw query string those params came from)."""
         value = self.parse(params)
         if len(query) <= MEMO_QUERY_LENGTH:
-            if len(self.known) >= self._limit:
+            cost = len(query) + MEMO_ENTRY_OVERHEAD
+            if len(self.known) >= self._limit or self._bytes + cost > self._max_bytes:
                 self.known.clear()
+                self._bytes = 0
             self.known[query] = value
+            self._bytes += cost
         return value
 
 

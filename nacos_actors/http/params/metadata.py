@@ -1,30 +1,46 @@
 """Structured parameters: JSON values (`json_value`), Nacos metadata (a JSON object or
-`k1=v1,k2=v2`), a service's selector and protect threshold, and a cluster's health checker.
-Each is normalised as Nacos stores it; a bad one is a ParamError naming the parameter. Pure
-functions (event loop thread)."""
+`k1=v1,k2=v2`) and its size limits (`within_limit`), a service's selector and protect
+threshold, and a cluster's health checker. Each is normalised as Nacos stores it; a bad one is
+a ParamError naming the parameter. Pure functions (event loop thread)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
 from nacos_actors.core import values
 from nacos_actors.core.values import clip, type_name
 from nacos_actors.http.params.base import ParamError, Params, at_the_edge, required
-from nacos_actors.model import NO_SELECTOR, Selector
+from nacos_actors.model import NO_SELECTOR, Selector, metadata_size
 
 parse_health_checker = at_the_edge(values.parse_health_checker)
 check_protect_threshold = at_the_edge(values.check_protect_threshold)
 check_metadata = at_the_edge(values.check_metadata)
 check_selector_expression = at_the_edge(values.check_selector_expression)
 
+INSTANCE_METADATA_LIMIT = "max_instance_metadata_bytes"
+SERVICE_METADATA_LIMIT = "max_service_metadata_bytes"
+M = TypeVar("M", bound=Mapping[str, str] | None)
+
 
 def metadata(params: Params) -> Mapping[str, str] | None:
     """Nacos metadata: a JSON object, else `k1=v1,k2=v2`. None when not given."""
     raw = params.get("metadata")
     return None if raw is None else parse_metadata(raw, "metadata")
+
+
+def within_limit(metadata: M, limit: int, setting: str, name: str = "metadata") -> M:
+    """`metadata` (None passes) if its size, the UTF-8 bytes of its keys and values, is at most
+    `limit` (0: no limit); else a 400 naming the parameter and the `setting` that limits it."""
+    if limit and metadata is not None:
+        size = metadata_size(metadata)
+        if size > limit:
+            raise ParamError(
+                f"Param '{name}' holds {size} bytes of keys and values, over the limit of {limit} ({setting})."
+            )
+    return metadata
 
 
 def parse_metadata(raw: str, name: str) -> Mapping[str, str]:

@@ -80,11 +80,12 @@ def cluster(params: Params, *names: str) -> str:
 
 
 def cluster_list(params: Params) -> tuple[str, tuple[str, ...]]:
-    """The `clusters` param: (the raw text, echoed to clients as given; the names, empty = all)."""
+    """The `clusters` param: (the raw text, echoed to clients as given; the names, sorted and
+    unique, empty = all). Every spelling of one set of clusters gives the same names."""
     raw = params.get("clusters")
     if raw is None:
         return "", ()
-    names = tuple(part.strip() for part in raw.split(",") if part.strip())
+    names = [part.strip() for part in raw.split(",") if part.strip()]
     for part in names:
         check_cluster(part, "clusters")
-    return raw, names
+    return raw, tuple(sorted(set(names)))
