@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     flag(
         "--peer-max-body-bytes",
         dest="peer_max_body_bytes",
-        help="largest body a peer endpoint takes, else 413 (default 67108864)",
+        help="largest body a peer endpoint takes, else 413 (default 268435456)",
     )
     flag(
         "--distro-quarantine-max-ms",

@@ -75,7 +75,8 @@ class Settings:
     distro_retry_delay_ms: int = 500
     distro_verify_interval_ms: int = 3_000
     # Replication that no service can block (issue 14, finding 3).
-    peer_max_body_bytes: int = 64 * 1024 * 1024
+    # The largest service the default limits allow: 10,000 instances of up to 16 KiB metadata.
+    peer_max_body_bytes: int = 256 * 1024 * 1024
     distro_quarantine_max_ms: int = 60_000
     cluster_signature_window_ms: int = 5_000
 

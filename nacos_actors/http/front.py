@@ -211,7 +211,9 @@ async def request_params(request: web.Request) -> Params:
     cached: Params | None = request.get(PARAMS_KEY)
     if cached is not None:
         return cached
-    if request.can_read_body and request.content_type == FORM_CONTENT_TYPE:
+    # body_exists, not can_read_body: a body already read (a forwarded call's signature check
+    # reads it first) is still the form, and read() answers it again from memory.
+    if request.body_exists and request.content_type == FORM_CONTENT_TYPE:
         params = Params(query_values(request.rel_url.raw_query_string), await _form(request))
     else:
         params = Params(query_values(request.rel_url.raw_query_string))

@@ -761,9 +761,11 @@ def large_then_small(nodes: list[NodeProcess], prefix: str) -> tuple[str, str, l
     return owner, large, small
 
 
-def test_a_service_over_a_mebibyte_replicates_and_holds_up_nothing(trio):
-    """Clients may send 1 MiB bodies; peers take whole services (peer_max_body_bytes, 64 MiB by
-    default), so a 1.5 MB service replicates like any other and so do the small ones after it."""
+def test_a_service_over_a_mebibyte_replicates_and_holds_up_nothing(start_cluster):
+    """Clients may send 1 MiB bodies (here with the metadata limit raised to let them); peers
+    take whole services (peer_max_body_bytes, 256 MiB by default), so a 1.5 MB service
+    replicates like any other and so do the small ones after it."""
+    trio = start_cluster(3, "--max-instance-metadata-bytes", "1048576")
     nodes = trio.nodes
     owner, large, small = large_then_small(nodes, "big")
     wait_on_all(
@@ -784,7 +786,7 @@ def test_a_service_too_large_for_its_peers_is_quarantined_and_the_others_flow(st
     """With peers limited to 1 MiB, the 1.5 MB service can never be sent: its batches fail with
     413, it is split off and quarantined (one warning per peer, the metrics say so), and the
     small services of the same owner still reach every member within a few seconds."""
-    cluster = start_cluster(3, "--peer-max-body-bytes", "1048576")
+    cluster = start_cluster(3, "--peer-max-body-bytes", "1048576", "--max-instance-metadata-bytes", "1048576")
     nodes = cluster.nodes
     owner, large, small = large_then_small(nodes, "poison")
     wait_on_all(

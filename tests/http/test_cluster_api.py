@@ -33,6 +33,7 @@ from nacos_actors.core.members import DOWN, REPORTED_STATES, STARTING, SUSPICIOU
 from nacos_actors.core.registry import Tombstone
 from nacos_actors.http.app import build_app
 from nacos_actors.http.cluster import FORWARD_ATTEMPTS, async_join
+from nacos_actors.http.front import FORM_CONTENT_TYPE
 from nacos_actors.messages import MarkReady, PeerFailed, ReportReceived
 from nacos_actors.clock import wall_clock_ms
 from nacos_actors.core.peer_auth import (
@@ -826,6 +827,19 @@ async def test_a_forwarded_write_is_handled_here_whatever_the_view(member_client
     assert owner.received == []
     assert await hosts(member_client, name) == ["127.0.0.62"]
     assert member.forwarded("ok") == 0
+
+
+async def test_a_forwarded_write_with_a_form_body_is_handled_here_with_its_parameters(member_client, member, owner):
+    # The signature check reads the body before the handler: the form must still be read (a
+    # register the Java client forwards carries its parameters in the body).
+    name = name_owned_by(owner.address, member.healthy, "form")
+    body = _query({"serviceName": name, "ip": "127.0.0.63", "port": "8080", "metadata": '{"k":"v"}'}).encode()
+    headers = {**forwarded_by(owner.address, "POST", f"{NS}/instance", body), "Content-Type": FORM_CONTENT_TYPE}
+
+    response = await member_client.post(f"{NS}/instance", data=body, headers=headers)
+
+    assert (response.status, await response.text()) == (200, "ok")
+    assert await hosts(member_client, name) == ["127.0.0.63"]
 
 
 @pytest.mark.parametrize(
