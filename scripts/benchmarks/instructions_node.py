@@ -23,7 +23,13 @@ from nacos_actors.core.registry import RegistryCore, RegistryView
 from nacos_actors.http.app import build_app
 from nacos_actors.logs import configure_logging
 from nacos_actors.metrics import NodeMetrics
-from nacos_actors.node import ACTOR_STOP_TIMEOUT_S, Shutdown, async_start_node, tune_garbage_collector
+from nacos_actors.node import (
+    ACTOR_STOP_TIMEOUT_S,
+    Shutdown,
+    async_start_node,
+    tune_garbage_collector,
+    tune_memory_allocator,
+)
 from nacos_actors.settings import Settings
 
 
@@ -47,6 +53,7 @@ async def start_node(**overrides: Any) -> tuple[web.Application, Callable[[], Aw
     shutdown = Shutdown()
     core = RegistryCore()
     tune_garbage_collector()
+    tune_memory_allocator()
     prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
     board = PushBoard()
     metrics = NodeMetrics(CollectorRegistry(), RegistryView(core), board)
