@@ -22,6 +22,7 @@ def test_serve_flags_parse_to_setting_names():
             "--members", "127.0.0.1:8848",
             "--max-body-bytes", "10",
             "--request-timeout", "2",
+            "--shutdown-timeout-ms", "4000",
             "--log-level", "DEBUG",
             "--log-format", "json",
             "--access-log",
@@ -54,6 +55,7 @@ def test_serve_flags_parse_to_setting_names():
         "cluster_conf": None,
         "max_body_bytes": "10",
         "request_timeout": "2",
+        "shutdown_timeout_ms": "4000",
         "log_level": "DEBUG",
         "log_format": "json",
         "access_log": True,
@@ -103,6 +105,7 @@ def no_settings_from_the_environment(monkeypatch):
         (["serve", "--request-timeout", "-1"], "request_timeout"),
         (["serve", "--max-body-bytes", "big"], "max_body_bytes"),
         (["serve", "--context-path", "/a b"], "context_path"),
+        (["serve", "--shutdown-timeout-ms", "100"], "shutdown_timeout_ms"),
         (["serve", "--members", "127.0.0.1", "--cluster-conf", "config/cluster.conf"], "--cluster-conf"),
     ],
 )
