@@ -30,6 +30,21 @@ def build_parser() -> argparse.ArgumentParser:
     flag("--max-body-bytes", dest="max_body_bytes", help="largest request body, else 413 (default 1048576)")
     flag("--request-timeout", dest="request_timeout", help="seconds a request waits for the registry (default 5)")
     flag(
+        "--max-connections",
+        dest="max_connections",
+        help="open HTTP connections at most; one more replaces the longest idle, or gets 503 (default 4096)",
+    )
+    flag(
+        "--header-timeout-ms",
+        dest="header_timeout_ms",
+        help="a request's headers must arrive within this, else 408 and close (default 10000)",
+    )
+    flag(
+        "--idle-timeout-ms",
+        dest="idle_timeout_ms",
+        help="close a keep-alive connection idle this long (default 30000)",
+    )
+    flag(
         "--shutdown-timeout-ms",
         dest="shutdown_timeout_ms",
         help="SIGTERM/SIGINT/SIGHUP stop the node within about this (default 5000)",

@@ -16,6 +16,7 @@ import asyncio
 import gc
 import logging
 import os
+import resource
 import signal
 import sys
 import threading
@@ -47,6 +48,7 @@ from nacos_actors.core.registry import RegistryCore, RegistryView
 from nacos_actors.drivers.assembly import build_drivers
 from nacos_actors.http.app import build_app
 from nacos_actors.http.cluster import async_join
+from nacos_actors.http.connections import ConnectionGuard, ConnectionLimits
 from nacos_actors.http.front import ClusterFront, Front
 from nacos_actors.messages import DISTRO, MEMBERS, REGISTRY, ActorName, Drain, Leave, Ping, WriteBatch
 from nacos_actors.metrics import NodeMetrics
@@ -71,6 +73,9 @@ ACTORS_SHARE = 0.1
 WATCHDOG_GRACE_S = 2.0
 PEER_TIMEOUT_S = 2.0
 STARTUP_PING_TIMEOUT_S = 5.0
+# Open files the node keeps for itself beyond its HTTP connections: the loop, listening and
+# push sockets, peer connections (aiohttp's client pools at most 100), the data file, /proc.
+FD_RESERVE = 256
 
 
 class Shutdown:
@@ -310,10 +315,11 @@ async def async_start_node(
     )
 
 
-async def serve(settings: Settings, front: Front, shutdown: Shutdown) -> None:
-    """Serve HTTP until a stop is requested (a signal or a fatal actor error); then a cluster
-    member leaves its cluster, and the server stops: no new connection, idle ones closed,
-    requests in flight given their share of the stop's time and then cancelled."""
+async def serve(settings: Settings, front: Front, shutdown: Shutdown, limits: ConnectionLimits) -> None:
+    """Serve HTTP, every connection under `limits`, until a stop is requested (a signal or a
+    fatal actor error); then a cluster member leaves its cluster, and the server stops: no new
+    connection, idle ones closed, requests in flight given their share of the stop's time and
+    then cancelled."""
     loop = asyncio.get_running_loop()
     stop = shutdown.attach(loop)
     runner = web.AppRunner(
@@ -323,9 +329,13 @@ async def serve(settings: Settings, front: Front, shutdown: Shutdown) -> None:
         shutdown_timeout=shutdown.seconds(HTTP_SHARE),
     )
     await runner.setup()
+    assert runner.server is not None
+    guard = ConnectionGuard(loop, runner.server, limits, front.metrics.connections)
+    listener: asyncio.AbstractServer | None = None
     joining: asyncio.Task[None] | None = None
     try:
-        await web.TCPSite(runner, settings.host, settings.port).start()
+        listener = await loop.create_server(guard.protocol, settings.host, settings.port)
+        guard.start()
         front.ready = True
         if front.cluster is not None:
             log.info("nacos-actors on http://%s%s joins its cluster", settings.self_address, settings.context_path)
@@ -339,6 +349,9 @@ async def serve(settings: Settings, front: Front, shutdown: Shutdown) -> None:
     finally:
         shutdown.step = "closing the HTTP server"
         front.ready = False
+        if listener is not None:
+            listener.close()
+        guard.stop()
         await runner.cleanup()
 
 
@@ -375,6 +388,7 @@ async def async_run(
     settings: Settings,
     front_started: Callable[[], Awaitable[Front]],
     shutdown: Shutdown,
+    limits: ConnectionLimits,
 ) -> None:
     """Take the stop signals, start the node, serve until told to stop, then close what lives
     on the loop. A signal that arrives while the node starts stops it once it serves."""
@@ -388,12 +402,39 @@ async def async_run(
     try:
         front = await front_started()
         try:
-            await serve(settings, front, shutdown)
+            await serve(settings, front, shutdown, limits)
         finally:
             shutdown.step = "closing the loop"
             await front.async_close()
     finally:
         release_default_executor(loop, executor)
+
+
+def connection_limits(settings: Settings) -> ConnectionLimits:
+    """The HTTP connection limits of `settings`, with max_connections lowered when the process
+    may not open that many files: the soft open-file limit is raised as far as the connections
+    and FD_RESERVE need (up to the hard limit), and a lower cap than asked is logged. Past the
+    limit the node could not accept anyone (about 1,000 idle connections under the common 1,024
+    limit took it down). Main thread, before serving."""
+    wanted = settings.max_connections + FD_RESERVE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        raised = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+            soft = raised
+        except (ValueError, OSError) as error:
+            log.warning("cannot raise the open-file limit from %d to %d: %s", soft, raised, error)
+    cap = settings.max_connections
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        cap = max(1, soft - FD_RESERVE)
+        log.warning(
+            "max_connections lowered from %d to %d: the open-file limit is %d (ulimit -n)",
+            settings.max_connections,
+            cap,
+            soft,
+        )
+    return ConnectionLimits(cap, settings.header_timeout_ms / 1000, settings.idle_timeout_ms / 1000)
 
 
 def stop_actors(
@@ -450,6 +491,7 @@ def run_node(settings: Settings) -> int:
     tune_garbage_collector()
     # No `_created` series: Nacos exports none, and in the text format each is one more series.
     prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
+    limits = connection_limits(settings)
     board = PushBoard()
     metrics = NodeMetrics(CollectorRegistry(), view, board)
     beats = BeatLog()
@@ -461,7 +503,7 @@ def run_node(settings: Settings) -> int:
 
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(async_run(settings, start, shutdown))
+            runner.run(async_run(settings, start, shutdown, limits))
     except OSError as error:
         log.error("cannot serve on %s: %s", settings.self_address, error)
         shutdown.request(1)
