@@ -1,17 +1,21 @@
 """The connection guard in-process (nacos_actors.http.connections), with raw asyncio streams on
-127.0.0.1: who is closed when the node is full, who is refused, and what the sweep closes."""
+127.0.0.1: who is closed when the node is full, who is refused, and what the sweep closes; and
+the app's answer to `Expect: 100-continue`."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 
 import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from nacos_actors.http.app import build_app
 from nacos_actors.http.connections import ConnectionGuard, ConnectionLimits, RateLimitedLog
 from nacos_actors.metrics import NodeMetrics
+from nacos_actors.settings import Settings
 
 Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
@@ -182,3 +186,32 @@ def test_the_rate_limited_log_says_how_many_lines_it_stood_for(caplog):
         "refused 10 (9 more like it since the last such line)",
         "refused 20 (9 more like it since the last such line)",
     ]
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return replace(Settings(), max_body_bytes=1000)
+
+
+async def expect_continue(port: int, path: str, length: int) -> bytes:
+    """What the app answers to headers announcing a `length`-byte body with Expect: 100-continue,
+    before any of the body is sent."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            f"Content-Length: {length}\r\nExpect: 100-continue\r\n\r\n".encode()
+        )
+        return await asyncio.wait_for(reader.read(65536), 5)
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("path", ["/nacos/v1/ns/instance", "/no/such/path"])
+async def test_100_continue_only_for_a_body_within_the_limit(aiohttp_server, front, path):
+    server = await aiohttp_server(build_app(front))
+    refused = await expect_continue(server.port, path, 1001)
+    assert refused.startswith(b"HTTP/1.1 413 "), refused
+    assert b"100 Continue" not in refused
+    assert refused.endswith(b"request body is 1001 bytes; the limit is 1000")
+    assert (await expect_continue(server.port, path, 1000)).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
