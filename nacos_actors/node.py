@@ -141,6 +141,10 @@ class Shutdown:
         log.error("fatal error in an actor: %r; stopping", error)
         self.request(1)
 
+    def past_deadline(self) -> float:
+        """Seconds since the deadline (negative before it; 0 before any request)."""
+        return 0.0 if self.deadline is None else self._clock() - self.deadline
+
     def remaining(self) -> float:
         """Seconds left until the deadline (the whole timeout before any request)."""
         if self.deadline is None:
@@ -158,14 +162,23 @@ class Shutdown:
 
 class Watchdog:
     """The last resort of a stop: a daemon thread, started by the first stop request, that
-    waits for the stop to finish until `WATCHDOG_GRACE_S` past its deadline. If it has not
-    finished by then (a step ignored its bound), it saves the registry unless that was done
-    (`snapshot` saves once, whoever asks first), logs which step overran, and ends the process
-    with `os._exit(1)`: no thread, pykka's or any other, can keep a stopping node alive."""
+    waits for the stop to finish until `grace_s` past its deadline, plus however long writing
+    the data file took (that is never cut short). If it has not finished by then (a step
+    ignored its bound), it saves the registry unless that was done (`snapshot` saves once,
+    whoever asks first), logs which step overran, and ends the process with exit code 1
+    (`end_process`: os._exit after flushing the logs): no thread can keep a stopping node alive."""
 
-    def __init__(self, shutdown: Shutdown, snapshot: SnapshotOnce) -> None:
+    def __init__(
+        self,
+        shutdown: Shutdown,
+        snapshot: SnapshotOnce,
+        grace_s: float = WATCHDOG_GRACE_S,
+        end_process: Callable[[int], None] | None = None,
+    ) -> None:
         self._shutdown = shutdown
         self._snapshot = snapshot
+        self._grace_s = grace_s
+        self._end_process = end_process if end_process is not None else exit_now
         self._finished = threading.Event()
 
     def start(self) -> None:
@@ -174,17 +187,23 @@ class Watchdog:
     def finished(self) -> None:
         self._finished.set()
 
+    def _time_left(self) -> float:
+        return self._grace_s + self._snapshot.seconds_spent() - self._shutdown.past_deadline()
+
     def _watch(self) -> None:
-        if self._finished.wait(self._shutdown.remaining() + WATCHDOG_GRACE_S):
+        while not self._finished.wait(max(0.0, self._time_left())):
+            if self._time_left() <= 0:
+                break  # else the data file is being written: the stop gets that much longer
+        else:
             return
         log.error(
             "the stop overran shutdown_timeout_ms (%d ms) by %.1f s while %s; exiting now",
             round(self._shutdown.timeout_s * 1000),
-            WATCHDOG_GRACE_S,
+            self._grace_s,
             self._shutdown.step,
         )
         self._snapshot.save()
-        exit_now(1)
+        self._end_process(1)
 
 
 def exit_now(code: int) -> None:

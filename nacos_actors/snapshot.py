@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -88,6 +89,8 @@ class SnapshotOnce:
         self._data_dir = data_dir
         self._lock = threading.Lock()
         self._done = False
+        self._started_at: float | None = None
+        self._spent_s = 0.0
         self.ok = True
 
     def save(self) -> bool:
@@ -96,9 +99,18 @@ class SnapshotOnce:
             if self._done or self._data_dir is None:
                 return self.ok
             self._done = True
+            self._started_at = time.monotonic()
             try:
                 save_snapshot(self._services(), self._data_dir)
             except OSError as error:
                 self.ok = False
                 log.error("cannot save the registry to %s: %s", self._data_dir, error)
+            finally:
+                self._spent_s = time.monotonic() - self._started_at
+                self._started_at = None
             return self.ok
+
+    def seconds_spent(self) -> float:
+        """How long writing the data file took, or has taken so far."""
+        started = self._started_at
+        return self._spent_s if started is None else time.monotonic() - started

@@ -19,7 +19,8 @@ from prometheus_client import CollectorRegistry
 from nacos_actors.bridge import DriverActor
 from nacos_actors.core.registry import RegistryCore, RegistryView
 from nacos_actors.metrics import NodeMetrics
-from nacos_actors.node import Shutdown, stop_actors
+from nacos_actors.node import Shutdown, Watchdog, stop_actors
+from nacos_actors.snapshot import SNAPSHOT_FILE, SnapshotOnce
 from tests.nodes import fail_test
 
 
@@ -159,3 +160,66 @@ def test_the_first_request_starts_the_clock_and_runs_on_request_once():
     shutdown.request(1)
     assert calls == [1]
     assert shutdown.deadline == 3.0 and shutdown.exit_code == 1
+
+
+class Ended:
+    """Stands for os._exit: records the code and when it came."""
+
+    def __init__(self) -> None:
+        self.codes: list[int] = []
+        self.at: float | None = None
+        self.done = threading.Event()
+
+    def __call__(self, code: int) -> None:
+        self.codes.append(code)
+        self.at = time.monotonic()
+        self.done.set()
+
+
+def test_the_watchdog_saves_and_ends_a_stop_that_overran(tmp_path, caplog):
+    shutdown = Shutdown(0.5)
+    snapshot = SnapshotOnce(RegistryCore().all_services, tmp_path)
+    ended = Ended()
+    shutdown.on_request = Watchdog(shutdown, snapshot, grace_s=0.3, end_process=ended).start
+    shutdown.step = "closing the HTTP server"
+    started = time.monotonic()
+    with caplog.at_level(logging.ERROR, logger="nacos_actors.node"):
+        shutdown.request()
+        assert ended.done.wait(5)
+    assert ended.codes == [1]
+    assert ended.at is not None and 0.7 <= ended.at - started < 3.0
+    assert (tmp_path / SNAPSHOT_FILE).exists()
+    assert "overran shutdown_timeout_ms (500 ms) by 0.3 s while closing the HTTP server" in caplog.text
+
+
+def test_the_watchdog_does_nothing_once_the_stop_finished():
+    shutdown = Shutdown(0.5)
+    ended = Ended()
+    watchdog = Watchdog(shutdown, SnapshotOnce(lambda: pytest.fail("saved"), None), grace_s=0.1, end_process=ended)
+    shutdown.on_request = watchdog.start
+    shutdown.request()
+    watchdog.finished()
+    assert not ended.done.wait(1.2)
+
+
+def test_the_watchdog_never_cuts_the_data_file_write_short(tmp_path):
+    shutdown = Shutdown(0.5)
+    core = RegistryCore()
+
+    def slow_services():
+        time.sleep(1.5)  # past the deadline and the grace
+        return core.all_services()
+
+    snapshot = SnapshotOnce(slow_services, tmp_path)
+    ended = Ended()
+    watchdog = Watchdog(shutdown, snapshot, grace_s=0.3, end_process=ended)
+    shutdown.on_request = watchdog.start
+    shutdown.request()
+    time.sleep(0.2)
+    assert snapshot.save()
+    saved_at = time.monotonic()
+    assert (tmp_path / SNAPSHOT_FILE).exists()
+    # The stop gets as much longer as the write took: nothing ended it meanwhile, and it ends
+    # only if the rest of the stop overruns too.
+    assert ended.done.wait(5)
+    assert ended.at is not None and ended.at >= saved_at

@@ -19,6 +19,7 @@ import http.client
 import json
 import signal
 import socket
+import sys
 import threading
 import time
 import urllib.parse
@@ -26,7 +27,7 @@ from contextlib import ExitStack
 
 import pytest
 
-from tests.e2e.conftest import HOST
+from tests.e2e.conftest import HOST, free_port
 from tests.e2e.push_support import JAVA_AGENT
 
 pytestmark = pytest.mark.e2e
@@ -187,3 +188,19 @@ def test_a_stop_signal_under_push_load_ends_the_node_in_time_and_keeps_every_ser
     ports = instance_ports(restarted, HOT)
     assert set(range(1000, 1000 + PREFILL)) <= ports
     assert set(trickle.acked) <= ports, "an answered registration was lost"
+
+
+NOHUP = (
+    "import signal; signal.signal(signal.SIGHUP, signal.SIG_IGN); "
+    "from nacos_actors.cli import entry_point; entry_point()"
+)
+
+
+def test_under_nohup_a_hangup_does_not_stop_the_node(start_node):
+    port = free_port()
+    node = start_node(command=[sys.executable, "-c", NOHUP, "serve", "--port", str(port)], port=port)
+    node.process.send_signal(signal.SIGHUP)
+    time.sleep(1.0)
+    assert node.process.poll() is None
+    assert node.get("/nacos/v1/console/health/liveness")[0] == 200
+    assert node.stop(signal.SIGTERM) == 0
