@@ -66,7 +66,7 @@ LEAVE_TIMEOUT_S = 2.0
 # Shares of shutdown_timeout_ms: Distro's drain, the goodbye, requests in flight (aiohttp waits
 # up to this for them, then cancels them: twice at most), and at least this for the actors.
 DRAIN_SHARE = 0.4
-LEAVE_SHARE = 0.2
+LEAVE_SHARE = 0.3  # over the 1 s each farewell call may take, at the default timeout
 HTTP_SHARE = 0.1
 ACTORS_SHARE = 0.1
 # The watchdog ends the process this long after the deadline (a step that ignored its bound).

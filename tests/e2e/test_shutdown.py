@@ -28,6 +28,7 @@ from contextlib import ExitStack
 import pytest
 
 from tests.e2e.conftest import HOST, free_port
+from tests.e2e.test_cluster import services_by_owner
 from tests.e2e.push_support import JAVA_AGENT
 
 pytestmark = pytest.mark.e2e
@@ -204,3 +205,31 @@ def test_under_nohup_a_hangup_does_not_stop_the_node(start_node):
     assert node.process.poll() is None
     assert node.get("/nacos/v1/console/health/liveness")[0] == 200
     assert node.stop(signal.SIGTERM) == 0
+
+
+@pytest.mark.timeout(120)
+def test_a_cluster_member_whose_peer_hangs_still_stops_within_its_bound(start_cluster, capsys):
+    """The peer is frozen (SIGSTOP: its connections hang, nothing is refused), and the leaving
+    member has changes Distro cannot send: the drain and the goodbye each end at their share
+    of shutdown_timeout_ms, and the member exits 0 in time."""
+    cluster = start_cluster(2, "--shutdown-timeout-ms", "2000")
+    leaving, frozen = cluster.nodes
+    owned = services_by_owner(cluster.nodes, "frozen", 3)[leaving.address]
+    frozen.process.send_signal(signal.SIGSTOP)
+    try:
+        client = Client(leaving.port)
+        try:
+            for index, service in enumerate(owned):
+                client.register(service, 9000 + index)
+        finally:
+            client.close()
+        sent = time.monotonic()
+        leaving.process.send_signal(signal.SIGTERM)
+        code = leaving.wait_exit(2.0 + SLACK_S)
+        took = time.monotonic() - sent
+    finally:
+        frozen.process.send_signal(signal.SIGCONT)
+    with capsys.disabled():
+        print(f"\nSIGTERM of a member whose peer is frozen: exit {code} after {took:.2f} s")
+    assert code == 0, leaving.stderr()[-3000:]
+    assert "Traceback" not in leaving.stderr()
