@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from time import perf_counter
 from typing import Any, Generic, TypeVar
@@ -91,7 +92,12 @@ class DriverActor(pykka.ThreadingActor):
     read once, but a Ping, which the actor answers 'pong' itself (proof that it runs). Exports its mailbox depth and each message type's handling time. A message that
     raises is a bug: logged at ERROR, counted (nacos_exception_total{name="actorFailed"}) and
     reported through `on_fatal`, which stops the node so a supervisor restarts it rather than
-    leaving it half alive. Runs on its own pykka thread."""
+    leaving it half alive. Once `halted` is set (the node is stopping and has saved what it
+    keeps) every message still queued is dropped unread, so a stop waits for at most the message
+    in hand, never for a backlog. Runs on its own pykka thread, a daemon thread: an actor stuck
+    in a message cannot keep the process alive."""
+
+    use_daemon_thread = True
 
     def __init__(
         self,
@@ -99,12 +105,14 @@ class DriverActor(pykka.ThreadingActor):
         metrics: NodeMetrics,
         on_fatal: Callable[[BaseException], None],
         clock: Callable[[], int] = wall_clock_ms,
+        halted: threading.Event | None = None,
     ) -> None:
         super().__init__()
         self.driver = driver
         self._metrics = metrics
         self._on_fatal = on_fatal
         self._clock = clock
+        self._halted = halted if halted is not None else threading.Event()
         self._seconds: dict[type, Any] = {}
 
     def on_start(self) -> None:
@@ -112,6 +120,8 @@ class DriverActor(pykka.ThreadingActor):
         self.driver.start(self._clock())
 
     def on_receive(self, message: Any) -> Any:
+        if self._halted.is_set():
+            return None
         if type(message) is Ping:
             if message.reply is not None:
                 message.reply.resolve("pong")

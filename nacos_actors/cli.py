@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 from nacos_actors import __version__
@@ -28,6 +29,26 @@ def build_parser() -> argparse.ArgumentParser:
     flag("--cluster-conf", dest="cluster_conf", help="Nacos cluster.conf file (env NACOS_ACTORS_CLUSTER_CONF)")
     flag("--max-body-bytes", dest="max_body_bytes", help="largest request body, else 413 (default 1048576)")
     flag("--request-timeout", dest="request_timeout", help="seconds a request waits for the registry (default 5)")
+    flag(
+        "--max-connections",
+        dest="max_connections",
+        help="open HTTP connections at most; one more replaces the longest idle, or gets 503 (default 4096)",
+    )
+    flag(
+        "--header-timeout-ms",
+        dest="header_timeout_ms",
+        help="a request's headers must arrive within this, else 408 and close (default 10000)",
+    )
+    flag(
+        "--idle-timeout-ms",
+        dest="idle_timeout_ms",
+        help="close a keep-alive connection idle this long (default 30000)",
+    )
+    flag(
+        "--shutdown-timeout-ms",
+        dest="shutdown_timeout_ms",
+        help="SIGTERM/SIGINT/SIGHUP stop the node within about this (default 5000)",
+    )
     flag("--log-level", dest="log_level", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     flag("--log-format", dest="log_format", help="text or json (one JSON object a line; default text)")
     flag("--access-log", dest="access_log", action="store_const", const=True, help="log every request")
@@ -186,14 +207,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry_point() -> None:
-    """The console script and `python -m nacos_actors`: run `main`, then leave at once.
+    """The console script and `python -m nacos_actors`: run `main`, then leave at once, with
+    its exit code whatever happened (SystemExit's code; 1 and the traceback on an error).
 
-    By the time `main` returns every actor has stopped and the registry is saved (with
-    --data-dir), so the process skips interpreter teardown, which frees the registry object by
-    object: about 3 s per 200k instances, past a supervisor's stop timeout at a million.
+    By the time `main` returns every actor has stopped or been left behind and the registry is
+    saved (with --data-dir). The process skips interpreter teardown: teardown would wait for
+    every non-daemon thread (an executor thread busy with a peer's body, say) and free the
+    registry object by object: about 3 s per 200k instances, past a supervisor's stop timeout
+    at a million.
     """
-    code = main()
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    code = 1
+    try:
+        code = main()
+    except SystemExit as stop:
+        if stop.code is None or isinstance(stop.code, int):
+            code = stop.code or 0
+        else:
+            print(stop.code, file=sys.stderr)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)

@@ -22,7 +22,7 @@ import os
 import re
 import threading
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol, get_args
 
 import pykka
@@ -463,6 +463,51 @@ class ClusterMetrics:
         self._member_changes.labels(member, state).inc()
 
 
+class OpenConnectionsCollector(Collector):
+    """`nacos_actors_connections_open`: HTTP connections open at scrape time, read from the
+    connection guard (`source`, set once it exists; an int read is atomic)."""
+
+    NAME = "nacos_actors_connections_open"
+    HELP = "HTTP connections open now (at most max_connections)"
+
+    def __init__(self) -> None:
+        self.source: Callable[[], int] | None = None
+
+    def describe(self) -> Iterable[Metric]:
+        return [GaugeMetricFamily(self.NAME, self.HELP)]
+
+    def collect(self) -> Iterable[Metric]:
+        source = self.source
+        return [GaugeMetricFamily(self.NAME, self.HELP, value=source() if source is not None else 0)]
+
+
+CONNECTION_REJECTIONS = ("max_connections", "evicted", "header_timeout")
+
+
+class ConnectionMetrics:
+    """The HTTP connection limits' figures (nacos_actors.http.connections). Recorded on the loop."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.open = OpenConnectionsCollector()
+        registry.register(self.open)
+        rejected = Counter(
+            "nacos_actors_connections_rejected",
+            "HTTP connections the node refused or cut off, by reason: max_connections (refused on "
+            "arrival: every open one was in a request), evicted (closed while waiting for a request, "
+            "to make room for a new one), header_timeout (request headers too slow: 408, closed)",
+            ["reason"],
+            registry=registry,
+        )
+        self.rejected_max_connections, self.rejected_evicted, self.rejected_header_timeout = (
+            rejected.labels(reason) for reason in CONNECTION_REJECTIONS
+        )
+        self.idle_closed = Counter(
+            "nacos_actors_connections_idle_closed",
+            "Keep-alive HTTP connections closed after idle_timeout_ms without a request",
+            registry=registry,
+        )
+
+
 class NodeMetrics:
     """Every metric of one node, registered on the `registry` it is given.
 
@@ -545,6 +590,7 @@ class NodeMetrics:
         self.health_transitions = {name: transitions.labels(name) for name in HEALTH_TRANSITIONS}
         self.push = PushMetrics(registry)
         self.cluster = ClusterMetrics(registry)
+        self.connections = ConnectionMetrics(registry)
         self.replicated_services = self.cluster.replicated_services
 
         self._message_seconds = Histogram(

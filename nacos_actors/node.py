@@ -1,10 +1,13 @@
-"""The node's lifecycle: start the actors in dependency order, serve, stop them in reverse.
+"""The node's lifecycle: start the actors in dependency order, serve, stop within a bound.
 
 `run_node` runs on the main thread. The event loop (aiohttp on uvloop, the push socket, the
 peer client and the ticker) runs on that thread too; each driver has its own pykka thread, and
-nothing else does. On SIGTERM or Ctrl-C the HTTP server stops taking requests, the actors are
-stopped in reverse order, the registry is saved when a data directory is set, and no thread is
-left behind.
+nothing else does. SIGTERM, SIGINT and SIGHUP stop the node within about
+`shutdown_timeout_ms` whatever the actors' mailboxes hold: a cluster member drains Distro and
+tells its peers it leaves, the HTTP server stops, the actors drop what is still queued, the
+registry's published state is saved when a data directory is set, and the actors stop. A step
+that overruns its share of the time is logged and left behind; a watchdog ends the process
+should the whole stop overrun.
 """
 
 from __future__ import annotations
@@ -14,11 +17,13 @@ import ctypes
 import gc
 import logging
 import os
+import resource
 import signal
+import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import prometheus_client
@@ -39,25 +44,34 @@ from nacos_actors.bridge import (
     async_open_push_endpoint,
 )
 from nacos_actors.clock import wall_clock_ms
-from nacos_actors.core.codec import CodecError, decode_services, encode_services
 from nacos_actors.core.push import PushBoard, PushConfig, PushCore
 from nacos_actors.core.registry import RegistryCore, RegistryView
 from nacos_actors.drivers.assembly import build_drivers, registry_limits
 from nacos_actors.http.app import build_app
 from nacos_actors.http.cluster import async_join
+from nacos_actors.http.connections import ConnectionGuard, ConnectionLimits
 from nacos_actors.http.front import ClusterFront, Front, PeerRejections
-from nacos_actors.messages import DISTRO, MEMBERS, REGISTRY, Drain, Leave, Ping, WriteBatch
+from nacos_actors.messages import DISTRO, MEMBERS, REGISTRY, ActorName, Drain, Leave, Ping, WriteBatch
 from nacos_actors.metrics import NodeMetrics
 from nacos_actors.model import Service, ServiceKey
 from nacos_actors.peers import PeerLink
 from nacos_actors.render import lists as render
 from nacos_actors.settings import Settings, join_host_port
+from nacos_actors.snapshot import SnapshotOnce, load_snapshot
 
 log = logging.getLogger(__name__)
-SNAPSHOT_FILE = "registry.msgpack"
-ACTOR_STOP_TIMEOUT_S = 10.0
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+# Caps on a cluster member's goodbye; within shutdown_timeout_ms each also gets at most its share.
 DRAIN_TIMEOUT_S = 3.0
 LEAVE_TIMEOUT_S = 2.0
+# Shares of shutdown_timeout_ms: Distro's drain, the goodbye, requests in flight (aiohttp waits
+# up to this for them, then cancels them: twice at most), and at least this for the actors.
+DRAIN_SHARE = 0.4
+LEAVE_SHARE = 0.3  # over the 1 s each farewell call may take, at the default timeout
+HTTP_SHARE = 0.1
+ACTORS_SHARE = 0.1
+# The watchdog ends the process this long after the deadline (a step that ignored its bound).
+WATCHDOG_GRACE_S = 2.0
 PEER_TIMEOUT_S = 2.0
 STARTUP_PING_TIMEOUT_S = 5.0
 SECRET_REQUIRED = (
@@ -65,23 +79,42 @@ SECRET_REQUIRED = (
     "one (8+ printable characters) on every member with --cluster-secret, NACOS_ACTORS_CLUSTER_SECRET "
     "or cluster_secret in the TOML file (--config)"
 )
+# Open files the node keeps for itself beyond its HTTP connections: the loop, listening and
+# push sockets, peer connections (aiohttp's client pools at most 100), the data file, /proc.
+FD_RESERVE = 256
 
 
 class Shutdown:
-    """A stop request that any thread may make; the event loop waits for it."""
+    """A stop request that any thread may make; the event loop waits for it. The first request
+    starts the clock: the stop must be over `timeout_s` later (`deadline`, monotonic), and each
+    step asks `seconds` for its share of that and names itself in `step` (for the watchdog's
+    report). `on_request` runs once, on the first request."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        timeout_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        on_request: Callable[[], None] | None = None,
+    ) -> None:
         self.exit_code = 0
+        self.timeout_s = timeout_s
+        self.deadline: float | None = None
+        self.step = "starting"
+        self._clock = clock
+        self.on_request = on_request
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._event: asyncio.Event | None = None
-        self._requested = False
+
+    @property
+    def requested(self) -> bool:
+        return self.deadline is not None
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> asyncio.Event:
         """Bind to the running loop (called on it); returns the event to wait on."""
         with self._lock:
             self._loop, self._event = loop, asyncio.Event()
-            if self._requested:
+            if self.requested:
                 self._event.set()
             return self._event
 
@@ -89,17 +122,103 @@ class Shutdown:
         """Ask the node to stop; a non-zero code wins over a clean one. Any thread."""
         with self._lock:
             self.exit_code = self.exit_code or exit_code
-            self._requested = True
+            first = self.deadline is None
+            if first:
+                self.deadline = self._clock() + self.timeout_s
             if self._loop is not None and self._event is not None and not self._loop.is_closed():
                 try:
                     self._loop.call_soon_threadsafe(self._event.set)
                 except RuntimeError:  # the loop closed meanwhile: nothing waits on the event
                     pass
+        if first and self.on_request is not None:
+            self.on_request()
+
+    def on_signal(self, signum: int) -> None:
+        """A stop signal arrived: the first stops the node, later ones are only logged."""
+        name = signal.Signals(signum).name
+        if self.requested:
+            log.info("%s: already stopping (%.1f s left)", name, self.remaining())
+            return
+        log.info("%s: stopping within %.1f s", name, self.timeout_s)
+        self.request()
 
     def on_fatal(self, error: BaseException) -> None:
         """An actor hit a bug: stop the node with exit code 1 so a supervisor restarts it."""
         log.error("fatal error in an actor: %r; stopping", error)
         self.request(1)
+
+    def past_deadline(self) -> float:
+        """Seconds since the deadline (negative before it; 0 before any request)."""
+        return 0.0 if self.deadline is None else self._clock() - self.deadline
+
+    def remaining(self) -> float:
+        """Seconds left until the deadline (the whole timeout before any request)."""
+        if self.deadline is None:
+            return self.timeout_s
+        return max(0.0, self.deadline - self._clock())
+
+    def seconds(self, share: float, cap: float | None = None) -> float:
+        """The time a step may take: its `share` of the timeout, no more than `cap` nor than
+        what is left before the deadline, but never under a tenth of its share."""
+        allowed = share * self.timeout_s
+        if cap is not None:
+            allowed = min(allowed, cap)
+        return max(min(allowed, self.remaining()), allowed / 10)
+
+
+class Watchdog:
+    """The last resort of a stop: a daemon thread, started by the first stop request, that
+    waits for the stop to finish until `grace_s` past its deadline, plus however long writing
+    the data file took (that is never cut short). If it has not finished by then (a step
+    ignored its bound), it saves the registry unless that was done (`snapshot` saves once,
+    whoever asks first), logs which step overran, and ends the process with exit code 1
+    (`end_process`: os._exit after flushing the logs): no thread can keep a stopping node alive."""
+
+    def __init__(
+        self,
+        shutdown: Shutdown,
+        snapshot: SnapshotOnce,
+        grace_s: float = WATCHDOG_GRACE_S,
+        end_process: Callable[[int], None] | None = None,
+    ) -> None:
+        self._shutdown = shutdown
+        self._snapshot = snapshot
+        self._grace_s = grace_s
+        self._end_process = end_process if end_process is not None else exit_now
+        self._finished = threading.Event()
+
+    def start(self) -> None:
+        threading.Thread(target=self._watch, name="shutdown-watchdog", daemon=True).start()
+
+    def finished(self) -> None:
+        self._finished.set()
+
+    def _time_left(self) -> float:
+        return self._grace_s + self._snapshot.seconds_spent() - self._shutdown.past_deadline()
+
+    def _watch(self) -> None:
+        while not self._finished.wait(max(0.0, self._time_left())):
+            if self._time_left() <= 0:
+                break  # else the data file is being written: the stop gets that much longer
+        else:
+            return
+        log.error(
+            "the stop overran shutdown_timeout_ms (%d ms) by %.1f s while %s; exiting now",
+            round(self._shutdown.timeout_s * 1000),
+            self._grace_s,
+            self._shutdown.step,
+        )
+        self._snapshot.save()
+        self._end_process(1)
+
+
+def exit_now(code: int) -> None:
+    """End the process at once, after flushing the logs: interpreter teardown would wait for
+    every non-daemon thread (and free the registry object by object)."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 # Python's default cyclic-GC thresholds (700, 10, 10) made a full collection every few seconds
@@ -140,73 +259,6 @@ def tune_memory_allocator() -> bool:
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
-
-
-def load_snapshot(core: RegistryCore, data_dir: Path) -> None:
-    path = data_dir / SNAPSHOT_FILE
-    if not path.exists():
-        return
-    try:
-        core.load(decode_services(path.read_bytes()))
-    except CodecError as error:
-        raise SystemExit(f"cannot load {path}: {error}") from None
-    log.info("loaded %d services, %d instances from %s", core.service_count, core.instance_count, path)
-
-
-def save_snapshot(core: RegistryCore, data_dir: Path) -> None:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    path = data_dir / SNAPSHOT_FILE
-    temporary = path.with_suffix(".tmp")
-    temporary.write_bytes(encode_services(core.all_services()))
-    os.replace(temporary, path)
-    log.info("saved %d services, %d instances to %s", core.service_count, core.instance_count, path)
-
-
-async def serve(settings: Settings, front: Front, shutdown: Shutdown) -> None:
-    """Serve HTTP until a stop is requested (SIGTERM, SIGINT or a fatal actor error)."""
-    loop = asyncio.get_running_loop()
-    stop = shutdown.attach(loop)
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, shutdown.request)
-    runner = web.AppRunner(
-        build_app(front),
-        handle_signals=False,
-        access_log=logging.getLogger("nacos_actors.access") if settings.access_log else None,
-    )
-    await runner.setup()
-    joining: asyncio.Task[None] | None = None
-    try:
-        await web.TCPSite(runner, settings.host, settings.port).start()
-        front.ready = True
-        if front.cluster is not None:
-            log.info("nacos-actors on http://%s%s joins its cluster", settings.self_address, settings.context_path)
-            joining = loop.create_task(async_join(front))
-        else:
-            log.info("nacos-actors serving on http://%s%s", settings.self_address, settings.context_path)
-        await stop.wait()
-        log.info("stopping")
-        if front.cluster is not None:
-            await async_leave(front, joining)
-    finally:
-        front.ready = False
-        await runner.cleanup()
-
-
-async def async_leave(front: Front, joining: asyncio.Task[None] | None) -> None:
-    """A clean stop of a cluster member: send the changes peers have not got yet, then tell them
-    this member is DOWN, so they take over its services at once (no failure detection wait)."""
-    if joining is not None and not joining.done():
-        joining.cancel()
-    try:
-        left = await front.bridge.async_ask(DISTRO, Drain, DRAIN_TIMEOUT_S)
-        if left:
-            log.warning("stopping with %d service changes not yet sent to peers", left)
-    except ActorUnavailable as error:
-        log.warning("distro drain did not finish: %s", error)
-    try:
-        await front.bridge.async_ask(MEMBERS, Leave, LEAVE_TIMEOUT_S)
-    except ActorUnavailable as error:
-        log.warning("leaving the cluster did not finish: %s", error)
 
 
 def subscriber_lifetime_ms(push_cache_ms: int) -> int:
@@ -265,12 +317,13 @@ async def async_start_node(
     beats: BeatLog,
     push_board: PushBoard,
     on_fatal: Callable[[BaseException], None],
-    started: list[pykka.ActorRef[Any]],
+    started: list[tuple[ActorName, pykka.ActorRef[Any]]],
+    halted: threading.Event | None = None,
 ) -> Front:
     """Start the node's actors on the running loop, each around its driver (appended to
-    `started` as they start, for the caller to stop), with the push socket, the ticker and the
-    peer client on this loop; wait until each answers a Ping; answer the Front the HTTP
-    handlers see. Loop thread."""
+    `started` as they start, for the caller to stop; once `halted` is set they drop what is
+    queued), with the push socket, the ticker and the peer client on this loop; wait until each
+    answers a Ping; answer the Front the HTTP handlers see. Loop thread."""
     loop = asyncio.get_running_loop()
     actors = ActorDirectory()
     ticker = Ticker(loop, actors)
@@ -295,8 +348,8 @@ async def async_start_node(
     )
     metrics.cluster.states.board = drivers.member_board
     for driver in drivers.in_start_order():
-        ref = DriverActor.start(driver, metrics, on_fatal)
-        started.append(ref)
+        ref = DriverActor.start(driver, metrics, on_fatal, halted=halted)
+        started.append((driver.NAME, ref))
         actors.add(driver.NAME, ref)
     for name, message in drivers.first_messages():
         actors.tell(name, message)
@@ -329,21 +382,165 @@ async def async_start_node(
     )
 
 
-async def async_run(settings: Settings, front_started: Callable[[], Awaitable[Front]], shutdown: Shutdown) -> None:
-    """Start the node, serve until told to stop, then close what lives on the loop."""
-    front = await front_started()
+async def serve(settings: Settings, front: Front, shutdown: Shutdown, limits: ConnectionLimits) -> None:
+    """Serve HTTP, every connection under `limits`, until a stop is requested (a signal or a
+    fatal actor error); then a cluster member leaves its cluster, and the server stops: no new
+    connection, idle ones closed, requests in flight given their share of the stop's time and
+    then cancelled."""
+    loop = asyncio.get_running_loop()
+    stop = shutdown.attach(loop)
+    runner = web.AppRunner(
+        build_app(front),
+        handle_signals=False,
+        access_log=logging.getLogger("nacos_actors.access") if settings.access_log else None,
+        shutdown_timeout=shutdown.seconds(HTTP_SHARE),
+    )
+    await runner.setup()
+    assert runner.server is not None
+    guard = ConnectionGuard(loop, runner.server, limits, front.metrics.connections)
+    listener: asyncio.AbstractServer | None = None
+    joining: asyncio.Task[None] | None = None
     try:
-        await serve(settings, front, shutdown)
+        listener = await loop.create_server(guard.protocol, settings.host, settings.port)
+        guard.start()
+        front.ready = True
+        if front.cluster is not None:
+            log.info("nacos-actors on http://%s%s joins its cluster", settings.self_address, settings.context_path)
+            joining = loop.create_task(async_join(front))
+        else:
+            log.info("nacos-actors serving on http://%s%s", settings.self_address, settings.context_path)
+        shutdown.step = "serving"
+        await stop.wait()
+        if front.cluster is not None:
+            await async_leave(front, joining, shutdown)
     finally:
-        await front.async_close()
+        shutdown.step = "closing the HTTP server"
+        front.ready = False
+        if listener is not None:
+            listener.close()
+        guard.stop()
+        await runner.cleanup()
+
+
+async def async_leave(front: Front, joining: asyncio.Task[None] | None, shutdown: Shutdown) -> None:
+    """A clean stop of a cluster member: send the changes peers have not got yet, then tell them
+    this member is DOWN, so they take over its services at once (no failure detection wait).
+    Each step gets its share of the stop's time."""
+    if joining is not None and not joining.done():
+        joining.cancel()
+    shutdown.step = "draining Distro"
+    try:
+        left = await front.bridge.async_ask(DISTRO, Drain, shutdown.seconds(DRAIN_SHARE, DRAIN_TIMEOUT_S))
+        if left:
+            log.warning("stopping with %d service changes not yet sent to peers", left)
+    except ActorUnavailable as error:
+        log.warning("distro drain did not finish: %s", error)
+    shutdown.step = "leaving the cluster"
+    try:
+        await front.bridge.async_ask(MEMBERS, Leave, shutdown.seconds(LEAVE_SHARE, LEAVE_TIMEOUT_S))
+    except ActorUnavailable as error:
+        log.warning("leaving the cluster did not finish: %s", error)
+
+
+def release_default_executor(loop: asyncio.AbstractEventLoop, executor: ThreadPoolExecutor) -> None:
+    """Let the loop close without waiting for work still running on `executor` (a large peer
+    body being decoded, say): asyncio.Runner waits for the loop's default executor to finish
+    everything, without a bound, so the default becomes a fresh one that has nothing to wait
+    for. What still runs is dropped with the process. Loop thread."""
+    executor.shutdown(wait=False, cancel_futures=True)
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=1))
+
+
+async def async_run(
+    settings: Settings,
+    front_started: Callable[[], Awaitable[Front]],
+    shutdown: Shutdown,
+    limits: ConnectionLimits,
+) -> None:
+    """Take the stop signals, start the node, serve until told to stop, then close what lives
+    on the loop. A signal that arrives while the node starts stops it once it serves."""
+    loop = asyncio.get_running_loop()
+    for signum in STOP_SIGNALS:
+        if signum == signal.SIGHUP and signal.getsignal(signum) == signal.SIG_IGN:
+            continue  # started under nohup: a hangup is not a stop
+        loop.add_signal_handler(signum, shutdown.on_signal, signum)
+    executor = ThreadPoolExecutor(thread_name_prefix="nacos-actors-executor")
+    loop.set_default_executor(executor)
+    try:
+        front = await front_started()
+        try:
+            await serve(settings, front, shutdown, limits)
+        finally:
+            shutdown.step = "closing the loop"
+            await front.async_close()
+    finally:
+        release_default_executor(loop, executor)
+
+
+def connection_limits(settings: Settings) -> ConnectionLimits:
+    """The HTTP connection limits of `settings`, with max_connections lowered when the process
+    may not open that many files: the soft open-file limit is raised as far as the connections
+    and FD_RESERVE need (up to the hard limit), and a lower cap than asked is logged. Past the
+    limit the node could not accept anyone (about 1,000 idle connections under the common 1,024
+    limit took it down). Main thread, before serving."""
+    wanted = settings.max_connections + FD_RESERVE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        raised = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+            soft = raised
+        except (ValueError, OSError) as error:
+            log.warning("cannot raise the open-file limit from %d to %d: %s", soft, raised, error)
+    cap = settings.max_connections
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        cap = max(1, soft - FD_RESERVE)
+        log.warning(
+            "max_connections lowered from %d to %d: the open-file limit is %d (ulimit -n)",
+            settings.max_connections,
+            cap,
+            soft,
+        )
+    return ConnectionLimits(cap, settings.header_timeout_ms / 1000, settings.idle_timeout_ms / 1000)
+
+
+def stop_actors(
+    started: Sequence[tuple[ActorName, pykka.ActorRef[Any]]], halted: threading.Event, shutdown: Shutdown
+) -> None:
+    """Stop every actor (the last started first) by the stop's deadline, or ACTORS_SHARE of the
+    timeout from now if that is later. `halted` is set first, so each drops its queue unread
+    and stops after the message in hand; one that does not stop in time is logged by name and
+    left behind (its thread is a daemon). Main thread."""
+    halted.set()
+    until = time.monotonic() + max(shutdown.remaining(), ACTORS_SHARE * shutdown.timeout_s)
+    stopping = [(name, actor.stop(block=False)) for name, actor in reversed(started)]
+    for name, stopped in stopping:
+        try:
+            stopped.get(timeout=max(0.0, until - time.monotonic()))
+        except pykka.Timeout:
+            log.warning(
+                "the %s actor did not stop within shutdown_timeout_ms (busy with one message); exiting without it",
+                name,
+            )
+
+
+def ignore_stop_signals(shutdown: Shutdown) -> None:
+    """Once the loop is gone, a repeated stop signal is only logged: it must not cut the
+    snapshot write short (a stop signal's default is to end the process at once). Main thread."""
+    for signum in STOP_SIGNALS:
+        if signal.getsignal(signum) != signal.SIG_IGN:
+            signal.signal(signum, lambda number, frame: shutdown.on_signal(number))
 
 
 def run_node(settings: Settings) -> int:
     """Run one node until it is told to stop; returns the process exit code. Main thread.
 
     The node's metrics live on one CollectorRegistry created here and passed, wrapped in a
-    NodeMetrics, to every driver and to the front (which serves it). The actors are stopped in
-    reverse order once the loop has finished, then the registry is saved (with --data-dir).
+    NodeMetrics, to every driver and to the front (which serves it). Once the loop has
+    finished (a cluster member has left, the HTTP server is closed), the actors halt, the
+    registry's published state is saved (with --data-dir), and the actors stop by the deadline.
+    The caller should end the process at once after (cli.entry_point does): an actor that
+    overran is a daemon thread still busy.
     """
     if not settings.standalone and settings.self_address not in settings.members:
         raise SystemExit(
@@ -352,32 +549,43 @@ def run_node(settings: Settings) -> int:
         )
     if not settings.standalone:
         cluster_secret(settings)
-    shutdown = Shutdown()
     core = RegistryCore(registry_limits(settings))
+    view = RegistryView(core)
+    snapshot = SnapshotOnce(view.all_services, settings.data_dir)
+    shutdown = Shutdown(settings.shutdown_timeout_ms / 1000)
+    watchdog = Watchdog(shutdown, snapshot)
+    shutdown.on_request = watchdog.start
     if settings.data_dir is not None:
         load_snapshot(core, settings.data_dir)
     tune_garbage_collector()
     tune_memory_allocator()
     # No `_created` series: Nacos exports none, and in the text format each is one more series.
     prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
+    limits = connection_limits(settings)
     board = PushBoard()
-    metrics = NodeMetrics(CollectorRegistry(), RegistryView(core), board)
+    metrics = NodeMetrics(CollectorRegistry(), view, board)
     beats = BeatLog()
-    started: list[pykka.ActorRef[Any]] = []
+    started: list[tuple[ActorName, pykka.ActorRef[Any]]] = []
+    halted = threading.Event()
 
     def start() -> Awaitable[Front]:
-        return async_start_node(settings, core, metrics, beats, board, shutdown.on_fatal, started)
+        return async_start_node(settings, core, metrics, beats, board, shutdown.on_fatal, started, halted)
 
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(async_run(settings, start, shutdown))
+            runner.run(async_run(settings, start, shutdown, limits))
     except OSError as error:
         log.error("cannot serve on %s: %s", settings.self_address, error)
         shutdown.request(1)
     finally:
-        for actor in reversed(started):
-            actor.stop(block=True, timeout=ACTOR_STOP_TIMEOUT_S)
-        pykka.ActorRegistry.stop_all(block=True, timeout=ACTOR_STOP_TIMEOUT_S)
-        if settings.data_dir is not None:
-            save_snapshot(core, settings.data_dir)
+        if not shutdown.requested:  # the loop ended on an error: stop by the same rules
+            shutdown.request(1)
+        ignore_stop_signals(shutdown)
+        halted.set()
+        shutdown.step = "saving the registry"
+        if not snapshot.save():
+            shutdown.exit_code = shutdown.exit_code or 1
+        shutdown.step = "stopping the actors"
+        stop_actors(started, halted, shutdown)
+        watchdog.finished()
     return shutdown.exit_code

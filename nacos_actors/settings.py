@@ -39,6 +39,10 @@ class Settings:
     members: tuple[str, ...] = ()
     max_body_bytes: int = 1024 * 1024
     request_timeout: float = 5.0
+    max_connections: int = 4096
+    header_timeout_ms: int = 10_000
+    idle_timeout_ms: int = 30_000
+    shutdown_timeout_ms: int = 5_000
     log_level: str = "INFO"
     log_format: str = "text"
     access_log: bool = False
@@ -240,6 +244,10 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "data_dir": lambda value, setting: Path(str(value)).expanduser(),
     "max_body_bytes": _positive_int,
     "request_timeout": _positive_float,
+    "max_connections": _int_between(1, 1_000_000),
+    "header_timeout_ms": _int_between(100, 600_000),
+    "idle_timeout_ms": _int_between(100, 3_600_000),
+    "shutdown_timeout_ms": _int_between(500, 600_000),
     "log_level": _log_level,
     "log_format": _log_format,
     "access_log": _bool,

@@ -14,7 +14,8 @@ import pytest
 from nacos_actors.core.codec import encode_services
 from nacos_actors.core.registry import RegistryCore
 from nacos_actors.model import Instance, Service, ServiceKey, instance_map
-from nacos_actors.node import SNAPSHOT_FILE, load_snapshot, run_node
+from nacos_actors.node import run_node
+from nacos_actors.snapshot import SNAPSHOT_FILE, load_snapshot
 from nacos_actors.settings import Settings
 
 

@@ -236,6 +236,9 @@ def test_our_metric_names_carry_the_prefix_and_a_unit_and_have_help(metrics):
         "nacos_actors_distro_forwarded_requests",
         "nacos_actors_distro_replicated_services",
         "nacos_actors_peer_rejected",
+        "nacos_actors_connections_open",
+        "nacos_actors_connections_rejected",
+        "nacos_actors_connections_idle_closed",
     }
     for family in ours:
         assert family.documentation.strip(), family.name

@@ -99,6 +99,10 @@ def test_every_setting_from_the_environment():
         "NACOS_ACTORS_MEMBERS": "127.0.0.1:9000, 127.0.0.2",
         "NACOS_ACTORS_MAX_BODY_BYTES": "2048",
         "NACOS_ACTORS_REQUEST_TIMEOUT": "0.5",
+        "NACOS_ACTORS_MAX_CONNECTIONS": "10",
+        "NACOS_ACTORS_HEADER_TIMEOUT_MS": "1000",
+        "NACOS_ACTORS_IDLE_TIMEOUT_MS": "2000",
+        "NACOS_ACTORS_SHUTDOWN_TIMEOUT_MS": "3000",
         "NACOS_ACTORS_LOG_LEVEL": "error",
         "NACOS_ACTORS_LOG_FORMAT": "JSON",
         "NACOS_ACTORS_ACCESS_LOG": "yes",
@@ -111,6 +115,10 @@ def test_every_setting_from_the_environment():
         members=("127.0.0.1:9000", "127.0.0.2:8848"),
         max_body_bytes=2048,
         request_timeout=0.5,
+        max_connections=10,
+        header_timeout_ms=1000,
+        idle_timeout_ms=2000,
+        shutdown_timeout_ms=3000,
         log_level="ERROR",
         log_format="json",
         access_log=True,
@@ -126,6 +134,10 @@ def test_every_setting_from_flags():
         "members": "127.0.0.1:8848,127.0.0.1:8849",
         "max_body_bytes": "100",
         "request_timeout": "30",
+        "max_connections": "20000",
+        "header_timeout_ms": "100",
+        "idle_timeout_ms": "3600000",
+        "shutdown_timeout_ms": "600000",
         "log_level": "Debug",
         "log_format": "json",
         "access_log": True,
@@ -138,6 +150,10 @@ def test_every_setting_from_flags():
         members=("127.0.0.1:8848", "127.0.0.1:8849"),
         max_body_bytes=100,
         request_timeout=30.0,
+        max_connections=20000,
+        header_timeout_ms=100,
+        idle_timeout_ms=3_600_000,
+        shutdown_timeout_ms=600_000,
         log_level="DEBUG",
         log_format="json",
         access_log=True,
@@ -153,6 +169,10 @@ def test_every_setting_from_a_config_file():
         members = ["127.0.0.1:18848", "127.0.0.1:18849,127.0.0.1:18850"]
         max_body_bytes = 4096
         request_timeout = 1
+        max_connections = 1
+        header_timeout_ms = 600000
+        idle_timeout_ms = 100
+        shutdown_timeout_ms = 500
         log_level = "warning"
         log_format = " Json "
         access_log = true
@@ -165,6 +185,10 @@ def test_every_setting_from_a_config_file():
         members=("127.0.0.1:18848", "127.0.0.1:18849", "127.0.0.1:18850"),
         max_body_bytes=4096,
         request_timeout=1.0,
+        max_connections=1,
+        header_timeout_ms=600_000,
+        idle_timeout_ms=100,
+        shutdown_timeout_ms=500,
         log_level="WARNING",
         log_format="json",
         access_log=True,
@@ -263,6 +287,11 @@ def test_the_memory_bounds_from_each_source():
         ({"request_timeout": "3600"}, "request_timeout", "between 0 and 3600"),
         ({"request_timeout": "nan"}, "request_timeout", "between 0 and 3600"),
         ({"request_timeout": "soon"}, "request_timeout", "not a number"),
+        ({"max_connections": "0"}, "max_connections", "not in 1..1000000"),
+        ({"header_timeout_ms": "99"}, "header_timeout_ms", "not in 100..600000"),
+        ({"idle_timeout_ms": "3600001"}, "idle_timeout_ms", "not in 100..3600000"),
+        ({"shutdown_timeout_ms": "499"}, "shutdown_timeout_ms", "not in 500..600000"),
+        ({"shutdown_timeout_ms": "5s"}, "shutdown_timeout_ms", "not a whole number"),
         ({"log_level": "LOUD"}, "log_level", "not one of DEBUG, INFO, WARNING, ERROR"),
         ({"log_format": "xml"}, "log_format", "'xml' is not text or json"),
         ({"config": "missing.toml"}, "config", "cannot read missing.toml"),

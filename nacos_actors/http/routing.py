@@ -3,10 +3,11 @@ handler once, at start-up, instead of an aiohttp middleware run per request.
 
 Error contract: a bad parameter is a 400 naming it (ParamError), a refused write is the status
 the registry chose (Rejected), a body over the limit a 413 naming it (`max_body_bytes` for
-clients, `peer_max_body_bytes` for the peer endpoints, which carry whole services), a registry
-that does not answer a 503, an unknown path a 404 and a known path with another verb a 405.
-Anything else is a bug: logged, counted (nacos_exception_total), answered 500. Every request's
-duration is observed once, by route pattern, method and status.
+clients, `peer_max_body_bytes` for the peer endpoints, which carry whole services), answered
+instead of `100 Continue` when the client asks first, a registry that does not answer a 503, an
+unknown path a 404 and a known path with another verb a 405. Anything else is a bug: logged,
+counted (nacos_exception_total), answered 500. Every request's duration is observed once, by
+route pattern, method and status.
 
 Why not a middleware: aiohttp runs middlewares through a chain of wrappers per request, plus
 one of its own whenever there is any; measured on a beat load, dropping them answered 20-30%
@@ -22,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from time import perf_counter
 from typing import Any
 
-from aiohttp import web
+from aiohttp import HttpVersion11, hdrs, web
 
 from nacos_actors.bridge import ActorUnavailable
 from nacos_actors.core.registry import Rejected
@@ -33,6 +34,7 @@ from nacos_actors.metrics import UNMATCHED_ROUTE, NodeMetrics, method_label
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 AddRoute = Callable[[str, str, Handler], None]
+ExpectHandler = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
 DISTRO_WRITE = "_nacos_actors_distro_write"
 PEER_ENDPOINT = "_nacos_actors_peer_endpoint"
 STARTING = "this member is starting: it loads its data from a peer"
@@ -133,7 +135,12 @@ class Routes:
             if not path.startswith(self._open_while_starting):
                 handler = _gated(handler, cluster)
         resource = self._app.router.add_resource(path)
-        resource.add_route(method, self._guarded(handler, resource.canonical, method, peer_limit))
+        route = resource.canonical
+        resource.add_route(
+            method,
+            self._guarded(handler, route, method, peer_limit),
+            expect_handler=self._expect(route, method, peer_limit),
+        )
 
     def finish(self) -> None:
         """Mount the catch-all last: what no route matched is a 404, or a 405 when a route
@@ -150,7 +157,42 @@ class Routes:
                 raise web.HTTPMethodNotAllowed(request.method, allowed)
             raise web.HTTPNotFound()
 
-        router.add_route("*", "/{path:.*}", self._guarded(unmatched, UNMATCHED_ROUTE, None))
+        router.add_route(
+            "*",
+            "/{path:.*}",
+            self._guarded(unmatched, UNMATCHED_ROUTE, None),
+            expect_handler=self._expect(UNMATCHED_ROUTE, None),
+        )
+
+    def _expect(self, route: str, method: str | None, peer_limit: int | None = None) -> ExpectHandler:
+        """The answer to `Expect: 100-continue`, before the client sends its body: 413 (and
+        close) when the announced Content-Length is over the limit (the peer one on a peer
+        endpoint), so the body is never sent; else `100 Continue` (aiohttp's default, which
+        continues whatever the length); 417 for any other expectation. Timed like the route's
+        requests when it answers."""
+        timer = self._timer
+        limit = self._limit if peer_limit is None else peer_limit
+        limit_name = "max_body_bytes" if peer_limit is None else "peer_max_body_bytes"
+
+        async def expect(request: web.Request) -> web.StreamResponse | None:
+            verb = method or request.method
+            length = request.content_length
+            if length is not None and length > limit:
+                timer.async_observe(route, verb, 413, 0.0)
+                response = _text(413, f"request body is {length} bytes; the limit ({limit_name}) is {limit}")
+                response.force_close()
+                return response
+            if request.version != HttpVersion11:
+                return None
+            expectation = request.headers.get(hdrs.EXPECT, "")
+            if expectation.lower() != "100-continue":
+                timer.async_observe(route, verb, 417, 0.0)
+                raise web.HTTPExpectationFailed(text=f"Unknown Expect: {expectation[:64]}")
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0  # the interim answer is not the response's start
+            return None
+
+        return expect
 
     def _guarded(self, handler: Handler, route: str, method: str | None, peer_limit: int | None = None) -> Handler:
         """`handler` under the error contract, timed as `route` and `method` (the request's own

@@ -62,7 +62,7 @@ def node():
     board = PushBoard()
     metrics = NodeMetrics(CollectorRegistry(), RegistryView(core), board)
     beats = BeatLog()
-    started: list[pykka.ActorRef[Any]] = []
+    started: list[tuple[str, pykka.ActorRef[Any]]] = []
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="test-node-loop", daemon=True)
     thread.start()
@@ -70,7 +70,7 @@ def node():
     front = asyncio.run_coroutine_threadsafe(start, loop).result(10)
     yield Node(front, core, board, metrics, beats)
     asyncio.run_coroutine_threadsafe(front.async_close(), loop).result(10)
-    for actor in reversed(started):
+    for _, actor in reversed(started):
         actor.stop(block=True, timeout=10)
     loop.call_soon_threadsafe(loop.stop)
     thread.join(10)
