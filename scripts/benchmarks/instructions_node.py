@@ -9,6 +9,7 @@ It uses the node's own async_start_node, so it builds exactly what run_node buil
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,11 +23,12 @@ from nacos_actors.core.push import PushBoard
 from nacos_actors.core.registry import RegistryCore, RegistryView
 from nacos_actors.http.app import build_app
 from nacos_actors.logs import configure_logging
+from nacos_actors.messages import ActorName
 from nacos_actors.metrics import NodeMetrics
 from nacos_actors.node import (
-    ACTOR_STOP_TIMEOUT_S,
     Shutdown,
     async_start_node,
+    stop_actors,
     tune_garbage_collector,
     tune_memory_allocator,
 )
@@ -50,19 +52,19 @@ async def start_node(**overrides: Any) -> tuple[web.Application, Callable[[], Aw
     if not settings.standalone:
         raise ValueError("start_node builds a standalone node only")
     configure_logging(settings.log_level, settings.log_format)
-    shutdown = Shutdown()
+    shutdown = Shutdown(settings.shutdown_timeout_ms / 1000)
+    halted = threading.Event()
     core = RegistryCore()
     tune_garbage_collector()
     tune_memory_allocator()
     prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
     board = PushBoard()
     metrics = NodeMetrics(CollectorRegistry(), RegistryView(core), board)
-    started: list[pykka.ActorRef[Any]] = []
+    started: list[tuple[ActorName, pykka.ActorRef[Any]]] = []
     try:
-        front = await async_start_node(settings, core, metrics, BeatLog(), board, shutdown.on_fatal, started)
+        front = await async_start_node(settings, core, metrics, BeatLog(), board, shutdown.on_fatal, started, halted)
     except BaseException:
-        for actor in reversed(started):
-            actor.stop(block=True, timeout=ACTOR_STOP_TIMEOUT_S)
+        stop_actors(started, halted, shutdown)
         raise
     app = build_app(front)
     front.ready = True  # run_node's serve() sets it once the site listens
@@ -70,8 +72,6 @@ async def start_node(**overrides: Any) -> tuple[web.Application, Callable[[], Aw
     async def stop() -> None:
         front.ready = False
         await front.async_close()
-        for actor in reversed(started):
-            actor.stop(block=True, timeout=ACTOR_STOP_TIMEOUT_S)
-        pykka.ActorRegistry.stop_all(block=True, timeout=ACTOR_STOP_TIMEOUT_S)
+        stop_actors(started, halted, shutdown)
 
     return app, stop
