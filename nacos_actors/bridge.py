@@ -15,6 +15,7 @@ thread and one pykka thread per driver. Nothing else in the package crosses thre
   a bounded number at a time)
   and wake-ups, which the loop's `Ticker` turns into Ticks with `call_at`.
 - `DriverActor` is the only actor class: a pykka thread around one driver.
+- `start_watchdog_thread` starts the shutdown watchdog, the only other thread a node starts.
 """
 
 from __future__ import annotations
@@ -505,3 +506,9 @@ class LoopBridge:
             reply.async_cancel()
             raise ActorUnavailable(f"the {actor} actor is not running")
         return await future
+
+
+def start_watchdog_thread(watch: Callable[[], None]) -> None:
+    """Run `watch` on a daemon thread of its own: the shutdown watchdog, the one thread a node
+    starts besides the loop and its actors (it must run when both may be stuck)."""
+    threading.Thread(target=watch, name="shutdown-watchdog", daemon=True).start()

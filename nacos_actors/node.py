@@ -42,6 +42,7 @@ from nacos_actors.bridge import (
     Ticker,
     WriteBatcher,
     async_open_push_endpoint,
+    start_watchdog_thread,
 )
 from nacos_actors.clock import wall_clock_ms
 from nacos_actors.core.push import PushBoard, PushConfig, PushCore
@@ -188,7 +189,7 @@ class Watchdog:
         self._finished = threading.Event()
 
     def start(self) -> None:
-        threading.Thread(target=self._watch, name="shutdown-watchdog", daemon=True).start()
+        start_watchdog_thread(self._watch)
 
     def finished(self) -> None:
         self._finished.set()
