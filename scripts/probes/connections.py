@@ -30,14 +30,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import free_port
+
 HOST = "127.0.0.1"
 LIVENESS = "/nacos/v1/console/health/liveness"
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
 
 
 def normal_request(port: int) -> str:

@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,14 +27,11 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from common import free_port, metric_sum
+
 REPO = Path(__file__).resolve().parents[2]
 NS = "/nacos/v1/ns"
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def request(port: int, method: str, path: str, query: dict[str, str] | None = None, form: dict[str, str] | None = None) -> tuple[int, bytes]:
@@ -60,11 +56,7 @@ def listed(port: int, service: str) -> int:
 
 def metric(port: int, name: str, label: str = "") -> float:
     _, body = request(port, "GET", "/metrics")
-    total = 0.0
-    for line in body.decode().splitlines():
-        if line.startswith(name + "{") and label in line:
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    return metric_sum(body, name + "{", label)
 
 
 def main() -> int:

@@ -31,7 +31,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,17 +41,13 @@ import urllib.request
 from pathlib import Path
 
 import msgpack
+from common import free_port
 
 HOST = "127.0.0.1"
 PYTHON = sys.executable
 SECRET = "probe-secret-0123456789abcdef"
 NS = "/nacos/v1/ns"
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
 
 
 class Node:

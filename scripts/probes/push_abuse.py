@@ -38,16 +38,13 @@ import time
 import urllib.parse
 from pathlib import Path
 
+from common import free_port, metric_sum
+
 REPO = Path(__file__).resolve().parents[2]
 NS = "/nacos/v1/ns"
 JAVA = "Nacos-Java-Client:v1.4.1"
 SERVICE = "probe-pushed"
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Http:
@@ -66,11 +63,7 @@ class Http:
 
 def metric(port: int, name: str, label: str = "") -> float:
     _, body = Http(port).call("GET", "/metrics")
-    total = 0.0
-    for line in body.decode().splitlines():
-        if line.startswith(name) and label in line and not line.startswith("#"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    return metric_sum(body, name, label)
 
 
 def rss_mb(pid: int) -> float:

@@ -29,15 +29,12 @@ import time
 import urllib.parse
 from pathlib import Path
 
+from common import free_port
+
 HOST = "127.0.0.1"
 NS = "/nacos/v1/ns"
 JAVA_AGENT = "Nacos-Java-Client:v1.4.8"
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
 
 
 class Client:
