@@ -5,7 +5,9 @@ their import path. Everything here talks to 127.0.0.1 only."""
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
 
 HOST = "127.0.0.1"
 
@@ -25,3 +27,15 @@ def metric_sum(exposition: bytes, name: str, label: str = "") -> float:
         if line.startswith(name) and not line.startswith("#") and label in line:
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+def stop_node(process: subprocess.Popen[bytes], wait_s: float = 30.0) -> None:
+    """SIGTERM a node the probe started, and kill it if it has not exited within `wait_s`."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(wait_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

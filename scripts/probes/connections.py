@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import signal
 import socket
 import subprocess
 import sys
@@ -30,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import free_port
+from common import free_port, stop_node
 
 HOST = "127.0.0.1"
 LIVENESS = "/nacos/v1/console/health/liveness"
@@ -141,12 +140,7 @@ def main() -> int:
     finally:
         for sock in held:
             sock.close()
-        if node.poll() is None:
-            node.send_signal(signal.SIGTERM)
-            try:
-                node.wait(30)
-            except subprocess.TimeoutExpired:
-                node.kill()
+        stop_node(node)
     lines = [
         line
         for line in log.read_text(errors="replace").splitlines()

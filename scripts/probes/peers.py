@@ -30,7 +30,6 @@ import hmac
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -41,7 +40,7 @@ import urllib.request
 from pathlib import Path
 
 import msgpack
-from common import free_port
+from common import free_port, stop_node
 
 HOST = "127.0.0.1"
 PYTHON = sys.executable
@@ -83,13 +82,7 @@ class Node:
         return False
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_node(self.process, 10)
 
 
 def request(node: Node, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None):

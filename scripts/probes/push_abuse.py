@@ -27,7 +27,6 @@ import http.client
 import json
 import os
 import re
-import signal
 import socket
 import statistics
 import subprocess
@@ -38,7 +37,7 @@ import time
 import urllib.parse
 from pathlib import Path
 
-from common import free_port, metric_sum
+from common import free_port, metric_sum, stop_node
 
 REPO = Path(__file__).resolve().parents[2]
 NS = "/nacos/v1/ns"
@@ -255,11 +254,7 @@ def main() -> int:
         run = subscribers if args.scenario == "subscribers" else flood
         print(json.dumps(run(args, process, port, log), indent=2))
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_node(process, 20)
     return 0
 
 

@@ -29,7 +29,7 @@ import time
 import urllib.parse
 from pathlib import Path
 
-from common import free_port
+from common import free_port, stop_node
 
 HOST = "127.0.0.1"
 NS = "/nacos/v1/ns"
@@ -179,12 +179,7 @@ def main() -> int:
         stop.set()
         for sock in sockets:
             sock.close()
-        if node.poll() is None:
-            node.send_signal(signal.SIGTERM)
-            try:
-                node.wait(30)
-            except subprocess.TimeoutExpired:
-                node.kill()
+        stop_node(node)
     return 0
 
 
