@@ -66,9 +66,15 @@ class ActorDirectory:
 
     def __init__(self) -> None:
         self._refs: dict[str, pykka.ActorRef[Any]] = {}
+        self._wakers: dict[str, Callable[[], None]] = {}
 
-    def add(self, name: ActorName, ref: pykka.ActorRef[Any]) -> None:
+    def add(self, name: ActorName, ref: pykka.ActorRef[Any], wake: Callable[[], None] | None = None) -> None:
+        """Register a started actor; `wake` (any thread) is called after each message told to
+        it: an actor that blocks on sockets between messages (the Raft actor's poller) returns
+        to its mailbox at once."""
         self._refs[name] = ref
+        if wake is not None:
+            self._wakers[name] = wake
 
     def get(self, name: ActorName) -> pykka.ActorRef[Any] | None:
         return self._refs.get(name)
@@ -82,6 +88,9 @@ class ActorDirectory:
             ref.tell(message)
         except pykka.ActorDeadError:
             return False
+        wake = self._wakers.get(name)
+        if wake is not None:
+            wake()
         return True
 
     def refs(self) -> list[pykka.ActorRef[Any]]:

@@ -189,6 +189,37 @@ def build_parser() -> argparse.ArgumentParser:
         dest="distro_quarantine_max_ms",
         help="cap of the backoff of a service whose sync keeps failing alone (default 60000)",
     )
+    flag("--raft-port", dest="raft_port", help="this member's Raft port (default: HTTP port - 1000, 7848 for 8848)")
+    flag(
+        "--raft-fsync",
+        dest="raft_fsync",
+        help="sync the Raft journal before a write is acknowledged; false is for tests only (default true)",
+    )
+    flag(
+        "--raft-election-timeout-ms",
+        dest="raft_election_timeout_ms",
+        help="a follower that hears no leader for this long (to twice this, at random) starts an election (default 400)",
+    )
+    flag(
+        "--raft-proposal-timeout-ms",
+        dest="raft_proposal_timeout_ms",
+        help="a persistent write not committed in this time answers 503, outcome unknown (default 3000)",
+    )
+    flag(
+        "--raft-max-pending",
+        dest="raft_max_pending",
+        help="persistent writes waiting for Raft at once; beyond, 503 (default 10000)",
+    )
+    flag(
+        "--raft-snapshot-entries",
+        dest="raft_snapshot_entries",
+        help="the journal is compacted into a snapshot past this many entries (default 5000)",
+    )
+    flag(
+        "--raft-ready-timeout-ms",
+        dest="raft_ready_timeout_ms",
+        help="at start, wait this long for Raft to catch up before serving (default 10000)",
+    )
     return parser
 
 

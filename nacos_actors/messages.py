@@ -19,6 +19,7 @@ from nacos_actors.core.members import MemberView
 from nacos_actors.core.push import Datagram, Subscription
 from nacos_actors.model import (
     ClusterConfig,
+    Definition,
     Instance,
     InstanceKey,
     ReplicatedState,
@@ -32,7 +33,8 @@ HEALTH: Final = "health"
 PUSH: Final = "push"
 DISTRO: Final = "distro"
 MEMBERS: Final = "members"
-ActorName = Literal["registry", "health", "push", "distro", "members"]
+RAFT: Final = "raft"
+ActorName = Literal["registry", "health", "push", "distro", "members", "raft"]
 
 T = TypeVar("T")
 T_contra = TypeVar("T_contra", contravariant=True)
@@ -216,6 +218,31 @@ class SetInstanceHealth:
     port: int
     cluster: str
     healthy: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ImportDefinition:
+    """Store a service's persistent half read from a data file an earlier version wrote, unless
+    Raft holds that service already (so importing twice changes nothing)."""
+
+    definition: Definition
+
+
+PersistentCommand = (
+    RegisterInstance
+    | DeregisterInstance
+    | UpdateInstance
+    | PatchInstance
+    | CreateService
+    | UpdateService
+    | DeleteService
+    | UpdateCluster
+    | SetInstanceHealth
+    | UpdateMetadataBatch
+    | ImportDefinition
+)
+"""What goes through Raft: writes of persistent instances, service settings and clusters (the
+edge routes each write; a persistent command carries persistent instance keys only)."""
 
 
 Command = (
@@ -425,7 +452,53 @@ class Drain:
     reply: Reply[int]
 
 
-RegistryMessage = WriteBatch | ApplyReplicated | LoadSnapshot | Watch
+class DefinitionChange(NamedTuple):
+    """What one entry did to a service's persistent half: its new Definition, or None when it
+    is gone; `deleted_service` when DELETE /v1/ns/service removed it (the registry then drops
+    the whole service if no ephemeral instance is left); `touched` the instances it changed."""
+
+    key: ServiceKey
+    definition: Definition | None
+    deleted_service: bool = False
+    touched: tuple[InstanceKey, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Propose:
+    """Put `command` through Raft, stamped with the proposer's clock `now_ms`; `reply` gets its
+    Outcome once it is committed and this member's registry applied it, or a Refused 503 when
+    there is no leader or the outcome is unknown."""
+
+    command: PersistentCommand
+    now_ms: int
+    reply: Reply[Outcome]
+
+
+@dataclass(frozen=True, slots=True)
+class PollRaft:
+    """The Raft driver's own loop: tick the group once (it tells itself the next one)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DefinitionsApplied:
+    """Told by the Raft driver after a tick applied entries: each changed service's persistent
+    half in order (`None`: gone; `deleted_service`: DELETE /v1/ns/service removed it), then the
+    answers to resolve once they are merged (read-your-writes on the member that answers)."""
+
+    changes: tuple[DefinitionChange, ...]
+    answers: tuple[tuple[Reply[Outcome], Outcome], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DefinitionsLoaded:
+    """Told by the Raft driver when a snapshot replaced every definition (at start, or sent by
+    the leader to a member that fell behind)."""
+
+    definitions: tuple[Definition, ...]
+
+
+RegistryMessage = WriteBatch | ApplyReplicated | LoadSnapshot | Watch | DefinitionsApplied | DefinitionsLoaded
+RaftMessage = Propose | PollRaft
 HealthMessage = ServicesChanged | MembersChanged | Tick
 PushMessage = ServicesChanged | Subscribe | DatagramsReceived | Tick | QuerySubscribers
 MemberMessage = ReportReceived | PeerAnswered | PeerFailed | MarkReady | Leave | Tick

@@ -41,6 +41,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFam
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from nacos_actors.core.consensus import PROPOSAL_OUTCOMES, ROLES, RaftBoard, RaftStatus
 from nacos_actors.core.health import BEAT_NOT_FOUND, BEAT_RECORDED, BEAT_REREGISTERED, BEAT_REVIVED
 from nacos_actors.core.members import STATES, MemberBoard
 from nacos_actors.core.peer_auth import REJECT_REASONS
@@ -347,6 +348,106 @@ class MemberStateCollector(Collector):
         yield family
 
 
+RAFT_PROPOSAL_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 3.0, 10.0)
+
+
+class RaftStateCollector(Collector):
+    """This member's Raft state, read at scrape time from the Raft driver's published status:
+    term, role (1 = current), commit and applied index, journal entries and bytes, the last
+    snapshot's size and time, and whether it is ready (caught up)."""
+
+    def __init__(self) -> None:
+        self.board: RaftBoard | None = None
+
+    def collect(self) -> Iterable[Metric]:
+        status = self.board.status if self.board is not None else RaftStatus()
+        gauges = (
+            ("nacos_actors_raft_term", "The Raft term this member is in", status.term),
+            (
+                "nacos_actors_raft_commit_index",
+                "The highest Raft log index this member knows committed",
+                status.commit_index,
+            ),
+            ("nacos_actors_raft_applied_index", "The highest Raft log index this member applied", status.applied_index),
+            (
+                "nacos_actors_raft_log_entries",
+                "Entries in this member's Raft journal since its last snapshot",
+                status.log_entries,
+            ),
+            (
+                "nacos_actors_raft_journal_bytes",
+                "Size of this member's Raft journal file (0 in memory)",
+                status.journal_bytes,
+            ),
+            (
+                "nacos_actors_raft_snapshot_bytes",
+                "Size of the last Raft snapshot this member wrote",
+                status.snapshot_bytes,
+            ),
+            (
+                "nacos_actors_raft_snapshot_seconds",
+                "Time the last Raft snapshot took to encode",
+                status.snapshot_seconds,
+            ),
+            (
+                "nacos_actors_raft_ready",
+                "1 once this member has applied what the leader had committed",
+                float(status.ready),
+            ),
+        )
+        for name, documentation, value in gauges:
+            family = GaugeMetricFamily(name, documentation)
+            family.add_metric([], float(value))
+            yield family
+        roles = GaugeMetricFamily("nacos_actors_raft_role", "This member's Raft role (1 = current)", labels=["role"])
+        for role in ROLES:
+            roles.add_metric([role], 1.0 if status.role == role else 0.0)
+        yield roles
+
+
+class RaftMetrics:
+    """Raft figures: proposals by outcome and their latency (the Raft actor), the state gauges
+    of RaftStateCollector (read at scrape time), and persistent writes counted with the
+    registry's writes by command."""
+
+    def __init__(self, registry: CollectorRegistry, writes: dict[type, tuple[Any, Any]]) -> None:
+        self.state = RaftStateCollector()
+        registry.register(self.state)
+        proposals = Counter(
+            "nacos_actors_raft_proposals",
+            "Persistent writes proposed to Raft by this member, by outcome: applied, refused (a 4xx), "
+            "no_leader, leader_changed, timed_out (outcome unknown), overloaded (all 503s)",
+            ["outcome"],
+            registry=registry,
+        )
+        self._proposals = {outcome: proposals.labels(outcome) for outcome in PROPOSAL_OUTCOMES}
+        self._latency = Histogram(
+            "nacos_actors_raft_proposal_duration_seconds",
+            "Time from proposing a persistent write to its commit and apply on this member (or its failure)",
+            registry=registry,
+            buckets=RAFT_PROPOSAL_BUCKETS,
+        )
+        self._snapshots = Counter(
+            "nacos_actors_raft_snapshots", "Raft snapshots this member wrote (log compactions)", registry=registry
+        )
+        self._writes = writes
+
+    def proposal(self, outcome: str, seconds: float) -> None:
+        """Record one proposal's end. Raft actor thread."""
+        self._proposals[outcome].inc()
+        self._latency.observe(seconds)
+
+    def write(self, command: type, applied: bool) -> None:
+        """Count a persistent write with the registry's writes. Raft actor thread."""
+        counters = self._writes.get(command)
+        if counters is not None:
+            counters[0 if applied else 1].inc()
+
+    def snapshot(self, size: int, seconds: float) -> None:
+        """Count a snapshot (its size and time are read from the board). Raft actor thread."""
+        self._snapshots.inc()
+
+
 class ClusterMetrics:
     """Distro and member figures, labelled by peer (children made on first use).
 
@@ -591,6 +692,7 @@ class NodeMetrics:
         self.push = PushMetrics(registry)
         self.cluster = ClusterMetrics(registry)
         self.connections = ConnectionMetrics(registry)
+        self.raft = RaftMetrics(registry, self._writes)
         self.replicated_services = self.cluster.replicated_services
 
         self._message_seconds = Histogram(

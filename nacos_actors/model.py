@@ -184,9 +184,34 @@ class ClusterConfig:
 DEFAULT_CLUSTER_CONFIG = ClusterConfig()
 
 
+@dataclass(frozen=True, slots=True)
+class Definition:
+    """The persistent half of a service, as Raft replicates it: its settings (threshold,
+    metadata, selector, whether POST /v1/ns/service made it), its configured clusters and its
+    persistent instances (`ephemeral=False`). Every member applies the same Raft entries in the
+    same order, so each builds an equal Definition: `modified_ms` is the proposer's clock
+    carried in the entry, `index` the Raft log index of the last entry that changed it.
+    Immutable: safe to read on any thread."""
+
+    key: ServiceKey
+    instances: Map[InstanceKey, Instance] = EMPTY_INSTANCES
+    protect_threshold: float = 0.0
+    metadata: Mapping[str, str] = field(default_factory=lambda: EMPTY_METADATA)
+    selector: Selector = NO_SELECTOR
+    explicit: bool = False
+    clusters: Mapping[str, ClusterConfig] = field(default_factory=lambda: EMPTY_METADATA)
+    modified_ms: int = 0
+    index: int = 0
+
+
 @dataclass(frozen=True, slots=True, eq=False, weakref_slot=True)
 class Service:
     """An immutable snapshot of one service; a write builds a new one and swaps it in.
+
+    It joins two halves. The ephemeral half (ephemeral instances, `revision`, `modified_ms`)
+    is written by the registry and replicated by Distro from the service's responsible member;
+    the persistent half is `definition`, replicated by Raft, and the settings fields below copy
+    it (defaults when there is none). `instances` holds both kinds.
 
     `instances` is a persistent map (HAMT) of each InstanceKey to its Instance: a write makes
     the next map in O(log n), sharing the rest, where copying a dict cost O(n) to build and again
@@ -207,6 +232,20 @@ class Service:
     revision: int = 0
     modified_ms: int = 0
     clusters: Mapping[str, ClusterConfig] = field(default_factory=lambda: EMPTY_METADATA)
+    definition: Definition | None = None
+
+    @property
+    def last_ref_ms(self) -> int:
+        """When either half last changed (served as `lastRefTime`)."""
+        definition = self.definition
+        return self.modified_ms if definition is None else max(self.modified_ms, definition.modified_ms)
+
+    @property
+    def has_ephemeral_half(self) -> bool:
+        """Whether the registry (not only Raft) holds this service: an ephemeral write made or
+        changed it, or it holds an ephemeral instance."""
+        definition = self.definition
+        return definition is None or self.revision > 0 or len(self.instances) > len(definition.instances)
 
     @property
     def group(self) -> str:

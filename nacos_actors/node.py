@@ -19,6 +19,7 @@ import logging
 import os
 import resource
 import signal
+import socket
 import sys
 import threading
 import time
@@ -45,20 +46,23 @@ from nacos_actors.bridge import (
     start_watchdog_thread,
 )
 from nacos_actors.clock import wall_clock_ms
+from nacos_actors.core.consensus import RaftBoard
 from nacos_actors.core.push import PushBoard, PushConfig, PushCore
-from nacos_actors.core.registry import RegistryCore, RegistryView
-from nacos_actors.drivers.assembly import build_drivers, registry_limits
+from nacos_actors.core.registry import RegistryCore, RegistryView, Rejected
+from nacos_actors.drivers.assembly import build_drivers, raft_driver_config, registry_limits
+from nacos_actors.drivers.raft import RaftDriver
 from nacos_actors.http.app import build_app
 from nacos_actors.http.cluster import async_join
 from nacos_actors.http.connections import ConnectionGuard, ConnectionLimits
 from nacos_actors.http.front import ClusterFront, Front, PeerRejections
-from nacos_actors.messages import DISTRO, MEMBERS, REGISTRY, ActorName, Drain, Leave, Ping, WriteBatch
+from nacos_actors.messages import DISTRO, MEMBERS, REGISTRY, ActorName, Drain, ImportDefinition, Leave, Ping, WriteBatch
 from nacos_actors.metrics import NodeMetrics
-from nacos_actors.model import Service, ServiceKey
+from nacos_actors.model import Definition, Service, ServiceKey
 from nacos_actors.peers import PeerLink
+from nacos_actors.raft.group import RaftBindError, RaftGroup, RaftGroupConfig
 from nacos_actors.render import lists as render
 from nacos_actors.settings import Settings, join_host_port
-from nacos_actors.snapshot import SnapshotOnce, load_snapshot
+from nacos_actors.snapshot import SnapshotOnce, load_snapshot, save_snapshot
 
 log = logging.getLogger(__name__)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -74,6 +78,8 @@ ACTORS_SHARE = 0.1
 # The watchdog ends the process this long after the deadline (a step that ignored its bound).
 WATCHDOG_GRACE_S = 2.0
 PEER_TIMEOUT_S = 2.0
+RAFT_DIRECTORY = "raft"
+RAFT_READY_POLL_S = 0.02
 STARTUP_PING_TIMEOUT_S = 5.0
 SECRET_REQUIRED = (
     "a cluster member needs a shared secret, or any local process could act as a member: set the same "
@@ -311,6 +317,60 @@ def cluster_secret(settings: Settings) -> str:
     return settings.cluster_secret
 
 
+def raft_node_ids(settings: Settings) -> dict[str, str]:
+    """Each member's Raft node id (`ip:port` of its Raft port, host names resolved once, here,
+    so every member names every other the same way), by member address. A standalone node is
+    a group of one. SystemExit when a name does not resolve or a Raft port is out of range."""
+    members = settings.members if not settings.standalone else (settings.self_address,)
+    ids = {}
+    for member in members:
+        host, _, port_text = settings.raft_address_of(member).rpartition(":")
+        port = int(port_text)
+        if not 1 <= port <= 65535:
+            raise SystemExit(
+                f"the Raft port of {member} would be {port}: set --raft-port (or ?raft_port= in its entry)"
+            )
+        host = host.strip("[]")
+        try:
+            ip = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][4][0]
+        except OSError as error:
+            raise SystemExit(f"cannot resolve the Raft address of {member} ({host}): {error}") from None
+        ids[member] = f"{ip}:{port}"
+    return ids
+
+
+def open_raft_group(settings: Settings, node_ids: dict[str, str], driver: RaftDriver) -> RaftGroup:
+    """This member's Raft group, its journal under `data_dir/raft` (in memory without a data
+    directory), bound to its Raft port on --host; SystemExit when the port is taken. Loop thread,
+    before the actors start."""
+    me = node_ids[settings.self_address]
+    partners = tuple(node_id for member, node_id in node_ids.items() if member != settings.self_address)
+    bind_port = me.rpartition(":")[2]
+    journal = settings.data_dir / RAFT_DIRECTORY if settings.data_dir is not None else None
+    if journal is not None:
+        journal.mkdir(parents=True, exist_ok=True)
+    timeout_s = settings.raft_election_timeout_ms / 1000
+    config = RaftGroupConfig(
+        self_address=me,
+        partner_addresses=partners,
+        bind_address=f"{settings.host}:{bind_port}",
+        journal_dir=str(journal) if journal is not None else None,
+        password=settings.cluster_secret if partners else None,
+        sync=settings.raft_fsync,
+        election_timeout_min_s=timeout_s,
+        election_timeout_max_s=2 * timeout_s,
+        queue_size=settings.raft_max_pending,
+        compaction_min_entries=settings.raft_snapshot_entries,
+    )
+    try:
+        group = RaftGroup(config, driver.apply_entry, driver.save_state, driver.load_state)
+    except RaftBindError as error:
+        raise SystemExit(f"cannot listen on the Raft port: {error}") from None
+    where = f"journal in {journal}" if journal is not None else "in memory only (no --data-dir): lost on stop"
+    log.info("Raft on %s with %d partner(s); persistent data %s", me, len(partners), where)
+    return group
+
+
 async def async_start_node(
     settings: Settings,
     core: RegistryCore,
@@ -320,12 +380,16 @@ async def async_start_node(
     on_fatal: Callable[[BaseException], None],
     started: list[tuple[ActorName, pykka.ActorRef[Any]]],
     halted: threading.Event | None = None,
+    imports: Sequence[Definition] = (),
 ) -> Front:
     """Start the node's actors on the running loop, each around its driver (appended to
     `started` as they start, for the caller to stop; once `halted` is set they drop what is
-    queued), with the push socket, the ticker and the peer client on this loop; wait until each
-    answers a Ping; answer the Front the HTTP handlers see. Loop thread."""
+    queued), with the push socket, the ticker, the peer client and the Raft group; wait until
+    each answers a Ping and Raft has caught up (at most raft_ready_timeout_ms); put `imports`
+    (the persistent halves an earlier version's data file held) through Raft; answer the Front
+    the HTTP handlers see. Loop thread."""
     loop = asyncio.get_running_loop()
+    node_ids = raft_node_ids(settings)
     actors = ActorDirectory()
     ticker = Ticker(loop, actors)
     link = None
@@ -337,6 +401,7 @@ async def async_start_node(
         endpoint = await async_open_push_endpoint(settings.host, actors, metrics, settings.push_receive_queue)
         log.info("push socket on udp %s", join_host_port(*endpoint.address))
     outbox = ActorOutbox(loop, actors, ticker, link, endpoint)
+    raft_board = RaftBoard()
     drivers = build_drivers(
         settings,
         core,
@@ -346,17 +411,23 @@ async def async_start_node(
         wall_clock_ms(),
         push_core(settings) if settings.push_enabled else None,
         push_board,
+        raft_board,
+        raft_driver_config(settings, {node_id: member for member, node_id in node_ids.items()}),
     )
     metrics.cluster.states.board = drivers.member_board
+    metrics.raft.state.board = raft_board
+    group = open_raft_group(settings, node_ids, drivers.raft)
+    drivers.raft.attach(group)
     for driver in drivers.in_start_order():
         ref = DriverActor.start(driver, metrics, on_fatal, halted=halted)
         started.append((driver.NAME, ref))
-        actors.add(driver.NAME, ref)
+        actors.add(driver.NAME, ref, wake=group.wake if driver is drivers.raft else None)
     for name, message in drivers.first_messages():
         actors.tell(name, message)
     bridge = LoopBridge(actors, WriteBatcher(actors, REGISTRY, WriteBatch, settings.request_timeout))
     for driver in drivers.in_start_order():
         await bridge.async_ask(driver.NAME, Ping, STARTUP_PING_TIMEOUT_S)
+    await async_wait_for_raft(raft_board, settings.raft_ready_timeout_ms / 1000)
     cluster = None
     if link is not None:
         peers = tuple(a for a in settings.members if a != settings.self_address)
@@ -370,7 +441,7 @@ async def async_start_node(
             settings.cluster_signature_window_ms,
             peers=peers,
         )
-    return Front(
+    front = Front(
         settings=settings,
         bridge=bridge,
         view=RegistryView(core),
@@ -378,9 +449,44 @@ async def async_start_node(
         beats=beats,
         push_enabled=endpoint is not None,
         push_board=push_board,
+        raft_board=raft_board,
         cluster=cluster,
         closing=(ticker.async_stop, *((endpoint.async_close,) if endpoint is not None else ())),
     )
+    if imports:
+        await async_import_definitions(front, imports)
+    return front
+
+
+async def async_wait_for_raft(board: RaftBoard, timeout_s: float) -> None:
+    """Wait until this member's Raft group has caught up (it applied what the leader had
+    committed), at most `timeout_s`; a member that cannot reach a majority serves anyway, and
+    its persistent writes answer 503 until it can. Loop thread."""
+    deadline = time.monotonic() + timeout_s
+    while not board.status.ready and time.monotonic() < deadline:
+        await asyncio.sleep(RAFT_READY_POLL_S)
+    status = board.status
+    if status.ready:
+        log.info("Raft ready: %s in term %d, applied index %d", status.role, status.term, status.applied_index)
+    else:
+        log.warning("Raft is not ready after %.1f s (no leader reachable yet): serving anyway", timeout_s)
+
+
+async def async_import_definitions(front: Front, definitions: Sequence[Definition]) -> None:
+    """Put the persistent halves an earlier version's data file held through Raft (a service
+    Raft holds already is left as Raft has it), then write the data file without them: they
+    now live in the journal. When Raft cannot take them now, the file is left as it is and the
+    next start tries again. Loop thread."""
+    settings = front.settings
+    try:
+        for definition in definitions:
+            await front.propose(ImportDefinition(definition))
+    except (Rejected, ActorUnavailable) as error:
+        log.warning("could not move the data file's persistent data into Raft yet (%s): will try at next start", error)
+        return
+    if settings.data_dir is not None:
+        save_snapshot(front.view.all_services(), settings.data_dir)
+    log.info("moved %d services' persistent data from the data file into the Raft journal", len(definitions))
 
 
 async def serve(settings: Settings, front: Front, shutdown: Shutdown, limits: ConnectionLimits) -> None:
@@ -556,8 +662,9 @@ def run_node(settings: Settings) -> int:
     shutdown = Shutdown(settings.shutdown_timeout_ms / 1000)
     watchdog = Watchdog(shutdown, snapshot)
     shutdown.on_request = watchdog.start
+    imports: list[Definition] = []
     if settings.data_dir is not None:
-        load_snapshot(core, settings.data_dir)
+        imports = load_snapshot(core, settings.data_dir)
     tune_garbage_collector()
     tune_memory_allocator()
     # No `_created` series: Nacos exports none, and in the text format each is one more series.
@@ -570,7 +677,7 @@ def run_node(settings: Settings) -> int:
     halted = threading.Event()
 
     def start() -> Awaitable[Front]:
-        return async_start_node(settings, core, metrics, beats, board, shutdown.on_fatal, started, halted)
+        return async_start_node(settings, core, metrics, beats, board, shutdown.on_fatal, started, halted, imports)
 
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:

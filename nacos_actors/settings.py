@@ -83,10 +83,28 @@ class Settings:
     peer_max_body_bytes: int = 256 * 1024 * 1024
     distro_quarantine_max_ms: int = 60_000
     cluster_signature_window_ms: int = 5_000
+    # Persistent data through Raft (issue 15).
+    raft_port: int | None = None
+    member_raft_ports: tuple[tuple[str, int], ...] = ()
+    raft_fsync: bool = True
+    raft_election_timeout_ms: int = 400
+    raft_proposal_timeout_ms: int = 3_000
+    raft_max_pending: int = 10_000
+    raft_snapshot_entries: int = 5_000
+    raft_ready_timeout_ms: int = 10_000
 
     @property
     def self_address(self) -> str:
         return join_host_port(self.host, self.port)
+
+    def raft_address_of(self, member: str) -> str:
+        """`host:port` of a member's Raft port: as its member entry gives it (`?raft_port=`),
+        this node's `raft_port` setting for itself, else its HTTP port minus 1000 (Nacos's rule)."""
+        given = dict(self.member_raft_ports).get(member)
+        if member == self.self_address and self.raft_port is not None:
+            given = self.raft_port
+        host, _, port = member.rpartition(":")
+        return f"{host}:{given if given is not None else int(port) - 1000}"
 
     @property
     def standalone(self) -> bool:
@@ -110,8 +128,25 @@ def join_host_port(host: str, port: int) -> str:
 def parse_member(text: str, setting: str) -> str:
     """`host[:port]` (IPv6 as `[addr]:port`, or a bare IPv6 address) -> `host:port`.
 
-    The port is 8848 when left out (cluster.conf); IPv6 comes back compressed, in brackets.
+    The port is 8848 when left out (cluster.conf); IPv6 comes back compressed, in brackets. A
+    `?raft_port=N` suffix (Nacos's member-list form) is checked and left out.
     """
+    return parse_member_entry(text, setting)[0]
+
+
+def parse_member_entry(text: str, setting: str) -> tuple[str, int | None]:
+    """A member entry `host[:port][?raft_port=N]` -> (`host:port`, N or None)."""
+    text, question, query = text.strip().partition("?")
+    raft_port = None
+    if question:
+        name, equals, value = query.partition("=")
+        if name.strip() != "raft_port" or not equals:
+            raise SettingsError(f"{setting}: '{text}?{query}' may carry only ?raft_port=<port>")
+        raft_port = _port(value, f"{setting} '{text}' raft_port")
+    return _parse_address(text, setting), raft_port
+
+
+def _parse_address(text: str, setting: str) -> str:
     text = text.strip()
     if text.startswith("["):
         host, bracket, rest = text[1:].partition("]")
@@ -131,18 +166,39 @@ def parse_member(text: str, setting: str) -> str:
 
 def parse_members(items: list[str] | tuple[str, ...], setting: str) -> tuple[str, ...]:
     """A list of `host[:port]` (items may themselves be comma lists) -> unique addresses, in order."""
+    return parse_member_list(items, setting)[0]
+
+
+def parse_member_list(
+    items: list[str] | tuple[str, ...], setting: str
+) -> tuple[tuple[str, ...], tuple[tuple[str, int], ...]]:
+    """Member entries (items may be comma lists) -> (unique addresses in order, the Raft ports
+    given with `?raft_port=`)."""
     members: list[str] = []
+    raft_ports: list[tuple[str, int]] = []
     for item in items:
         for part in str(item).split(","):
-            if part.strip() and (member := parse_member(part, setting)) not in members:
+            if not part.strip():
+                continue
+            member, raft_port = parse_member_entry(part, setting)
+            if member not in members:
                 members.append(member)
-    return tuple(members)
+                if raft_port is not None:
+                    raft_ports.append((member, raft_port))
+    return tuple(members), tuple(raft_ports)
 
 
 def parse_cluster_conf(text: str, setting: str = "cluster_conf") -> tuple[str, ...]:
     """Nacos cluster.conf: one `ip[:port]` per line (or comma lists), `#` starts a comment."""
+    return parse_cluster_conf_entries(text, setting)[0]
+
+
+def parse_cluster_conf_entries(
+    text: str, setting: str = "cluster_conf"
+) -> tuple[tuple[str, ...], tuple[tuple[str, int], ...]]:
+    """Nacos cluster.conf with each member's `?raft_port=`, as parse_member_list answers."""
     lines = [line.split("#", 1)[0] for line in text.splitlines()]
-    return parse_members([line for line in lines if line.strip()], setting)
+    return parse_member_list([line for line in lines if line.strip()], setting)
 
 
 def _port(value: Any, setting: str) -> int:
@@ -282,8 +338,15 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "peer_max_body_bytes": _positive_int,
     "distro_quarantine_max_ms": _int_between(10, 3_600_000),
     "cluster_signature_window_ms": _int_between(1_000, 300_000),
+    "raft_port": _port,
+    "raft_fsync": _bool,
+    "raft_election_timeout_ms": _int_between(150, 10_000),
+    "raft_proposal_timeout_ms": _int_between(100, 600_000),
+    "raft_max_pending": _int_between(1, 10_000_000),
+    "raft_snapshot_entries": _int_between(2, 100_000_000),
+    "raft_ready_timeout_ms": _int_between(0, 3_600_000),
 }
-SETTING_NAMES = tuple(f.name for f in fields(Settings))
+SETTING_NAMES = tuple(f.name for f in fields(Settings) if f.name != "member_raft_ports")
 
 
 def _apply(settings: Settings, values: Mapping[str, Any], source: str, read_text: Callable[[Path], str]) -> Settings:
@@ -295,11 +358,11 @@ def _apply(settings: Settings, values: Mapping[str, Any], source: str, read_text
         label = f"{source} {name}"
         if name == "members":
             items = raw if isinstance(raw, (list, tuple)) else [raw]
-            changes["members"] = parse_members(list(items), label)
+            changes["members"], changes["member_raft_ports"] = parse_member_list(list(items), label)
         elif name == "cluster_conf":
             path = Path(str(raw)).expanduser()
             try:
-                changes["members"] = parse_cluster_conf(read_text(path), label)
+                changes["members"], changes["member_raft_ports"] = parse_cluster_conf_entries(read_text(path), label)
             except OSError as error:
                 raise SettingsError(f"{label}: cannot read {path}: {error.strerror}") from None
         elif name in _PARSERS:

@@ -1,4 +1,7 @@
-"""The registry's data file (`--data-dir`): loaded at start, written atomically at stop.
+"""The registry's data file (`--data-dir`): its ephemeral half, loaded at start, written
+atomically at stop. (The persistent half lives in the Raft journal beside it, written before
+each persistent write is acknowledged; a file an earlier version wrote still holds one, which
+the node moves into Raft once.)
 
 A write never leaves a torn file behind: the bytes go to a temporary file beside it, which is
 flushed to the disk (fsync) before it is renamed over the old one, and the directory is synced
@@ -17,25 +20,39 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from nacos_actors.core.codec import CodecError, decode_services, encode_services
-from nacos_actors.core.registry import RegistryCore
-from nacos_actors.model import Service
+from nacos_actors.core.registry import RegistryCore, definition_of, without_definition
+from nacos_actors.model import Definition, Service
 
 log = logging.getLogger(__name__)
 SNAPSHOT_FILE = "registry.msgpack"
 TEMPORARY_SUFFIX = ".tmp"
 
 
-def load_snapshot(core: RegistryCore, data_dir: Path) -> None:
-    """Fill `core` from the data file, if there is one; exit with a message naming the file when
-    it cannot be decoded. Main thread, before any actor starts."""
+def load_snapshot(core: RegistryCore, data_dir: Path) -> list[Definition]:
+    """Fill `core` with the ephemeral halves in the data file, if there is one; answers the
+    persistent halves it holds (a file an earlier version wrote, before they lived in the Raft
+    journal), for the caller to put through Raft. Exits with a message naming the file when it
+    cannot be decoded. Main thread, before any actor starts."""
     path = data_dir / SNAPSHOT_FILE
     if not path.exists():
-        return
+        return []
     try:
-        core.load(decode_services(path.read_bytes()))
+        services = decode_services(path.read_bytes())
     except CodecError as error:
         raise SystemExit(f"cannot load {path}: {error}") from None
-    log.info("loaded %d services, %d instances from %s", core.service_count, core.instance_count, path)
+    halves, definitions = [], []
+    for service in services:
+        definition = definition_of(service)
+        ephemeral = without_definition(service)
+        if definition is not None:
+            definitions.append(definition)
+        if ephemeral.instances or definition is None:
+            halves.append(ephemeral)
+    core.load(halves)
+    log.info("loaded %d services, %d ephemeral instances from %s", core.service_count, core.instance_count, path)
+    if definitions:
+        log.info("%s holds the persistent data of %d services from an earlier version", path, len(definitions))
+    return definitions
 
 
 def write_file_atomically(
@@ -69,10 +86,11 @@ def write_file_atomically(
 
 
 def save_snapshot(services: Iterable[Service], data_dir: Path) -> tuple[int, int]:
-    """Write `services` as the data file (atomically); answers (services, instances) written."""
+    """Write the ephemeral halves of `services` as the data file (atomically; the persistent
+    halves live in the Raft journal); answers (services, instances) written."""
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / SNAPSHOT_FILE
-    snapshots = list(services)
+    snapshots = [without_definition(service) for service in services if service.has_ephemeral_half]
     write_file_atomically(path, encode_services(snapshots))
     instances = sum(len(service.instances) for service in snapshots)
     log.info("saved %d services, %d instances to %s", len(snapshots), instances, path)

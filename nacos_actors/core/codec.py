@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, assert_never
 
 import msgpack
 
@@ -34,9 +34,25 @@ from nacos_actors.core.values import (
     parse_ip,
     printable,
 )
+from nacos_actors.messages import (
+    CreateService,
+    DeleteService,
+    DeregisterInstance,
+    ImportDefinition,
+    PatchInstance,
+    PersistentCommand,
+    RegisterInstance,
+    SetInstanceHealth,
+    UpdateCluster,
+    UpdateInstance,
+    UpdateMetadataBatch,
+    UpdateService,
+)
 from nacos_actors.model import (
     ClusterConfig,
+    Definition,
     Instance,
+    InstanceKey,
     Selector,
     Service,
     ServiceKey,
@@ -377,3 +393,240 @@ def decode_report(data: bytes, states: Iterable[str]) -> MemberReport:
 def _pack(document: object) -> bytes:
     packed: bytes = msgpack.packb(document)
     return packed
+
+
+# -- Raft entries and snapshots -----------------------------------------------------------
+
+OPERATION_VERSION = 1
+
+
+def _definition_record(definition: Definition) -> list[Any]:
+    return [
+        definition.key.namespace,
+        definition.key.name,
+        definition.protect_threshold,
+        dict(definition.metadata),
+        [definition.selector.type, definition.selector.expression],
+        definition.explicit,
+        definition.modified_ms,
+        definition.index,
+        [_instance_record(i) for i in definition.instances.values()],
+        [_cluster_record(name, config) for name, config in definition.clusters.items()],
+    ]
+
+
+def _decode_selector(value: Any) -> Selector:
+    fields = _expect(value, list, "selector")
+    if len(fields) != 2:
+        raise CodecError("selector: wrong number of fields")
+    selector_type = _expect(fields[0], str, "selector type")
+    if selector_type not in SELECTOR_TYPES:
+        raise CodecError(f"selector type: unknown {printable(selector_type[:32])!r}")
+    expression = _valid(
+        check_selector_expression, _expect(fields[1], str, "selector expression"), "selector expression"
+    )
+    return Selector(selector_type, expression)
+
+
+def _threshold(value: Any) -> float:
+    number = _expect(value, (int, float), "protect threshold")
+    return float(_valid(check_protect_threshold, number, "protect threshold"))
+
+
+def _persistent(instance: Instance) -> Instance:
+    if instance.ephemeral:
+        raise CodecError("instance: an ephemeral instance in a persistent entry")
+    return instance
+
+
+def _decode_definition(record: Any) -> Definition:
+    fields = _expect(record, list, "definition")
+    if len(fields) != 10:
+        raise CodecError("definition: wrong number of fields")
+    namespace, name, threshold, metadata, selector, explicit, modified_ms, index, instances, clusters = fields
+    key = _decode_key(namespace, name, "definition")
+    try:
+        decoded = _each(_expect(instances, list, "definition instances"), _decode_instance, "instance")
+        return Definition(
+            key=key,
+            instances=instance_map(_persistent(i) for i in decoded),
+            protect_threshold=_threshold(threshold),
+            metadata=_strings(metadata, "service metadata"),
+            selector=_decode_selector(selector),
+            explicit=_expect(explicit, bool, "definition explicit"),
+            clusters=freeze(dict(_each(_expect(clusters, list, "definition clusters"), _decode_cluster, "cluster"))),
+            modified_ms=_stamp(modified_ms, "definition modified time"),
+            index=_stamp(index, "definition index"),
+        )
+    except CodecError as error:
+        raise CodecError(f"{key.namespace}/{key.name}: {error}") from None
+
+
+def encode_definitions(definitions: Iterable[Definition]) -> bytes:
+    """Every definition, in one msgpack document (the state in a Raft snapshot)."""
+    return _pack({"version": OPERATION_VERSION, "definitions": [_definition_record(d) for d in definitions]})
+
+
+def decode_definitions(data: bytes) -> list[Definition]:
+    """The definitions in a document made by encode_definitions; CodecError when malformed."""
+    document = _document(data, "definitions")
+    if document.get("version") != OPERATION_VERSION:
+        raise CodecError(f"definitions version {document.get('version')!r} is not {OPERATION_VERSION}")
+    return _each(_expect(document.get("definitions"), list, "definitions"), _decode_definition, "definition")
+
+
+def _key_fields(service: ServiceKey) -> list[Any]:
+    return [service.namespace, service.name]
+
+
+def _optional(value: Any, decode: Callable[[Any], T]) -> T | None:
+    return None if value is None else decode(value)
+
+
+def encode_operation(command: PersistentCommand, now_ms: int) -> bytes:
+    """One Raft entry: `command` as proposed at `now_ms`, versioned."""
+    match command:
+        case RegisterInstance(service, instance):
+            kind, args = "register", [*_key_fields(service), _instance_record(instance)]
+        case UpdateInstance(service, instance, must_exist):
+            kind, args = "update", [*_key_fields(service), _instance_record(instance), must_exist]
+        case DeregisterInstance(service, key):
+            kind, args = "deregister", [*_key_fields(service), key.ip, key.port, key.cluster]
+        case PatchInstance(service, ip, port, cluster, _, weight, healthy, enabled, metadata, app):
+            patch_metadata = None if metadata is None else dict(metadata)
+            kind, args = (
+                "patch",
+                [*_key_fields(service), ip, port, cluster, weight, healthy, enabled, patch_metadata, app],
+            )
+        case CreateService(service, threshold, metadata, selector):
+            selector_fields = [selector.type, selector.expression]
+            kind, args = "create_service", [*_key_fields(service), threshold, dict(metadata), selector_fields]
+        case UpdateService(service, threshold, metadata, selector):
+            kind, args = (
+                "update_service",
+                [
+                    *_key_fields(service),
+                    threshold,
+                    None if metadata is None else dict(metadata),
+                    None if selector is None else [selector.type, selector.expression],
+                ],
+            )
+        case DeleteService(service):
+            kind, args = "delete_service", _key_fields(service)
+        case UpdateCluster(service, cluster, config):
+            kind, args = "update_cluster", [*_key_fields(service), _cluster_record(cluster, config)]
+        case SetInstanceHealth(service, ip, port, cluster, healthy):
+            kind, args = "set_health", [*_key_fields(service), ip, port, cluster, healthy]
+        case UpdateMetadataBatch(service, metadata, remove, batch_kind, targets):
+            rows = [[k.ip, k.port, k.cluster] for k in targets]
+            kind, args = "metadata_batch", [*_key_fields(service), dict(metadata), remove, batch_kind, rows]
+        case ImportDefinition(definition):
+            kind, args = "import", [_definition_record(definition)]
+        case _:
+            assert_never(command)
+    return _pack({"version": OPERATION_VERSION, "kind": kind, "at": now_ms, "args": args})
+
+
+_OPERATION_ARITY = {
+    "register": 3,
+    "update": 4,
+    "deregister": 5,
+    "patch": 10,
+    "create_service": 5,
+    "update_service": 5,
+    "delete_service": 2,
+    "update_cluster": 3,
+    "set_health": 6,
+    "metadata_batch": 6,
+    "import": 1,
+}
+
+
+def decode_operation(data: bytes) -> tuple[PersistentCommand, int]:
+    """The command and proposer's clock of a Raft entry; CodecError when malformed or holding
+    a value no client could have sent (entries are checked like any peer's body)."""
+    document = _document(data, "operation")
+    if document.get("version") != OPERATION_VERSION:
+        raise CodecError(f"operation version {document.get('version')!r} is not {OPERATION_VERSION}")
+    kind = _expect(document.get("kind"), str, "operation kind")
+    arity = _OPERATION_ARITY.get(kind)
+    if arity is None:
+        raise CodecError(f"operation kind: unknown {printable(kind[:32])!r}")
+    args = _expect(document.get("args"), list, "operation args")
+    if len(args) != arity:
+        raise CodecError(f"{kind}: wrong number of fields")
+    now_ms = _stamp(document.get("at"), "operation time")
+    if kind == "import":
+        return ImportDefinition(_decode_definition(args[0])), now_ms
+    service = _decode_key(args[0], args[1], kind)
+    return _decode_command(kind, service, args[2:]), now_ms
+
+
+def _ip(value: Any) -> str:
+    return _valid(parse_ip, _expect(value, str, "ip"), "ip")
+
+
+def _port(value: Any) -> int:
+    return _valid(check_port, _expect(value, int, "port"), "port")
+
+
+def _cluster_name(value: Any) -> str:
+    return _valid(check_cluster, _expect(value, str, "cluster"), "cluster")
+
+
+def _decode_command(kind: str, service: ServiceKey, args: list[Any]) -> PersistentCommand:
+    if kind == "register":
+        return RegisterInstance(service, _persistent(_decode_instance(args[0])))
+    if kind == "update":
+        return UpdateInstance(service, _persistent(_decode_instance(args[0])), _expect(args[1], bool, "must exist"))
+    if kind == "deregister":
+        return DeregisterInstance(service, InstanceKey(_ip(args[0]), _port(args[1]), _cluster_name(args[2]), False))
+    if kind == "patch":
+        ip, port, cluster, weight, healthy, enabled, metadata, app = args
+        return PatchInstance(
+            service,
+            _ip(ip),
+            _port(port),
+            _cluster_name(cluster),
+            False,
+            weight=_optional(weight, lambda v: _valid(check_weight, _expect(v, (int, float), "weight"), "weight")),
+            healthy=_optional(healthy, lambda v: _expect(v, bool, "healthy")),
+            enabled=_optional(enabled, lambda v: _expect(v, bool, "enabled")),
+            metadata=_optional(metadata, lambda v: _strings(v, "instance metadata")),
+            app=_optional(app, lambda v: _valid(check_app, _expect(v, str, "app"), "app")),
+        )
+    if kind == "create_service":
+        threshold, metadata, selector = args
+        return CreateService(
+            service, _threshold(threshold), _strings(metadata, "service metadata"), _decode_selector(selector)
+        )
+    if kind == "update_service":
+        threshold, metadata, selector = args
+        return UpdateService(
+            service,
+            _threshold(threshold),
+            _optional(metadata, lambda v: _strings(v, "service metadata")),
+            _optional(selector, _decode_selector),
+        )
+    if kind == "delete_service":
+        return DeleteService(service)
+    if kind == "update_cluster":
+        name, config = _decode_cluster(args[0])
+        return UpdateCluster(service, name, config)
+    if kind == "set_health":
+        ip, port, cluster, healthy = args
+        return SetInstanceHealth(
+            service, _ip(ip), _port(port), _cluster_name(cluster), _expect(healthy, bool, "healthy")
+        )
+    metadata, remove, batch_kind, rows = args
+    if batch_kind is not None and batch_kind not in ("ephemeral", "persist"):
+        raise CodecError("metadata batch kind: unknown")
+    targets = []
+    for row in _expect(rows, list, "metadata batch targets"):
+        fields = _expect(row, list, "metadata batch target")
+        if len(fields) != 3:
+            raise CodecError("metadata batch target: wrong number of fields")
+        targets.append(InstanceKey(_ip(fields[0]), _port(fields[1]), _cluster_name(fields[2]), False))
+    return UpdateMetadataBatch(
+        service, _strings(metadata, "instance metadata"), _expect(remove, bool, "remove"), batch_kind, tuple(targets)
+    )

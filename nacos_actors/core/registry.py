@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from types import MappingProxyType
 from typing import Any, NamedTuple, assert_never
 
 from immutables import Map
@@ -20,6 +19,7 @@ from nacos_actors.messages import (
     BeatInstance,
     Command,
     CreateService,
+    DefinitionChange,
     DeleteService,
     DeregisterInstance,
     ExpireInstance,
@@ -40,7 +40,7 @@ from nacos_actors.messages import (
 from nacos_actors.model import (
     INSTANCE_ID_GENERATOR_KEY,
     NONE_CHECKER,
-    ClusterConfig,
+    Definition,
     Dropped,
     Instance,
     InstanceKey,
@@ -83,6 +83,64 @@ class RegistryLimits:
 
 
 NO_LIMITS = RegistryLimits()
+
+
+def instances_limit_refusal(limits: RegistryLimits, service: ServiceKey, held: int) -> Rejected | None:
+    """The refusal of one more instance in a service that holds `held` of its kind, if any."""
+    limit = limits.max_instances_per_service
+    if limit and held >= limit:
+        return Rejected(
+            400, f"service {service.name} already holds {limit} instances, the limit (max_instances_per_service)"
+        )
+    return None
+
+
+def services_limit_refusal(limits: RegistryLimits, namespace: str, held: int) -> Rejected | None:
+    """The refusal of one more service in a namespace that holds `held`, if any."""
+    limit = limits.max_services_per_namespace
+    if limit and held >= limit:
+        return Rejected(
+            400, f"namespace {namespace} already holds {limit} services, the limit (max_services_per_namespace)"
+        )
+    return None
+
+
+def assign_instance_id(
+    service: ServiceKey, instances: Mapping[InstanceKey, Instance], instance: Instance, previous: Instance | None
+) -> Instance:
+    """`instance` with its id: an existing one's is kept; otherwise Nacos's simple id, or the
+    smallest integer no instance of the service uses (the snowflake generator)."""
+    if previous is not None:
+        instance_id = previous.instance_id
+    elif instance.metadata.get(INSTANCE_ID_GENERATOR_KEY) == "snowflake":
+        used = {i.instance_id for i in instances.values()}
+        candidate = 0
+        while str(candidate) in used:
+            candidate += 1
+        instance_id = str(candidate)
+    else:
+        instance_id = default_instance_id(instance.key, service.name)
+    return instance if instance.instance_id == instance_id else replace(instance, instance_id=instance_id)
+
+
+def merge_metadata(instance: Instance, metadata: Mapping[str, str], remove: bool, limits: RegistryLimits) -> Instance:
+    """`instance` with `metadata` merged in (or, with `remove`, those keys removed); Rejected when
+    the result is over max_instance_metadata_bytes."""
+    merged = dict(instance.metadata)
+    if remove:
+        for name in metadata:
+            merged.pop(name, None)
+    else:
+        merged.update(metadata)
+        limit = limits.max_instance_metadata_bytes
+        size = metadata_size(merged) if limit else 0
+        if size > limit:
+            raise Rejected(
+                400,
+                f"metadata of instance {instance.key.datum_key()} would be {size} bytes, "
+                f"over the limit of {limit} (max_instance_metadata_bytes)",
+            )
+    return replace(instance, metadata=freeze(merged))
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,47 +308,15 @@ class RegistryCore:
                     return Applied(value=False)
                 removed = self._remove_instance(service, key, now_ms)
                 return Applied(value=True, changed=removed.changed, touched=removed.touched)
-            case CreateService(service, threshold, metadata, selector):
-                if self._current(service) is not None:
-                    raise Rejected(400, f"specified service already exists, serviceName : {service.name}")
-                self._make_room_for_service(service)
-                created = Service(
-                    key=service,
-                    revision=self._first_revision(service),
-                    protect_threshold=threshold,
-                    metadata=freeze(metadata),
-                    selector=selector,
-                    explicit=True,
-                    modified_ms=now_ms,
-                )
-                return self._publish(created)
-            case UpdateService(service, threshold, metadata, selector):
-                current = self._existing_service(service, f"service {service.name} not found!")
-                updated = self._next(
-                    current,
-                    now_ms,
-                    protect_threshold=threshold,
-                    metadata=current.metadata if metadata is None else freeze(metadata),
-                    selector=current.selector if selector is None else selector,
-                )
-                return self._publish(updated)
-            case DeleteService(service):
-                current = self._existing_service(service, f"specified service not exist, serviceName : {service.name}")
-                if current.instances:
-                    raise Rejected(
-                        400,
-                        f"Service {service.name} is not empty, can't be delete. Please unregister instance first",
-                    )
-                return self._delete_service(service)
+            case CreateService() | UpdateService() | DeleteService() | UpdateCluster():
+                raise Rejected(500, f"{type(command).__name__} goes through Raft, not the registry")
             case RemoveEmptyService(service, revision):
                 empty = self._current(service)
-                if empty is None or empty.instances or empty.revision != revision:
+                if empty is None or empty.instances or empty.revision != revision or empty.definition is not None:
                     return Applied(value=False)
                 return replace(self._delete_service(service), value=True)
             case UpdateMetadataBatch():
                 return self._update_metadata_batch(command, now_ms)
-            case UpdateCluster(service, cluster, config):
-                return self._update_cluster(service, cluster, config, now_ms)
             case SetInstanceHealth():
                 return self._set_instance_health(command, now_ms)
             case _:
@@ -299,6 +325,8 @@ class RegistryCore:
     # -- instances -------------------------------------------------------------------------
 
     def _put_instance(self, service_key: ServiceKey, instance: Instance, now_ms: int) -> Applied:
+        if not instance.ephemeral:
+            raise Rejected(500, "a persistent instance goes through Raft, not the registry")
         current = self._current(service_key)
         if current is None:
             self._make_room_for_service(service_key)
@@ -306,16 +334,10 @@ class RegistryCore:
         key = instance.key
         previous = current.instances.get(key)
         if previous is None:
-            limit = self.limits.max_instances_per_service
-            if limit and len(current.instances) >= limit:
-                raise Rejected(
-                    400,
-                    f"service {service_key.name} already holds {limit} instances, "
-                    f"the limit (max_instances_per_service)",
-                )
-        instance_id = self._instance_id(current, instance, key, previous)
-        if instance.instance_id != instance_id:
-            instance = replace(instance, instance_id=instance_id)
+            refusal = instances_limit_refusal(self.limits, service_key, len(current.instances))
+            if refusal is not None:
+                raise refusal
+        instance = assign_instance_id(service_key, current.instances, instance, previous)
         if previous == instance:
             return Applied(value=previous)
         snapshot = self._next_instances(current, current.instances.set(key, instance), now_ms)
@@ -332,12 +354,8 @@ class RegistryCore:
 
     def _patch_instance(self, patch: PatchInstance, now_ms: int) -> Applied:
         current = self._existing_service(patch.service, "instance not found")
-        kinds = (True, False) if patch.ephemeral is None else (patch.ephemeral,)
-        for ephemeral in kinds:
-            found = current.instances.get(InstanceKey(patch.ip, patch.port, patch.cluster, ephemeral))
-            if found is not None:
-                break
-        else:
+        found = current.instances.get(InstanceKey(patch.ip, patch.port, patch.cluster, True))
+        if found is None:
             raise Rejected(400, "instance not found")
         given: dict[str, Any] = {
             "weight": patch.weight,
@@ -363,51 +381,28 @@ class RegistryCore:
         if current is None:
             return Applied(value=())
         if command.kind is not None:
-            want_ephemeral = command.kind == "ephemeral"
-            chosen = [i for i in in_order(current.instances.values()) if i.ephemeral == want_ephemeral]
+            chosen = (
+                [i for i in in_order(current.instances.values()) if i.ephemeral] if command.kind == "ephemeral" else []
+            )
         else:
-            chosen = [current.instances[k] for k in command.targets if k in current.instances]
+            chosen = [current.instances[k] for k in command.targets if k.ephemeral and k in current.instances]
         if not chosen:
             return Applied(value=())
         draft = current.instances.mutate()
         updated = []
-        limit = self.limits.max_instance_metadata_bytes
         for instance in chosen:
-            metadata = dict(instance.metadata)
-            if command.remove:
-                for name in command.metadata:
-                    metadata.pop(name, None)
-            else:
-                metadata.update(command.metadata)
-                size = metadata_size(metadata) if limit else 0
-                if size > limit:
-                    raise Rejected(
-                        400,
-                        f"metadata of instance {instance.key.datum_key()} would be {size} bytes, "
-                        f"over the limit of {limit} (max_instance_metadata_bytes)",
-                    )
-            draft[instance.key] = replace(instance, metadata=freeze(metadata))
-            kind = "ephemeral" if instance.ephemeral else "persist"
-            updated.append(f"{instance.key.datum_key()}:{kind}")
+            draft[instance.key] = merge_metadata(instance, command.metadata, command.remove, self.limits)
+            updated.append(f"{instance.key.datum_key()}:ephemeral")
         snapshot = self._next_instances(current, draft.finish(), now_ms)
         self._stage(snapshot)
         return Applied(value=tuple(updated), changed=snapshot, touched=tuple(i.key for i in chosen))
 
-    # -- clusters --------------------------------------------------------------------------
-
-    def _update_cluster(self, service_key: ServiceKey, cluster: str, config: ClusterConfig, now_ms: int) -> Applied:
-        current = self._existing_service(service_key, f"service not found:{service_key.name}")
-        if current.clusters.get(cluster) == config:
-            return Applied(value=config)
-        clusters = dict(current.clusters)
-        clusters[cluster] = config
-        updated = self._next(current, now_ms, clusters=MappingProxyType(clusters))
-        self._stage(updated)
-        return Applied(config, updated)
+    # -- health by hand ---------------------------------------------------------------
 
     def _set_instance_health(self, command: SetInstanceHealth, now_ms: int) -> Applied:
         """Nacos's HealthController rule: only a cluster whose checker is NONE takes a manual
-        health; the first instance at ip:port there (persistent, then ephemeral) gets it."""
+        health; the ephemeral instance at ip:port there gets it (the edge sends the command to
+        Raft instead when a persistent one is there)."""
         service_key, cluster = command.service, command.cluster
         current = self._current(service_key)
         if current is None:
@@ -416,10 +411,9 @@ class RegistryCore:
             raise Rejected(404, f"cluster {cluster} is not found in service {service_key.name}!")
         if current.cluster_config(cluster).health_checker_type != NONE_CHECKER:
             raise Rejected(400, f"health check is still working, service: {service_key.name}")
-        for ephemeral in (False, True):
-            found = current.instances.get(InstanceKey(command.ip, command.port, cluster, ephemeral))
-            if found is not None:
-                return self._put_instance(service_key, replace(found, healthy=command.healthy), now_ms)
+        found = current.instances.get(InstanceKey(command.ip, command.port, cluster, True))
+        if found is not None:
+            return self._put_instance(service_key, replace(found, healthy=command.healthy), now_ms)
         return Applied(value=None)
 
     # -- helpers ---------------------------------------------------------------------------
@@ -431,14 +425,12 @@ class RegistryCore:
     def _make_room_for_service(self, key: ServiceKey) -> None:
         """Refuse a new service in a namespace that holds max_services_per_namespace already;
         else count it, if a batch is open, until the batch publishes it."""
-        limit = self.limits.max_services_per_namespace
         namespace = key.namespace
         services = self.namespaces.get(namespace)
         held = (len(services) if services is not None else 0) + self._created_in_batch.get(namespace, 0)
-        if limit and held >= limit:
-            raise Rejected(
-                400, f"namespace {namespace} already holds {limit} services, the limit (max_services_per_namespace)"
-            )
+        refusal = services_limit_refusal(self.limits, namespace, held)
+        if refusal is not None:
+            raise refusal
         if self._batch is not None:
             self._created_in_batch[namespace] = self._created_in_batch.get(namespace, 0) + 1
 
@@ -484,19 +476,6 @@ class RegistryCore:
         return found
 
     @staticmethod
-    def _instance_id(service: Service, instance: Instance, key: InstanceKey, previous: Instance | None) -> str:
-        """Keep an existing id; otherwise Nacos's simple id, or the smallest free integer (snowflake)."""
-        if previous is not None:
-            return previous.instance_id
-        if instance.metadata.get(INSTANCE_ID_GENERATOR_KEY) == "snowflake":
-            used = {i.instance_id for i in service.instances.values()}
-            candidate = 0
-            while str(candidate) in used:
-                candidate += 1
-            return str(candidate)
-        return default_instance_id(key, service.key.name)
-
-    @staticmethod
     def _next(current: Service, now_ms: int, **changes: Any) -> Service:
         """`current` with `changes`, stamped with the next revision and a monotone modified time
         (one copy per write: the actor makes one per command)."""
@@ -517,6 +496,7 @@ class RegistryCore:
             revision=current.revision + 1,
             modified_ms=max(now_ms, current.modified_ms + 1),
             clusters=current.clusters,
+            definition=current.definition,
         )
 
     def _publish(self, snapshot: Service) -> Applied:
@@ -547,14 +527,18 @@ class RegistryCore:
     # -- replication -----------------------------------------------------------------------
 
     def apply_replicated(self, state: ReplicatedState, force: bool) -> Applied:
-        """Take a service state a peer sent. A newer revision replaces ours, an older or equal
-        one is ignored; with `force` (a verify repair from the owner) it replaces ours whatever
-        its version. A Tombstone deletes; a Dropped deletes only at its stamp. `value` answers
-        whether anything changed; `touched` is left empty (any instance may differ)."""
+        """Take a service state a peer sent; only its ephemeral half counts (the persistent half
+        is Raft's: ours is kept). A newer revision replaces ours, an older or equal one is
+        ignored; with `force` (a verify repair from the owner) it replaces ours whatever its
+        version. A Tombstone deletes; a Dropped deletes only at its stamp (a service with a
+        persistent half loses only its ephemeral one). `value` answers whether anything changed;
+        `touched` is left empty (any instance may differ)."""
         current = self._current(state.key)
         if isinstance(state, Dropped):
             if current is None or stamp_of(current) != state.stamp:
                 return Applied(value=False)
+            if current.definition is not None:
+                return replace(self._publish(persistent_half_only(current.definition, 0)), value=True)
             return replace(self._delete_service(state.key), value=True)
         if isinstance(state, Tombstone):
             if current is None:
@@ -562,6 +546,9 @@ class RegistryCore:
                 return Applied(value=False)
             if not force and current.revision >= state.revision:
                 return Applied(value=False)
+            if current.definition is not None:
+                self._remember_deletion(state.key, state.revision)
+                return replace(self._publish(persistent_half_only(current.definition, state.revision)), value=True)
             return replace(self._delete_service(state.key, state.revision), value=True)
         # A tombstone at T deleted a state older than T; the service made again starts at T
         # (CreateService) or later, and one never deleted may be at revision 0.
@@ -571,7 +558,64 @@ class RegistryCore:
         if current is not None and stamp_of(current) == stamp_of(state):
             return Applied(value=False)
         self.tombstones.pop(state.key, None)
-        return replace(self._publish(state), value=True)
+        return replace(self._publish(with_definition(state, current.definition if current else None)), value=True)
+
+    # -- the persistent half ---------------------------------------------------------------
+
+    def apply_definitions(self, changes: Iterable[DefinitionChange]) -> tuple[ServiceChange, ...]:
+        """Merge each service's new persistent half (committed through Raft) into its snapshot,
+        in order; answers every service that changed, latest state each. The ephemeral half and
+        its stamp (revision, modified_ms) are left as they are: Distro compares only those."""
+        changed: dict[ServiceKey, Service | None] = {}
+        touched: dict[ServiceKey, frozenset[InstanceKey] | None] = {}
+        for change in changes:
+            key = change.key
+            current = self._current(key)
+            result = self._merge_definition(current, change)
+            if result is _UNCHANGED:
+                continue
+            changed[key] = result if isinstance(result, Service) else None
+            old = touched.get(key, frozenset())
+            now = frozenset(change.touched)
+            if change.definition is None and current is not None and current.definition is not None:
+                now = frozenset(current.definition.instances)
+            touched[key] = None if old is None else old | now
+        return tuple(ServiceChange(k, v, None if v is None else touched[k]) for k, v in changed.items())
+
+    def load_definitions(self, definitions: Iterable[Definition]) -> tuple[ServiceChange, ...]:
+        """Make `definitions` every service's persistent half (a Raft snapshot): the services
+        that have none there lose theirs. Answers every service that changed."""
+        given = {definition.key: definition for definition in definitions}
+        changes = [
+            DefinitionChange(s.key, None)
+            for s in self.all_services()
+            if s.definition is not None and s.key not in given
+        ]
+        changes.extend(
+            DefinitionChange(key, definition)
+            for key, definition in given.items()
+            if (current := self.service(key)) is None or current.definition != definition
+        )
+        return tuple(ServiceChange(change.key, change.snapshot, None) for change in self.apply_definitions(changes))
+
+    def _merge_definition(self, current: Service | None, change: DefinitionChange) -> Service | object | None:
+        """The service after `change`: its new snapshot, None when it is gone, or _UNCHANGED."""
+        definition = change.definition
+        if definition is not None:
+            if current is not None and current.definition is definition:
+                return _UNCHANGED
+            if current is None:
+                self.tombstones.pop(change.key, None)
+            return self._publish(with_definition(current or Service(key=change.key), definition)).changed
+        if current is None:
+            return _UNCHANGED
+        if current.definition is None and not change.deleted_service:
+            return _UNCHANGED
+        ephemeral = without_definition(current)
+        if ephemeral.instances or (ephemeral.revision > 0 and not change.deleted_service):
+            return self._publish(ephemeral).changed
+        self._delete_service(change.key)
+        return None
 
     def state_of(self, key: ServiceKey) -> Service | Tombstone:
         """What to replicate for a service: its snapshot, or a tombstone when it is gone. Any
@@ -582,10 +626,13 @@ class RegistryCore:
         return Tombstone(key, self.tombstones.get(key, 0))
 
     def replace_all(self, services: Iterable[Service]) -> tuple[list[Service], list[ServiceKey]]:
-        """Replace the whole map with a peer's snapshot; answers the services now held and the
-        keys that went away (for the watchers)."""
+        """Replace every ephemeral half with a peer's snapshot, keeping each persistent half;
+        answers the services now held and the keys that went away (for the watchers)."""
+        definitions = {s.key: s.definition for s in self.all_services() if s.definition is not None}
         before = {s.key for s in self.all_services()}
-        self.load(services)
+        merged = [with_definition(service, definitions.pop(service.key, None)) for service in services]
+        merged.extend(persistent_half_only(definition, 0) for definition in definitions.values())
+        self.load(merged)
         now = list(self.all_services())
         held = {s.key for s in now}
         return now, [key for key in before if key not in held]
@@ -605,6 +652,85 @@ class RegistryCore:
         self.tombstones = {}
         for service in services:
             self._publish(service)
+
+
+_UNCHANGED = object()
+
+
+def with_definition(service: Service, definition: Definition | None) -> Service:
+    """`service`'s ephemeral half (its ephemeral instances, revision and modified time) joined
+    with `definition` as its persistent half (none: the defaults)."""
+    instances = service.instances
+    previous = service.definition
+    if previous is definition and (definition is not None or not _has_persistent(instances)):
+        return service
+    draft = instances.mutate()
+    if previous is not None:
+        for key in previous.instances:
+            if definition is None or key not in definition.instances:
+                del draft[key]
+    elif _has_persistent(instances):
+        for key in [k for k in instances if not k.ephemeral]:
+            del draft[key]
+    if definition is not None:
+        for key, instance in definition.instances.items():
+            draft[key] = instance
+    if definition is None:
+        return Service(
+            key=service.key, instances=draft.finish(), revision=service.revision, modified_ms=service.modified_ms
+        )
+    return Service(
+        key=service.key,
+        instances=draft.finish(),
+        protect_threshold=definition.protect_threshold,
+        metadata=definition.metadata,
+        selector=definition.selector,
+        explicit=definition.explicit,
+        revision=service.revision,
+        modified_ms=service.modified_ms,
+        clusters=definition.clusters,
+        definition=definition,
+    )
+
+
+def without_definition(service: Service) -> Service:
+    """`service` with only its ephemeral half."""
+    return with_definition(service, None)
+
+
+def persistent_half_only(definition: Definition, revision: int) -> Service:
+    """A service held only by its persistent half, its ephemeral stamp at `revision`."""
+    return with_definition(Service(key=definition.key, revision=revision), definition)
+
+
+def _has_persistent(instances: Map[InstanceKey, Instance]) -> bool:
+    return any(not key.ephemeral for key in instances)
+
+
+def definition_of(service: Service) -> Definition | None:
+    """The persistent half a service read from a data file carries (settings that differ from
+    the defaults, configured clusters, persistent instances), or None when it has none."""
+    persistent = Map((k, v) for k, v in service.instances.items() if not k.ephemeral)
+    plain = Service(key=service.key)
+    if (
+        not persistent
+        and not service.explicit
+        and not service.clusters
+        and service.protect_threshold == plain.protect_threshold
+        and not service.metadata
+        and service.selector == plain.selector
+    ):
+        return None
+    return Definition(
+        key=service.key,
+        instances=persistent,
+        protect_threshold=service.protect_threshold,
+        metadata=service.metadata,
+        selector=service.selector,
+        explicit=service.explicit,
+        clusters=service.clusters,
+        modified_ms=service.modified_ms,
+    )
 
 
 class RegistryView:

@@ -3,9 +3,12 @@ starts each in an actor) and for the cluster simulation (tests/sim runs them on 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from nacos_actors.beats import BeatLog
+from nacos_actors.core.consensus import RaftBoard
+from nacos_actors.core.definitions import DefinitionCore
 from nacos_actors.core.distro import DistroConfig, DistroCore
 from nacos_actors.core.health import HealthConfig, HealthCore
 from nacos_actors.core.members import MemberBoard, MemberConfig, MemberCore, standalone_view
@@ -16,6 +19,7 @@ from nacos_actors.drivers.health import HealthDriver
 from nacos_actors.drivers.members import MemberDriver
 from nacos_actors.drivers.outbox import Driver, Outbox
 from nacos_actors.drivers.push import PushDriver
+from nacos_actors.drivers.raft import RaftDriver, RaftDriverConfig
 from nacos_actors.drivers.registry import RegistryDriver
 from nacos_actors.messages import DISTRO, HEALTH, PUSH, REGISTRY, ActorName, Watch
 from nacos_actors.metrics import NodeMetrics
@@ -28,6 +32,7 @@ class NodeDrivers:
     the member board the front reads the cluster's view from."""
 
     registry: RegistryDriver
+    raft: RaftDriver
     health: HealthDriver
     push: PushDriver | None
     distro: DistroDriver | None
@@ -36,7 +41,7 @@ class NodeDrivers:
 
     def in_start_order(self) -> list[Driver]:
         """Dependencies first: everything a driver tells at start exists before it."""
-        chosen: list[Driver | None] = [self.registry, self.health, self.push, self.distro, self.members]
+        chosen: list[Driver | None] = [self.registry, self.raft, self.health, self.push, self.distro, self.members]
         return [driver for driver in chosen if driver is not None]
 
     def first_messages(self) -> list[tuple[ActorName, object]]:
@@ -59,6 +64,16 @@ def health_config(settings: Settings) -> HealthConfig:
     )
 
 
+def raft_driver_config(settings: Settings, leader_addresses: Mapping[str, str]) -> RaftDriverConfig:
+    """The Raft driver's settings; `leader_addresses` maps each member's Raft node id to its
+    member address."""
+    return RaftDriverConfig(
+        proposal_timeout_ms=settings.raft_proposal_timeout_ms,
+        leader_addresses=dict(leader_addresses),
+        durable=settings.data_dir is not None,
+    )
+
+
 def registry_limits(settings: Settings) -> RegistryLimits:
     """The registry core's limits from the node's settings."""
     return RegistryLimits(
@@ -77,17 +92,27 @@ def build_drivers(
     now_ms: int,
     push_core: PushCore | None = None,
     push_board: PushBoard | None = None,
+    raft_board: RaftBoard | None = None,
+    raft_config: RaftDriverConfig | None = None,
 ) -> NodeDrivers:
     """The drivers of a node with `settings` around `core`, reaching the world through `outbox`.
-    A cluster member judges no health until it is UP (its view then says what it owns)."""
+    A cluster member judges no health until it is UP (its view then says what it owns). The
+    Raft driver has no group yet: the caller attaches one (its library binds a port)."""
     registry = RegistryDriver(core, outbox, metrics)
+    raft = RaftDriver(
+        DefinitionCore(registry_limits(settings)),
+        outbox,
+        raft_board if raft_board is not None else RaftBoard(),
+        metrics.raft,
+        raft_config if raft_config is not None else raft_driver_config(settings, {}),
+    )
     checker = HealthCore(health_config(settings))
     push = None
     if push_core is not None:
         push = PushDriver(push_core, push_board if push_board is not None else PushBoard(), outbox, metrics)
     if settings.standalone:
         board = MemberBoard(standalone_view(settings.self_address))
-        return NodeDrivers(registry, HealthDriver(checker, beats, outbox), push, None, None, board)
+        return NodeDrivers(registry, raft, HealthDriver(checker, beats, outbox), push, None, None, board)
     checker.set_owner(lambda key: False, now_ms)
     me = settings.self_address
     peers = tuple(a for a in settings.members if a != me)
@@ -102,4 +127,4 @@ def build_drivers(
     member_core = MemberCore(me, settings.members, member_config, now_ms)
     board = MemberBoard(member_core.view)
     members = MemberDriver(member_core, board, outbox, metrics.cluster)
-    return NodeDrivers(registry, HealthDriver(checker, beats, outbox), push, distro, members, board)
+    return NodeDrivers(registry, raft, HealthDriver(checker, beats, outbox), push, distro, members, board)

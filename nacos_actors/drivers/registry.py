@@ -14,6 +14,8 @@ from nacos_actors.messages import (
     ActorName,
     ApplyReplicated,
     Command,
+    DefinitionsApplied,
+    DefinitionsLoaded,
     DeregisterInstance,
     ExpireInstance,
     LoadSnapshot,
@@ -107,6 +109,17 @@ class RegistryDriver:
                     self.core.instance_count,
                     extra=event("load_snapshot", services=self.core.service_count, instances=self.core.instance_count),
                 )
+            case DefinitionsApplied(changes, answers):
+                merged = self.core.apply_definitions(changes)
+                # Raft applies every entry on every member: Distro must not send these on.
+                if merged:
+                    self._tell_watchers(ServicesChanged(merged, monotonic_ns(), replicated=True))
+                for answer, outcome in answers:
+                    answer.resolve(outcome)
+            case DefinitionsLoaded(definitions):
+                merged = self.core.load_definitions(definitions)
+                if merged:
+                    self._tell_watchers(ServicesChanged(merged, monotonic_ns(), replicated=True))
             case Watch(watcher):
                 self._watchers.append(watcher)
                 # Not a local change: Distro must not send the whole registry to every peer.

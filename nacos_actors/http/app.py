@@ -7,7 +7,7 @@ from importlib import resources
 
 from aiohttp import web
 
-from nacos_actors.http import cluster, health_api, metrics, naming_v1, operator
+from nacos_actors.http import cluster, health_api, metrics, naming_v1, operator, raft_api
 from nacos_actors.http.front import FRONT_KEY, Front
 from nacos_actors.http.routing import Routes
 
@@ -28,6 +28,7 @@ def build_app(front: Front) -> web.Application:
     operator.add_routes(routes.add, prefix)
     cluster.add_routes(routes.add, prefix, with_peers=front.cluster is not None)
     metrics.add_routes(routes.add, prefix)
+    raft_api.add_routes(routes.add, prefix)
     document = openapi_document()
 
     async def serve_openapi(request: web.Request) -> web.Response:

@@ -54,6 +54,7 @@ from nacos_actors.core.peering import (
 from nacos_actors.http.front import ClusterFront, Front, front_of, json_response, ok, request_params
 from nacos_actors.http.params.base import ParamError
 from nacos_actors.http.params.names import service_key
+from nacos_actors.http.raft_api import raft_metadata
 from nacos_actors.http.routing import AddRoute, Handler, peer_endpoint
 from nacos_actors.logs import event
 from nacos_actors.messages import MEMBERS, REGISTRY, ApplyReplicated, LoadSnapshot, MarkReady
@@ -195,6 +196,9 @@ async def serve_snapshot(request: web.Request) -> web.Response:
 
 def _member_json(front: Front, address: str) -> dict[str, Any]:
     document = views.member(address, front.clock())
+    document["extendInfo"]["raftPort"] = front.settings.raft_address_of(address).rpartition(":")[2]
+    if address == front.settings.self_address:
+        document["extendInfo"]["raftMetaData"] = raft_metadata(front)
     cluster = front.cluster
     if cluster is not None:
         status = cluster.members.view.members.get(address)

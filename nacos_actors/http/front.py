@@ -21,14 +21,28 @@ from aiohttp import web
 from nacos_actors.beats import BeatLog
 from nacos_actors.bridge import LoopBridge
 from nacos_actors.clock import wall_clock_ms
+from nacos_actors.core.consensus import RaftBoard
 from nacos_actors.core.distro import responsible_member
 from nacos_actors.core.members import MemberBoard
 from nacos_actors.core.peer_auth import PeerCallRules, PeerRefused, judge_peer_call
 from nacos_actors.core.push import PushBoard, Subscription
-from nacos_actors.core.registry import RegistryView
+from nacos_actors.core.registry import RegistryView, Rejected
 from nacos_actors.core.values import clip
+from nacos_actors.core.writes import route_write
 from nacos_actors.http.params.base import ParamError, Params, QueryMemo, query_values
-from nacos_actors.messages import MEMBERS, PUSH, Command, PeerFailed, QuerySubscribers, Subscribe
+from nacos_actors.messages import (
+    MEMBERS,
+    PUSH,
+    RAFT,
+    Command,
+    Outcome,
+    PeerFailed,
+    PersistentCommand,
+    Propose,
+    QuerySubscribers,
+    Refused,
+    Subscribe,
+)
 from nacos_actors.metrics import NodeMetrics
 from nacos_actors.model import Service, ServiceKey
 from nacos_actors.peers import PeerLink
@@ -142,6 +156,7 @@ class Front:
     beats: BeatLog = field(default_factory=BeatLog)
     push_enabled: bool = False
     push_board: PushBoard = field(default_factory=PushBoard)
+    raft_board: RaftBoard = field(default_factory=RaftBoard)
     clock: Callable[[], int] = wall_clock_ms
     ready: bool = False
     cluster: ClusterFront | None = None
@@ -159,8 +174,27 @@ class Front:
         return self.ready and (self.cluster is None or self.cluster.serving)
 
     async def write(self, command: Command) -> Any:
-        """Apply `command` on the registry actor; return its value or raise its refusal."""
-        return await self.bridge.writes.async_submit(command)
+        """Apply `command`: ephemeral data on the registry actor, persistent data through Raft
+        (nacos_actors.core.writes decides, and checks what needs the whole service); return its
+        value or raise its refusal (Rejected)."""
+        routed = route_write(command, self.view.service(command.service))
+        if routed.raft is None:
+            return await self.bridge.writes.async_submit(routed.registry)
+        persistent = await self.propose(routed.raft)
+        if routed.registry is None:
+            return persistent
+        # A metadata batch naming both kinds: both answers are lists of updated instances.
+        return (*persistent, *await self.bridge.writes.async_submit(routed.registry))
+
+    async def propose(self, command: PersistentCommand) -> Any:
+        """Put `command` through Raft; its value once committed and applied here, else its
+        refusal raised (Rejected: 4xx for the registry's rules, 503 when Raft cannot answer)."""
+        outcome: Outcome = await self.bridge.async_ask(
+            RAFT, lambda reply: Propose(command, self.clock(), reply), self.settings.request_timeout
+        )
+        if isinstance(outcome, Refused):
+            raise Rejected(outcome.status, outcome.message)
+        return outcome.value
 
     def subscribe(self, subscription: Subscription) -> None:
         """Add or refresh a push subscriber (no answer is awaited; when push is stopping the

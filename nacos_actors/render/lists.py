@@ -324,7 +324,7 @@ def list_body(
         key,
         clusters_text,
         cache_millis,
-        service.modified_ms,
+        service.last_ref_ms,
         list_checksum(service, rendered),
         dict(service.metadata),
         hosts,

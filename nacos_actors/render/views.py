@@ -69,7 +69,7 @@ def server_instance(service: Service, instance: Instance, last_beat_ms: int | No
         "clusterName": instance.cluster,
         "serviceName": service.key.name,
         "metadata": dict(instance.metadata),
-        "lastBeat": last_beat_ms if last_beat_ms is not None else service.modified_ms,
+        "lastBeat": last_beat_ms if last_beat_ms is not None else service.last_ref_ms,
         "marked": instance.marked,
         "app": instance.app,
         "instanceHeartBeatInterval": instance.beat_interval_ms,
