@@ -12,13 +12,17 @@ import pykka
 from prometheus_client import CollectorRegistry
 
 from nacos_actors.bridge import ActorDirectory, ActorOutbox, DriverActor, LoopBridge, WriteBatcher
+from nacos_actors.core.consensus import RaftBoard
+from nacos_actors.core.definitions import DefinitionCore
 from nacos_actors.core.registry import RegistryCore, RegistryView
-from nacos_actors.drivers.assembly import registry_limits
+from nacos_actors.drivers.assembly import raft_driver_config, registry_limits
+from nacos_actors.drivers.raft import RaftDriver
 from nacos_actors.drivers.registry import RegistryDriver
 from nacos_actors.http.front import Front
-from nacos_actors.messages import REGISTRY, WriteBatch
+from nacos_actors.messages import RAFT, REGISTRY, PollRaft, WriteBatch
 from nacos_actors.metrics import NodeMetrics
 from nacos_actors.settings import Settings
+from tests.consensus import ImmediateGroup
 
 
 def fail_test(error: BaseException) -> None:
@@ -39,14 +43,38 @@ def bridge_to(actors: ActorDirectory, settings: Settings) -> LoopBridge:
     return LoopBridge(actors, WriteBatcher(actors, REGISTRY, WriteBatch, settings.request_timeout))
 
 
+def start_raft(
+    settings: Settings, metrics: NodeMetrics, actors: ActorDirectory, board: RaftBoard, on_fatal: Any = fail_test
+) -> RaftDriver:
+    """A RaftDriver around an ImmediateGroup (a one-member group that commits at once) in a
+    DriverActor, registered in `actors` with its waker."""
+    driver = RaftDriver(
+        DefinitionCore(registry_limits(settings)),
+        ActorOutbox(None, actors),
+        board,
+        metrics.raft,
+        raft_driver_config(settings, {"127.0.0.1:7848": settings.self_address}),
+    )
+    group = ImmediateGroup(driver.apply_entry, driver.save_state, driver.load_state)
+    driver.attach(group)
+    actors.add(RAFT, DriverActor.start(driver, metrics, on_fatal), wake=group.wake)
+    actors.tell(RAFT, PollRaft())
+    return driver
+
+
 def registry_front(settings: Settings, on_fatal: Any = fail_test, **fields: Any) -> tuple[Front, RegistryCore]:
-    """A ready Front whose writes reach a running registry actor (stop `front.bridge.actors`);
-    the registry has the limits `settings` give."""
+    """A ready Front whose writes reach a running registry actor, and persistent writes a Raft
+    actor around a one-member group that commits at once (stop `front.bridge.actors`); the
+    registry has the limits `settings` give."""
     core = RegistryCore(registry_limits(settings))
     view = RegistryView(core)
     metrics = NodeMetrics(CollectorRegistry(), view)
     actors = ActorDirectory()
     start_registry(core, metrics, actors, on_fatal)
+    board = RaftBoard()
+    metrics.raft.state.board = board
+    start_raft(settings, metrics, actors, board, on_fatal)
+    fields.setdefault("raft_board", board)
     front = Front(settings=settings, bridge=bridge_to(actors, settings), view=view, metrics=metrics, ready=True, **fields)
     return front, core
 

@@ -60,6 +60,13 @@ def test_serve_flags_parse_to_setting_names():
             "--distro-verify-interval-ms", "1000",
             "--peer-max-body-bytes", "2048",
             "--distro-quarantine-max-ms", "5000",
+            "--raft-port", "7849",
+            "--raft-fsync", "false",
+            "--raft-election-timeout-ms", "300",
+            "--raft-proposal-timeout-ms", "2000",
+            "--raft-max-pending", "13",
+            "--raft-snapshot-entries", "14",
+            "--raft-ready-timeout-ms", "15",
         ]
     )
     assert vars(args) == {
@@ -111,6 +118,13 @@ def test_serve_flags_parse_to_setting_names():
         "distro_verify_interval_ms": "1000",
         "peer_max_body_bytes": "2048",
         "distro_quarantine_max_ms": "5000",
+        "raft_port": "7849",
+        "raft_fsync": "false",
+        "raft_election_timeout_ms": "300",
+        "raft_proposal_timeout_ms": "2000",
+        "raft_max_pending": "13",
+        "raft_snapshot_entries": "14",
+        "raft_ready_timeout_ms": "15",
     }
 
 

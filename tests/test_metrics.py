@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
+from nacos_actors.core.peer_auth import REJECT_REASONS
 from nacos_actors.logs import JsonFormatter, configure_logging, event
 from nacos_actors.messages import (
     BeatInstance,
@@ -32,7 +33,6 @@ from nacos_actors.messages import (
     UpdateService,
     WriteBatch,
 )
-from nacos_actors.core.peer_auth import REJECT_REASONS
 from nacos_actors.metrics import (
     BEAT_OUTCOMES,
     COMMAND_TYPES,
@@ -239,6 +239,18 @@ def test_our_metric_names_carry_the_prefix_and_a_unit_and_have_help(metrics):
         "nacos_actors_connections_open",
         "nacos_actors_connections_rejected",
         "nacos_actors_connections_idle_closed",
+        "nacos_actors_raft_term",
+        "nacos_actors_raft_role",
+        "nacos_actors_raft_commit_index",
+        "nacos_actors_raft_applied_index",
+        "nacos_actors_raft_log_entries",
+        "nacos_actors_raft_journal_bytes",
+        "nacos_actors_raft_snapshot_bytes",
+        "nacos_actors_raft_snapshot_seconds",
+        "nacos_actors_raft_ready",
+        "nacos_actors_raft_proposals",
+        "nacos_actors_raft_proposal_duration_seconds",
+        "nacos_actors_raft_snapshots",
     }
     for family in ours:
         assert family.documentation.strip(), family.name

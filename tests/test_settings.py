@@ -357,7 +357,8 @@ def test_every_settings_field_has_a_parser_and_a_flag():
     from nacos_actors.cli import build_parser
 
     destinations = set(vars(build_parser().parse_args(["serve"])))
-    assert {f.name for f in fields(Settings)} | {"cluster_conf", "config"} <= destinations
+    # member_raft_ports has no flag of its own: it comes from `?raft_port=` in member entries.
+    assert {f.name for f in fields(Settings)} - {"member_raft_ports"} | {"cluster_conf", "config"} <= destinations
 
 
 # -- cluster.conf and member lists -------------------------------------------------------
@@ -500,7 +501,13 @@ def test_the_procfile_node_configs(monkeypatch, port):
     settings = load_settings({"config": f"config/node-{port}.toml"}, {})
     members = ("127.0.0.1:8848", "127.0.0.1:8849", "127.0.0.1:8850")
     # A cluster refuses to start without a secret: the loopback example carries a dev-only one.
-    assert settings == Settings(port=port, members=members, cluster_secret="dev-only-loopback-cluster-secret")
+    assert settings == Settings(
+        port=port,
+        members=members,
+        cluster_secret="dev-only-loopback-cluster-secret",
+        data_dir=Path(f"data/node-{port}"),
+        raft_port=port - 1000,
+    )
     assert "DEV ONLY" in (CONFIG / f"node-{port}.toml").read_text()
     assert settings.self_address in settings.members
     assert not settings.standalone

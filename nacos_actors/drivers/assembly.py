@@ -21,7 +21,7 @@ from nacos_actors.drivers.outbox import Driver, Outbox
 from nacos_actors.drivers.push import PushDriver
 from nacos_actors.drivers.raft import RaftDriver, RaftDriverConfig
 from nacos_actors.drivers.registry import RegistryDriver
-from nacos_actors.messages import DISTRO, HEALTH, PUSH, REGISTRY, ActorName, Watch
+from nacos_actors.messages import DISTRO, HEALTH, PUSH, RAFT, REGISTRY, ActorName, PollRaft, Watch
 from nacos_actors.metrics import NodeMetrics
 from nacos_actors.settings import Settings
 
@@ -46,13 +46,13 @@ class NodeDrivers:
 
     def first_messages(self) -> list[tuple[ActorName, object]]:
         """What to tell once every driver runs: the registry learns its watchers (each is then
-        told every current service)."""
+        told every current service); the Raft driver starts ticking its group."""
         watchers: list[ActorName] = [HEALTH]
         if self.push is not None:
             watchers.append(PUSH)
         if self.distro is not None:
             watchers.append(DISTRO)
-        return [(REGISTRY, Watch(watcher)) for watcher in watchers]
+        return [*((REGISTRY, Watch(watcher)) for watcher in watchers), (RAFT, PollRaft())]
 
 
 def health_config(settings: Settings) -> HealthConfig:

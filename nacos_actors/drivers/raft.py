@@ -155,8 +155,7 @@ class RaftDriver:
         self._group = group
 
     def start(self, now_ms: int) -> None:
-        if self._config.poll_continuously:
-            self._outbox.tell(RAFT, PollRaft())
+        pass
 
     def stop(self) -> None:
         self._stopped = True

@@ -26,9 +26,10 @@ from nacos_actors.core.distro import responsible_member
 from nacos_actors.core.members import MemberBoard
 from nacos_actors.core.peer_auth import PeerCallRules, PeerRefused, judge_peer_call
 from nacos_actors.core.push import PushBoard, Subscription
-from nacos_actors.core.registry import RegistryView, Rejected
+from nacos_actors.core.registry import RegistryView, Rejected, services_limit_refusal
 from nacos_actors.core.values import clip
 from nacos_actors.core.writes import route_write
+from nacos_actors.drivers.assembly import registry_limits
 from nacos_actors.http.params.base import ParamError, Params, QueryMemo, query_values
 from nacos_actors.messages import (
     MEMBERS,
@@ -177,7 +178,14 @@ class Front:
         """Apply `command`: ephemeral data on the registry actor, persistent data through Raft
         (nacos_actors.core.writes decides, and checks what needs the whole service); return its
         value or raise its refusal (Rejected)."""
-        routed = route_write(command, self.view.service(command.service))
+        current = self.view.service(command.service)
+        try:
+            routed = route_write(command, current)
+            if routed.raft is not None and current is None:
+                self._make_room_for(command.service)
+        except Rejected:
+            self.metrics.write_counters()[type(command)][1].inc()
+            raise
         if routed.raft is None:
             return await self.bridge.writes.async_submit(routed.registry)
         persistent = await self.propose(routed.raft)
@@ -185,6 +193,14 @@ class Front:
             return persistent
         # A metadata batch naming both kinds: both answers are lists of updated instances.
         return (*persistent, *await self.bridge.writes.async_submit(routed.registry))
+
+    def _make_room_for(self, service: ServiceKey) -> None:
+        """A new service through Raft counts against max_services_per_namespace with every
+        service the namespace holds, ephemeral ones too (Raft's core sees only its own)."""
+        held = self.view.namespaces.get(service.namespace)
+        refusal = services_limit_refusal(registry_limits(self.settings), service.namespace, len(held or ()))
+        if refusal is not None:
+            raise refusal
 
     async def propose(self, command: PersistentCommand) -> Any:
         """Put `command` through Raft; its value once committed and applied here, else its

@@ -14,11 +14,12 @@ from nacos_actors.core.registry import RegistryCore
 from nacos_actors.logs import EVENT_ATTRIBUTE
 from nacos_actors.messages import (
     HEALTH,
-    Ok,
-    Refused,
     DeleteService,
     DeregisterInstance,
+    Ok,
+    PatchInstance,
     Ping,
+    Refused,
     RegisterInstance,
     ServicesChanged,
     Watch,
@@ -111,7 +112,7 @@ def test_a_refused_command_is_its_own_outcome_and_the_batch_goes_on(started):
     other = ServiceKey("public", "DEFAULT_GROUP@@other")
     batch = (
         RegisterInstance(SVC, Instance("127.0.0.1", 80)),
-        DeleteService(other),
+        PatchInstance(other, "127.0.0.1", 99, "DEFAULT", True, weight=2.0),
         RegisterInstance(other, Instance("127.0.0.1", 81)),
     )
     ref.tell(WriteBatch(batch, reply))
