@@ -23,7 +23,6 @@ class ImmediateStatus:
     applied_index: int = 0
     log_entries: int = 0
     journal_bytes: int = 0
-    ready: bool = True
 
 
 class ImmediateGroup:

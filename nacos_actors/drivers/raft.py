@@ -72,8 +72,6 @@ class GroupStatus(Protocol):
     def log_entries(self) -> int: ...
     @property
     def journal_bytes(self) -> int: ...
-    @property
-    def ready(self) -> bool: ...
 
 
 class ConsensusGroup(Protocol):
@@ -286,7 +284,8 @@ class RaftDriver:
             applied_index=group.applied_index,
             log_entries=group.log_entries,
             journal_bytes=group.journal_bytes,
-            ready=group.ready,
+            # Caught up: a leader is known and everything known committed is applied here.
+            ready=group.leader is not None and group.applied_index >= group.commit_index,
             durable=self._config.durable,
             snapshot_bytes=self._snapshot_bytes,
             snapshot_seconds=self._snapshot_seconds,
