@@ -46,6 +46,16 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` different free ports."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
 def clean_environment() -> dict[str, str]:
     """This process's environment without NACOS_ACTORS_* settings (tests pass flags)."""
     return {k: v for k, v in os.environ.items() if not k.startswith("NACOS_ACTORS_")}
@@ -146,6 +156,9 @@ class NodeLauncher:
     ) -> NodeProcess:
         port = free_port() if port is None else port
         argv = [sys.executable, "-m", "nacos_actors", "serve", "--port", str(port)]
+        if "--raft-port" not in args and "--members" not in args:
+            # A Raft port of its own (port - 1000, the default, may be anything's on a test host).
+            argv += ["--raft-port", str(next(p for p in free_ports(2) if p != port))]
         argv = list(command) if command is not None else argv
         stderr_path = self.logs / f"node-{len(self.nodes)}-{port}.stderr"
         stderr_file = open(stderr_path, "wb")
@@ -239,6 +252,12 @@ class Cluster:
     ports: list[int]
     args: tuple[str, ...]
     nodes: list[NodeProcess] = field(default_factory=list)
+    raft_ports: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.raft_ports:
+            taken = set(self.ports)
+            self.raft_ports = [p for p in free_ports(2 * len(self.ports)) if p not in taken][: len(self.ports)]
 
     @property
     def addresses(self) -> list[str]:
@@ -246,7 +265,8 @@ class Cluster:
 
     @property
     def members(self) -> str:
-        return ",".join(self.addresses)
+        """The member list, each entry with its Raft port (Nacos's `?raft_port=` form)."""
+        return ",".join(f"{a}?raft_port={r}" for a, r in zip(self.addresses, self.raft_ports, strict=True))
 
     @property
     def running(self) -> list[NodeProcess]:
@@ -287,12 +307,7 @@ class Cluster:
 def launch_cluster(launcher: NodeLauncher, size: int, *args: str) -> Cluster:
     """`size` members on free ports, started together; returns once every one is ready, UP, and
     sees all the others UP."""
-    ports: list[int] = []
-    while len(ports) < size:
-        port = free_port()
-        if port not in ports:
-            ports.append(port)
-    cluster = Cluster(launcher, ports, args)
+    cluster = Cluster(launcher, free_ports(size), args)
     for index in range(size):
         cluster.start_member(index, wait=False)
     for node in cluster.nodes:
