@@ -44,10 +44,16 @@ def bridge_to(actors: ActorDirectory, settings: Settings) -> LoopBridge:
 
 
 def start_raft(
-    settings: Settings, metrics: NodeMetrics, actors: ActorDirectory, board: RaftBoard, on_fatal: Any = fail_test
+    settings: Settings,
+    metrics: NodeMetrics,
+    actors: ActorDirectory,
+    board: RaftBoard,
+    on_fatal: Any = fail_test,
+    leader: str | None = "127.0.0.1:7848",
 ) -> RaftDriver:
-    """A RaftDriver around an ImmediateGroup (a one-member group that commits at once) in a
-    DriverActor, registered in `actors` with its waker."""
+    """A RaftDriver around an ImmediateGroup (a one-member group that commits at once; with
+    `leader` None it has no leader and fails every proposal) in a DriverActor, registered in
+    `actors` with its waker."""
     driver = RaftDriver(
         DefinitionCore(registry_limits(settings)),
         ActorOutbox(None, actors),
@@ -55,14 +61,16 @@ def start_raft(
         metrics.raft,
         raft_driver_config(settings, {"127.0.0.1:7848": settings.self_address}),
     )
-    group = ImmediateGroup(driver.apply_entry, driver.save_state, driver.load_state)
+    group = ImmediateGroup(driver.apply_entry, driver.save_state, driver.load_state, leader=leader)
     driver.attach(group)
     actors.add(RAFT, DriverActor.start(driver, metrics, on_fatal), wake=group.wake)
     actors.tell(RAFT, PollRaft())
     return driver
 
 
-def registry_front(settings: Settings, on_fatal: Any = fail_test, **fields: Any) -> tuple[Front, RegistryCore]:
+def registry_front(
+    settings: Settings, on_fatal: Any = fail_test, raft_leader: str | None = "127.0.0.1:7848", **fields: Any
+) -> tuple[Front, RegistryCore]:
     """A ready Front whose writes reach a running registry actor, and persistent writes a Raft
     actor around a one-member group that commits at once (stop `front.bridge.actors`); the
     registry has the limits `settings` give."""
@@ -73,7 +81,7 @@ def registry_front(settings: Settings, on_fatal: Any = fail_test, **fields: Any)
     start_registry(core, metrics, actors, on_fatal)
     board = RaftBoard()
     metrics.raft.state.board = board
-    start_raft(settings, metrics, actors, board, on_fatal)
+    start_raft(settings, metrics, actors, board, on_fatal, raft_leader)
     fields.setdefault("raft_board", board)
     front = Front(settings=settings, bridge=bridge_to(actors, settings), view=view, metrics=metrics, ready=True, **fields)
     return front, core

@@ -18,6 +18,7 @@ from nacos_actors.settings import (
     SETTING_NAMES,
     Settings,
     SettingsError,
+    parse_cluster_conf_entries,
     load_settings,
     parse_cluster_conf,
     parse_member,
@@ -462,7 +463,7 @@ def test_any_ip_address_is_a_host(address):
 # -- the shipped config/ files -------------------------------------------------------------
 
 
-COMMENTED_OUT = ("data_dir", "members", "cluster_conf", "cluster_secret")  # no value by default
+COMMENTED_OUT = ("data_dir", "members", "cluster_conf", "cluster_secret", "raft_port")  # no value by default
 
 
 def test_the_example_config_is_the_defaults():
@@ -524,3 +525,31 @@ def test_every_file_in_config_loads(monkeypatch):
 def test_ipv6_member_hosts_are_valid_addresses():
     (member,) = parse_members(["[2001:db8::1]:1"], "members")
     assert ipaddress.ip_address(member[1 : member.index("]")]) == ipaddress.ip_address("2001:db8::1")
+
+
+# -- Raft ports ------------------------------------------------------------------------------
+
+
+def test_a_member_entry_may_carry_its_raft_port_as_nacos_writes_it():
+    settings = load({"members": "127.0.0.1:8848?raft_port=9001,127.0.0.1:8849,127.0.0.1", "port": "8849"})
+    assert settings.members == ("127.0.0.1:8848", "127.0.0.1:8849")
+    assert settings.raft_address_of("127.0.0.1:8848") == "127.0.0.1:9001"
+    assert settings.raft_address_of("127.0.0.1:8849") == "127.0.0.1:7849"  # port - 1000, as Nacos
+
+
+def test_this_members_raft_port_setting_wins_for_itself():
+    settings = load({"members": "127.0.0.1:8848,127.0.0.1:8849?raft_port=9002", "port": "8849", "raft_port": "9100"})
+    assert settings.raft_address_of("127.0.0.1:8849") == "127.0.0.1:9100"
+    assert settings.raft_address_of("127.0.0.1:8848") == "127.0.0.1:7848"
+
+
+@pytest.mark.parametrize("entry", ["127.0.0.1:8848?raft=1", "127.0.0.1:8848?raft_port=", "127.0.0.1:8848?raft_port=0",
+                                   "127.0.0.1:8848?raft_port=x"])
+def test_a_bad_raft_port_entry_is_refused_naming_it(entry):
+    with pytest.raises(SettingsError, match="members"):
+        load({"members": entry})
+
+
+def test_cluster_conf_lines_may_carry_raft_ports():
+    members, raft_ports = parse_cluster_conf_entries("127.0.0.1:8848?raft_port=7001  # one\n127.0.0.1:8849\n")
+    assert members == ("127.0.0.1:8848", "127.0.0.1:8849") and raft_ports == (("127.0.0.1:8848", 7001),)
