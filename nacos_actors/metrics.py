@@ -416,7 +416,7 @@ class RaftMetrics:
         proposals = Counter(
             "nacos_actors_raft_proposals",
             "Persistent writes proposed to Raft by this member, by outcome: applied, refused (a 4xx), "
-            "no_leader, leader_changed, timed_out (outcome unknown), overloaded (all 503s)",
+            "no_leader, leader_changed, timed_out (outcome unknown), overloaded, failed (all 503s)",
             ["outcome"],
             registry=registry,
         )

@@ -23,6 +23,7 @@ PROPOSAL_NO_LEADER = "no_leader"
 PROPOSAL_LEADER_CHANGED = "leader_changed"
 PROPOSAL_TIMED_OUT = "timed_out"
 PROPOSAL_OVERLOADED = "overloaded"
+PROPOSAL_FAILED = "failed"  # anything else: the group closing, an entry too large, an apply that raised
 PROPOSAL_OUTCOMES = (
     PROPOSAL_APPLIED,
     PROPOSAL_REFUSED,
@@ -30,9 +31,11 @@ PROPOSAL_OUTCOMES = (
     PROPOSAL_LEADER_CHANGED,
     PROPOSAL_TIMED_OUT,
     PROPOSAL_OVERLOADED,
+    PROPOSAL_FAILED,
 )
 
-# The library's failure reasons (nacos_actors.raft.group) by the outcome they count as.
+# The library's failure reasons (nacos_actors.raft.group) by the outcome they count as; any
+# other reason counts as PROPOSAL_FAILED.
 FAILURE_OUTCOMES = {
     "no_leader": PROPOSAL_NO_LEADER,
     "queue_full": PROPOSAL_OVERLOADED,
@@ -83,6 +86,8 @@ def unavailable(reason: str, leader: str | None) -> Refused:
         text = "too many persistent writes are waiting for Raft"
     elif reason == PROPOSAL_TIMED_OUT:
         text = "the write was not committed in time; its outcome is unknown"
+    elif reason == PROPOSAL_FAILED:
+        text = "Raft could not take the write"
     else:
         text = "the Raft leader changed before the write was committed; its outcome is unknown"
     return Refused(503, f"{text}{where}; retry the request")

@@ -25,6 +25,7 @@ from nacos_actors.core.codec import (
 from nacos_actors.core.consensus import (
     FAILURE_OUTCOMES,
     PROPOSAL_APPLIED,
+    PROPOSAL_FAILED,
     PROPOSAL_REFUSED,
     PROPOSAL_TIMED_OUT,
     RaftBoard,
@@ -209,7 +210,7 @@ class RaftDriver:
             if applied and change is not None and not isinstance(pending.command, ImportDefinition):
                 log_change(pending.command, change.touched)
         else:
-            outcome = FAILURE_OUTCOMES.get(reason, reason)
+            outcome = FAILURE_OUTCOMES.get(reason, PROPOSAL_FAILED)
             self._recorder.proposal(outcome, seconds)
             pending.reply.resolve(unavailable(outcome, self._board.status.leader))
 

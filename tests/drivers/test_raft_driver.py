@@ -158,6 +158,7 @@ def test_a_refused_proposal_is_answered_with_its_refusal(rig):
         ("no_leader", "no_leader", "no Raft leader"),
         ("leader_changed", "leader_changed", "leader changed"),
         ("queue_full", "overloaded", "too many"),
+        ("closed", "failed", "could not take"),
     ],
 )
 def test_a_failed_proposal_is_a_503_naming_the_leader(rig, reason, outcome, words):
