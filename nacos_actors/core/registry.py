@@ -39,6 +39,7 @@ from nacos_actors.messages import (
 )
 from nacos_actors.model import (
     INSTANCE_ID_GENERATOR_KEY,
+    NO_SELECTOR,
     NONE_CHECKER,
     Definition,
     Dropped,
@@ -662,7 +663,7 @@ def with_definition(service: Service, definition: Definition | None) -> Service:
     with `definition` as its persistent half (none: the defaults)."""
     instances = service.instances
     previous = service.definition
-    if previous is definition and (definition is not None or not _has_persistent(instances)):
+    if previous is definition and (definition is not None or _ephemeral_only(service)):
         return service
     draft = instances.mutate()
     if previous is not None:
@@ -705,6 +706,19 @@ def persistent_half_only(definition: Definition, revision: int) -> Service:
 
 def _has_persistent(instances: Map[InstanceKey, Instance]) -> bool:
     return any(not key.ephemeral for key in instances)
+
+
+def _ephemeral_only(service: Service) -> bool:
+    """Whether `service` holds nothing of a persistent half: no persistent instance, and the
+    default settings (a peer's state carries the settings of its own persistent half)."""
+    return (
+        not service.explicit
+        and not service.clusters
+        and not service.metadata
+        and service.protect_threshold == 0.0
+        and service.selector == NO_SELECTOR
+        and not _has_persistent(service.instances)
+    )
 
 
 def definition_of(service: Service) -> Definition | None:
