@@ -32,7 +32,12 @@ from pysyncobj.node import TCPNode
 from pysyncobj.pipe_notifier import PipeNotifier
 from pysyncobj.syncobj import SyncObj, SyncObjException, replicated
 
-from nacos_actors.raft.journal import SyncedFileJournal, register_journal_file, unregister_journal_file
+from nacos_actors.raft.journal import (
+    SyncedFileJournal,
+    fsync_path,
+    register_journal_file,
+    unregister_journal_file,
+)
 from nacos_actors.raft.safety import install_library_guards
 from nacos_actors.raft.snapshot_file import read_snapshot, write_snapshot
 from nacos_actors.raft.transport import DEFAULT_MAX_FRAME_BYTES, GuardedTransport
@@ -227,7 +232,10 @@ class RaftGroup:
             self._journal_path: str | None = None
         else:
             data_dir = config.journal_dir
-            os.makedirs(data_dir, exist_ok=True)
+            if not os.path.isdir(data_dir):
+                os.makedirs(data_dir)
+                if self._sync:
+                    fsync_path(os.path.dirname(os.path.abspath(data_dir)))
             self._journal_path = os.path.join(data_dir, JOURNAL_FILE)
         self._snapshot_path = os.path.join(data_dir, SNAPSHOT_FILE)
         self._pending: dict[int, Done] = {}
