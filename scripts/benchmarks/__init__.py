@@ -27,4 +27,8 @@ instructions_driver, and instructions_node.start_node is the one place that buil
 in-process).
 
 Run from the repository's root: `python -m scripts.benchmarks` (what `scripts/bench` runs).
+
+Standalone, outside the table: raft_batching (`python -m scripts.benchmarks.raft_batching`),
+the in-process Raft group's appendEntriesUseBatch and heartbeat period, which chose
+RaftGroupConfig's defaults.
 """

@@ -16,13 +16,16 @@ from typing import Any
 
 import pysyncobj.journal
 import pysyncobj.pickle
+import pysyncobj.syncobj
+import pysyncobj.tcp_server
+import pysyncobj.transport
 import pytest
 
 from nacos_actors.raft.group import MIN_FRAME_BYTES
-from nacos_actors.raft.journal import SyncedFileJournal
+from nacos_actors.raft.journal import SyncedFileJournal, create_journal
 from nacos_actors.raft.safety import install_library_guards, library_internals_present
-from nacos_actors.raft.transport import FrameError, inflate_bounded
-from nacos_actors.raft.unpickle import restricted_loads
+from nacos_actors.raft.transport import BoundedTcpConnection, FrameError, inflate_bounded
+from nacos_actors.raft.unpickle import restricted_load, restricted_loads
 
 from .helpers import HOST, Member, single_config, wait_until
 
@@ -62,6 +65,14 @@ def frame(message: Any, protocol: int = 2) -> bytes:
 
 def test_the_library_internals_the_guards_use_are_all_present() -> None:
     assert library_internals_present() == []
+
+
+def test_the_guards_are_installed_once_in_the_names_the_library_calls() -> None:
+    install_library_guards()
+    assert pysyncobj.pickle.loads is restricted_loads is pysyncobj.journal.loads
+    assert pysyncobj.pickle.load is restricted_load
+    assert pysyncobj.syncobj.createJournal is create_journal
+    assert pysyncobj.transport.TcpConnection is BoundedTcpConnection is pysyncobj.tcp_server.TcpConnection
 
 
 def test_the_evil_pickle_runs_code_in_a_stock_unpickler(tmp_path: Path) -> None:
