@@ -170,7 +170,12 @@ def test_service_discovery_and_json_event_logs(start_node):
     assert node.stop() == 0
     lines = [json.loads(line) for line in node.stderr().splitlines() if line.strip()]
     assert all({"timestamp", "level", "logger", "message"} <= set(line) for line in lines)
-    events = [(line["event"], line["service"], line["ip"], line["port"]) for line in lines if "event" in line]
+    assert any(line.get("event") == "raft_role" and line["role"] == "leader" for line in lines)
+    events = [
+        (line["event"], line["service"], line["ip"], line["port"])
+        for line in lines
+        if line.get("event") in ("register", "deregister")
+    ]
     assert events == [
         ("register", "DEFAULT_GROUP@@orders", "127.0.0.1", 8080),
         ("register", "DEFAULT_GROUP@@orders", "127.0.0.1", 8081),
