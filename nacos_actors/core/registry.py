@@ -87,7 +87,7 @@ NO_LIMITS = RegistryLimits()
 
 
 def instances_limit_refusal(limits: RegistryLimits, service: ServiceKey, held: int) -> Rejected | None:
-    """The refusal of one more instance in a service that holds `held` of its kind, if any."""
+    """The refusal of one more instance in a service that holds `held` instances, if any."""
     limit = limits.max_instances_per_service
     if limit and held >= limit:
         return Rejected(
@@ -763,6 +763,11 @@ class RegistryView:
     def namespaces(self) -> Mapping[str, Mapping[str, Service]]:
         """namespace -> grouped name -> snapshot; copy a namespace's dict before iterating it."""
         return self._core.namespaces
+
+    def services_in(self, namespace: str) -> int:
+        """How many services a namespace holds."""
+        services = self._core.namespaces.get(namespace)
+        return len(services) if services is not None else 0
 
     @property
     def service_count(self) -> int:

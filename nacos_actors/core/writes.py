@@ -3,8 +3,9 @@
 
 Pure. The HTTP edge calls `route_write` on the event loop with the service as this member
 sees it. Raft's core cannot see ephemeral instances, so the checks that need the whole
-service (does it exist, does it hold ephemeral instances, does the cluster exist) are made
-here, as Nacos 2.x makes them before it proposes.
+service (does it exist, does it hold ephemeral instances, does the cluster exist, would one
+more instance or service pass a limit) are made here, as Nacos 2.x makes them before it
+proposes.
 """
 
 from __future__ import annotations
@@ -12,7 +13,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import NamedTuple
 
-from nacos_actors.core.registry import Rejected
+from nacos_actors.core.registry import (
+    NO_LIMITS,
+    RegistryLimits,
+    Rejected,
+    instances_limit_refusal,
+    services_limit_refusal,
+)
 from nacos_actors.messages import (
     BeatInstance,
     Command,
@@ -31,7 +38,7 @@ from nacos_actors.messages import (
     UpdateMetadataBatch,
     UpdateService,
 )
-from nacos_actors.model import InstanceKey, Service
+from nacos_actors.model import InstanceKey, Service, ServiceKey
 
 
 class Routed(NamedTuple):
@@ -42,12 +49,18 @@ class Routed(NamedTuple):
     raft: PersistentCommand | None
 
 
-def route_write(command: Command, current: Service | None) -> Routed:
+def route_write(
+    command: Command, current: Service | None, limits: RegistryLimits = NO_LIMITS, services_held: int = 0
+) -> Routed:
     """Split `command` between the registry and Raft; raise Rejected for what the whole
-    service refuses (`current` is the service as this member sees it)."""
+    service refuses (`current` is the service as this member sees it, `services_held` how many
+    services its namespace holds: the limits count both halves, which Raft's core cannot)."""
     match command:
-        case RegisterInstance(_, instance) | UpdateInstance(_, instance, _):
-            return Routed(command, None) if instance.ephemeral else Routed(None, command)
+        case RegisterInstance(service, instance) | UpdateInstance(service, instance, _):
+            if instance.ephemeral:
+                return Routed(command, None)
+            _check_room(limits, service, instance.key, current, services_held)
+            return Routed(None, command)
         case DeregisterInstance(_, key):
             return Routed(command, None) if key.ephemeral else Routed(None, command)
         case PatchInstance(service, ip, port, cluster, ephemeral):
@@ -57,14 +70,18 @@ def route_write(command: Command, current: Service | None) -> Routed:
                 command = replace(command, ephemeral=ephemeral)
             return Routed(command, None) if ephemeral else Routed(None, command)
         case BeatInstance(service, key, reregister):
-            if key.ephemeral or reregister is None:
+            # A beat never changes a persistent instance that is there (the registry answers it
+            # as it is); one that is not is registered from the beat, through Raft.
+            if key.ephemeral or reregister is None or (current is not None and key in current.instances):
                 return Routed(command, None)
+            _check_room(limits, service, key, current, services_held)
             return Routed(None, RegisterInstance(service, reregister))
         case MarkUnhealthy() | ExpireInstance() | RemoveEmptyService():
             return Routed(command, None)
         case CreateService(service):
             if current is not None:
                 raise Rejected(400, f"specified service already exists, serviceName : {service.name}")
+            _check_room(limits, service, None, current, services_held)
             return Routed(None, command)
         case UpdateService(service):
             if current is None:
@@ -103,3 +120,18 @@ def route_write(command: Command, current: Service | None) -> Routed:
             )
         case _:
             raise AssertionError(f"unrouted write {type(command).__name__}")
+
+
+def _check_room(
+    limits: RegistryLimits, service: ServiceKey, key: InstanceKey | None, current: Service | None, services_held: int
+) -> None:
+    """Refuse a persistent write that would add a service past max_services_per_namespace, or
+    the instance `key` past max_instances_per_service, counting both halves."""
+    if current is None:
+        refusal = services_limit_refusal(limits, service.namespace, services_held)
+    elif key is not None and key not in current.instances:
+        refusal = instances_limit_refusal(limits, service, len(current.instances))
+    else:
+        refusal = None
+    if refusal is not None:
+        raise refusal

@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -26,7 +27,7 @@ from nacos_actors.core.distro import responsible_member
 from nacos_actors.core.members import MemberBoard
 from nacos_actors.core.peer_auth import PeerCallRules, PeerRefused, judge_peer_call
 from nacos_actors.core.push import PushBoard, Subscription
-from nacos_actors.core.registry import RegistryView, Rejected, services_limit_refusal
+from nacos_actors.core.registry import RegistryLimits, RegistryView, Rejected
 from nacos_actors.core.values import clip
 from nacos_actors.core.writes import route_write
 from nacos_actors.drivers.assembly import registry_limits
@@ -169,6 +170,11 @@ class Front:
         self.rendered = RenderedInstances(self.settings.rendered_instances_bytes)
         self.list_memo = ListMemo(self.settings.list_memo_bytes)
 
+    @cached_property
+    def limits(self) -> RegistryLimits:
+        """The registry's limits, as the node's settings set them."""
+        return registry_limits(self.settings)
+
     @property
     def serving(self) -> bool:
         """Whether the node answers clients: it listens, and a cluster member holds its data."""
@@ -178,11 +184,10 @@ class Front:
         """Apply `command`: ephemeral data on the registry actor, persistent data through Raft
         (nacos_actors.core.writes decides, and checks what needs the whole service); return its
         value or raise its refusal (Rejected)."""
-        current = self.view.service(command.service)
+        key = command.service
         try:
-            routed = route_write(command, current)
-            if routed.raft is not None and current is None:
-                self._make_room_for(command.service)
+            # The limits count both halves of a service; Raft's core sees only its own.
+            routed = route_write(command, self.view.service(key), self.limits, self.view.services_in(key.namespace))
         except Rejected:
             self.metrics.write_counters()[type(command)][1].inc()
             raise
@@ -193,14 +198,6 @@ class Front:
             return persistent
         # A metadata batch naming both kinds: both answers are lists of updated instances.
         return (*persistent, *await self.bridge.writes.async_submit(routed.registry))
-
-    def _make_room_for(self, service: ServiceKey) -> None:
-        """A new service through Raft counts against max_services_per_namespace with every
-        service the namespace holds, ephemeral ones too (Raft's core sees only its own)."""
-        held = self.view.namespaces.get(service.namespace)
-        refusal = services_limit_refusal(registry_limits(self.settings), service.namespace, len(held or ()))
-        if refusal is not None:
-            raise refusal
 
     async def propose(self, command: PersistentCommand) -> Any:
         """Put `command` through Raft; its value once committed and applied here, else its

@@ -15,25 +15,33 @@ from nacos_actors.model import Service, ServiceKey
 
 
 class LocalRegistry:
-    """`registry` and `definitions` of one member; `apply` routes and applies one write."""
+    """`registry` and `definitions` of one member; `apply` routes and applies one write.
+
+    `changes` lists every change the registry published, in order (what its watchers are told);
+    `entries` every persistent command committed, with its proposer's clock (the Raft log, for
+    another member to replay with `propose`)."""
 
     def __init__(self, limits: RegistryLimits = NO_LIMITS, registry: RegistryCore | None = None) -> None:
         self.registry = registry if registry is not None else RegistryCore(limits)
         self.definitions = DefinitionCore(limits)
         self.index = 0
         self.changes: list[ServiceChange] = []
+        self.entries: list[tuple[PersistentCommand, int]] = []
 
     def service(self, key: ServiceKey) -> Service | None:
         return self.registry.service(key)
 
     def apply(self, command: Command, now_ms: int) -> Any:
         """Apply `command` as a node would; answers its value, raises Rejected for a refusal."""
-        routed = route_write(command, self.registry.service(command.service))
+        key = command.service
+        held = len(self.registry.namespaces.get(key.namespace, {}))
+        routed = route_write(command, self.registry.service(key), self.registry.limits, held)
         value: Any = ()
         if routed.raft is not None:
             value = self.propose(routed.raft, now_ms)
         if routed.registry is not None:
             applied: Applied = self.registry.apply(routed.registry, now_ms)
+            self._note(applied)
             if routed.raft is None:
                 return applied.value
             return (*value, *applied.value)
@@ -42,6 +50,7 @@ class LocalRegistry:
     def propose(self, command: PersistentCommand, now_ms: int) -> Any:
         """Commit `command` through the one-member Raft and merge its change; its value."""
         self.index += 1
+        self.entries.append((command, now_ms))
         done = self.definitions.apply(command, now_ms, self.index)
         if done.change is not None:
             self.changes.extend(self.registry.apply_definitions([done.change]))
@@ -49,3 +58,9 @@ class LocalRegistry:
             raise Rejected(done.outcome.status, done.outcome.message)
         assert isinstance(done.outcome, Ok)
         return done.outcome.value
+
+    def _note(self, applied: Applied) -> None:
+        if applied.changed is not None:
+            self.changes.append(ServiceChange(applied.changed.key, applied.changed, frozenset(applied.touched)))
+        elif applied.deleted is not None:
+            self.changes.append(ServiceChange(applied.deleted, None))

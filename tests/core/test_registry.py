@@ -1,4 +1,5 @@
-"""The registry core against a plain reference model, plus its rules one by one."""
+"""The registry against a plain reference model, plus its rules one by one. Persistent writes go
+through a one-member Raft (tests.core.combined.LocalRegistry), as the edge routes them."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from nacos_actors.messages import (
 from nacos_actors.model import (
     NO_SELECTOR,
     ClusterConfig,
+    Definition,
     Instance,
     InstanceKey,
     Selector,
@@ -34,6 +36,7 @@ from nacos_actors.model import (
     freeze,
     instance_map,
 )
+from tests.core.combined import LocalRegistry
 
 SERVICES = [ServiceKey("public", "DEFAULT_GROUP@@a"), ServiceKey("public", "g@@b"), ServiceKey("dev", "DEFAULT_GROUP@@a")]
 
@@ -81,7 +84,8 @@ class RegistryAgainstModel(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.core = RegistryCore()
+        self.local = LocalRegistry()
+        self.core = self.local.registry
         self.model: dict[ServiceKey, dict[InstanceKey, Instance]] = {}
         self.now = 1_000
         self.held: list[tuple[object, object]] = []
@@ -105,13 +109,13 @@ class RegistryAgainstModel(RuleBasedStateMachine):
     @rule(service=st.sampled_from(SERVICES), instance=instances)
     def register(self, service, instance):
         self._hold_snapshots()
-        self.core.apply(RegisterInstance(service, instance), self._tick())
+        self.local.apply(RegisterInstance(service, instance), self._tick())
         self._model_put(service, instance)
 
     @rule(service=st.sampled_from(SERVICES), key=keys)
     def deregister(self, service, key):
         self._hold_snapshots()
-        self.core.apply(DeregisterInstance(service, key), self._tick())
+        self.local.apply(DeregisterInstance(service, key), self._tick())
         self.model.get(service, {}).pop(key, None)
 
     @rule(service=st.sampled_from(SERVICES), instance=instances, must_exist=st.booleans())
@@ -119,9 +123,9 @@ class RegistryAgainstModel(RuleBasedStateMachine):
         exists = instance.key in self.model.get(service, {})
         if must_exist and not exists:
             with pytest.raises(Rejected):
-                self.core.apply(UpdateInstance(service, instance, must_exist), self._tick())
+                self.local.apply(UpdateInstance(service, instance, must_exist), self._tick())
             return
-        self.core.apply(UpdateInstance(service, instance, must_exist), self._tick())
+        self.local.apply(UpdateInstance(service, instance, must_exist), self._tick())
         self._model_put(service, instance)
 
     @rule(service=st.sampled_from(SERVICES), key=keys, weight=st.sampled_from([None, 3.0]), enabled=st.sampled_from([None, False, True]))
@@ -130,16 +134,16 @@ class RegistryAgainstModel(RuleBasedStateMachine):
         found = self.model.get(service, {}).get(key)
         if found is None:
             with pytest.raises(Rejected):
-                self.core.apply(command, self._tick())
+                self.local.apply(command, self._tick())
             return
-        self.core.apply(command, self._tick())
+        self.local.apply(command, self._tick())
         changes = {k: v for k, v in {"weight": weight, "enabled": enabled}.items() if v is not None}
         self.model[service][key] = replace(found, **changes)
 
     @rule(service=st.sampled_from(SERVICES), key=keys, full=st.booleans())
     def beat(self, service, key, full):
         reregister = Instance(key.ip, key.port, key.cluster, ephemeral=key.ephemeral) if full else None
-        answer = self.core.apply(BeatInstance(service, key, reregister), self._tick()).value
+        answer = self.local.apply(BeatInstance(service, key, reregister), self._tick())
         found = self.model.get(service, {}).get(key)
         if found is None:
             if full:
@@ -186,7 +190,7 @@ def test_reregister_resets_fields_and_keeps_the_instance_id():
 
 
 def test_ephemeral_and_persistent_with_one_address_are_two_instances():
-    core = RegistryCore()
+    core = LocalRegistry()
     core.apply(RegisterInstance(SVC, Instance("127.0.0.1", 80, ephemeral=True)), 1)
     core.apply(RegisterInstance(SVC, Instance("127.0.0.1", 80, ephemeral=False)), 2)
     assert len(core.service(SVC).instances) == 2
@@ -235,46 +239,52 @@ def test_beat_does_not_revive_a_marked_instance_but_answers_it():
 
 
 def test_service_lifecycle_rules():
-    core = RegistryCore()
-    core.apply(CreateService(SVC, 0.5, freeze({"a": "1"}), NO_SELECTOR), 1)
+    local = LocalRegistry()
+    core = local.registry
+    local.apply(CreateService(SVC, 0.5, freeze({"a": "1"}), NO_SELECTOR), 1)
     with pytest.raises(Rejected, match="already exists"):
-        core.apply(CreateService(SVC, 0.5, freeze({}), NO_SELECTOR), 2)
-    core.apply(UpdateService(SVC, 0.2, None, None), 3)
+        local.apply(CreateService(SVC, 0.5, freeze({}), NO_SELECTOR), 2)
+    local.apply(UpdateService(SVC, 0.2, None, None), 3)
     assert core.service(SVC).protect_threshold == 0.2 and dict(core.service(SVC).metadata) == {"a": "1"}
-    core.apply(RegisterInstance(SVC, Instance("127.0.0.1", 80)), 4)
+    local.apply(RegisterInstance(SVC, Instance("127.0.0.1", 80)), 4)
     with pytest.raises(Rejected, match="not empty") as refused:
-        core.apply(DeleteService(SVC), 5)
+        local.apply(DeleteService(SVC), 5)
     assert refused.value.status == 400
-    core.apply(DeregisterInstance(SVC, InstanceKey("127.0.0.1", 80, "DEFAULT", True)), 6)
-    core.apply(DeleteService(SVC), 7)
+    local.apply(DeregisterInstance(SVC, InstanceKey("127.0.0.1", 80, "DEFAULT", True)), 6)
+    local.apply(DeleteService(SVC), 7)
     assert core.service(SVC) is None and core.namespaces == {} and core.service_count == 0
     with pytest.raises(Rejected, match="not exist"):
-        core.apply(DeleteService(SVC), 8)
+        local.apply(DeleteService(SVC), 8)
     with pytest.raises(Rejected, match="not found"):
-        core.apply(UpdateService(SVC, 0.1, None, None), 9)
+        local.apply(UpdateService(SVC, 0.1, None, None), 9)
 
 
 def test_metadata_batch_merges_or_removes_on_the_chosen_instances():
-    core = RegistryCore()
+    core = LocalRegistry()
     core.apply(RegisterInstance(SVC, Instance("127.0.0.1", 80, metadata=freeze({"a": "1", "b": "2"}))), 1)
     core.apply(RegisterInstance(SVC, Instance("127.0.0.1", 81, ephemeral=False)), 2)
-    merged = core.apply(UpdateMetadataBatch(SVC, freeze({"c": "3"}), False, "ephemeral", ()), 3).value
+    merged = core.apply(UpdateMetadataBatch(SVC, freeze({"c": "3"}), False, "ephemeral", ()), 3)
     assert merged == ("127.0.0.1:80:unknown:DEFAULT:ephemeral",)
     removed = core.apply(
         UpdateMetadataBatch(SVC, freeze({"a": ""}), True, None, (InstanceKey("127.0.0.1", 80, "DEFAULT", True),)), 4
-    ).value
+    )
     assert removed == ("127.0.0.1:80:unknown:DEFAULT:ephemeral",)
     ephemeral = core.service(SVC).instances[InstanceKey("127.0.0.1", 80, "DEFAULT", True)]
     assert dict(ephemeral.metadata) == {"b": "2", "c": "3"}
-    assert core.apply(UpdateMetadataBatch(ServiceKey("public", "x@@y"), freeze({}), False, "persist", ()), 5).value == ()
+    assert core.apply(UpdateMetadataBatch(ServiceKey("public", "x@@y"), freeze({}), False, "persist", ()), 5) == ()
+    both = (InstanceKey("127.0.0.1", 80, "DEFAULT", True), InstanceKey("127.0.0.1", 81, "DEFAULT", False))
+    answered = core.apply(UpdateMetadataBatch(SVC, freeze({"d": "4"}), False, None, both), 6)
+    assert answered == ("127.0.0.1:81:unknown:DEFAULT:persist", "127.0.0.1:80:unknown:DEFAULT:ephemeral")
+    assert all(i.metadata.get("d") == "4" for i in core.service(SVC).instances.values())
 
 
 @settings(max_examples=50, deadline=None)
 @given(st.lists(instances, max_size=8))
 def test_load_rebuilds_the_counters(batch):
-    core = RegistryCore()
+    local = LocalRegistry()
     for n, instance in enumerate(batch):
-        core.apply(RegisterInstance(SVC, instance), n)
+        local.apply(RegisterInstance(SVC, instance), n)
+    core = local.registry
     copy_of = RegistryCore()
     copy_of.load(core.all_services())
     assert visible(copy_of) == visible(core)
@@ -295,6 +305,7 @@ def test_an_instance_write_keeps_every_other_service_field():
         revision=7,
         modified_ms=1_000,
         clusters=freeze({"C1": ClusterConfig()}),
+        definition=Definition(key=ServiceKey("ns-1", "G@@svc"), explicit=True),
     )
     defaults = Service(key=current.key)
     for field in dataclasses.fields(Service):
