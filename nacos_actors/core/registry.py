@@ -606,8 +606,10 @@ class RegistryCore:
             if current is not None and current.definition is definition:
                 return _UNCHANGED
             if current is None:
-                self.tombstones.pop(change.key, None)
-            return self._publish(with_definition(current or Service(key=change.key), definition)).changed
+                # Made again: its ephemeral stamp carries on after its last deletion's, as one
+                # made by a registration does, so no peer takes its next states for older ones.
+                current = Service(key=change.key, revision=self._first_revision(change.key))
+            return self._publish(with_definition(current, definition)).changed
         if current is None:
             return _UNCHANGED
         if current.definition is None and not change.deleted_service:

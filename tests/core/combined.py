@@ -18,14 +18,16 @@ class LocalRegistry:
     """`registry` and `definitions` of one member; `apply` routes and applies one write.
 
     `changes` lists every change the registry published, in order (what its watchers are told);
-    `entries` every persistent command committed, with its proposer's clock (the Raft log, for
-    another member to replay with `propose`)."""
+    `written` the services the registry's own writes changed, in order (what Distro sends to the
+    other members); `entries` every persistent command committed, with its proposer's clock (the
+    Raft log, for another member to replay with `propose`)."""
 
     def __init__(self, limits: RegistryLimits = NO_LIMITS, registry: RegistryCore | None = None) -> None:
         self.registry = registry if registry is not None else RegistryCore(limits)
         self.definitions = DefinitionCore(limits)
         self.index = 0
         self.changes: list[ServiceChange] = []
+        self.written: list[ServiceKey] = []
         self.entries: list[tuple[PersistentCommand, int]] = []
 
     def service(self, key: ServiceKey) -> Service | None:
@@ -62,5 +64,7 @@ class LocalRegistry:
     def _note(self, applied: Applied) -> None:
         if applied.changed is not None:
             self.changes.append(ServiceChange(applied.changed.key, applied.changed, frozenset(applied.touched)))
+            self.written.append(applied.changed.key)
         elif applied.deleted is not None:
             self.changes.append(ServiceChange(applied.deleted, None))
+            self.written.append(applied.deleted)

@@ -1,10 +1,11 @@
-"""Cluster configs and manual health in the registry core: UpdateCluster and SetInstanceHealth."""
+"""Cluster configs and manual health: UpdateCluster and SetInstanceHealth, routed as the edge routes
+them (cluster configs and persistent instances' health through a one-member Raft)."""
 
 from __future__ import annotations
 
 import pytest
 
-from nacos_actors.core.registry import RegistryCore, Rejected
+from nacos_actors.core.registry import Rejected
 from nacos_actors.messages import (
     CreateService,
     DeleteService,
@@ -22,6 +23,7 @@ from nacos_actors.model import (
     ServiceKey,
     freeze,
 )
+from tests.core.combined import LocalRegistry
 
 SVC = ServiceKey("public", "DEFAULT_GROUP@@demo")
 IP = "127.0.0.1"
@@ -34,15 +36,15 @@ HTTP = ClusterConfig(
 )
 
 
-def core_with(*instances: Instance) -> RegistryCore:
-    core = RegistryCore()
+def core_with(*instances: Instance) -> LocalRegistry:
+    core = LocalRegistry()
     core.apply(CreateService(SVC, 0.0, freeze({}), NO_SELECTOR), 1)
     for n, instance in enumerate(instances):
         core.apply(RegisterInstance(SVC, instance), 2 + n)
     return core
 
 
-def health(core: RegistryCore, healthy: bool, port: int = 80, cluster: str = "DEFAULT", now: int = 100):
+def health(core: LocalRegistry, healthy: bool, port: int = 80, cluster: str = "DEFAULT", now: int = 100):
     return core.apply(SetInstanceHealth(SVC, IP, port, cluster, healthy), now)
 
 
@@ -63,14 +65,16 @@ def test_unconfigured_clusters_behave_as_tcp_defaults():
 def test_update_cluster_creates_an_entry_for_a_cluster_without_instances():
     core = core_with(Instance(IP, 80))
     before = core.service(SVC)
-    applied = core.apply(UpdateCluster(SVC, "c-1", HTTP), 50)
+    value = core.apply(UpdateCluster(SVC, "c-1", HTTP), 50)
     after = core.service(SVC)
-    assert applied.value == HTTP and applied.changed is after
+    assert value == HTTP and core.changes[-1].snapshot is after
     assert after.cluster_config("c-1") == HTTP
     assert after.known_cluster_names() == ["DEFAULT", "c-1"]
     assert after.cluster_names() == ["DEFAULT"]  # still only the clusters holding instances
     assert after.has_cluster("c-1") and not after.has_cluster("other")
-    assert (after.revision, after.modified_ms) == (before.revision + 1, 50)
+    # A persistent change: the ephemeral stamp (what Distro compares) stays, the definition's moves.
+    assert (after.revision, after.modified_ms) == (before.revision, before.modified_ms)
+    assert after.definition.modified_ms == after.last_ref_ms == 50
     assert after.instances == before.instances
 
 
@@ -81,7 +85,9 @@ def test_update_cluster_replaces_the_whole_config_and_keeps_other_clusters():
     core.apply(UpdateCluster(SVC, "a", NONE), 12)
     service = core.service(SVC)
     assert dict(service.clusters) == {"a": NONE, "b": NONE}
-    assert service.revision == 3  # created at 0, then three changes
+    # Created, then three changes: all persistent, so Raft's index moves and the ephemeral
+    # revision stays at 0.
+    assert (service.definition.index, service.revision) == (4, 0)
 
 
 def test_an_unchanged_cluster_config_publishes_nothing():
@@ -89,16 +95,18 @@ def test_an_unchanged_cluster_config_publishes_nothing():
     core.apply(UpdateCluster(SVC, "a", HTTP), 10)
     before = core.service(SVC)
     same = ClusterConfig(freeze(dict(HTTP.health_checker)), 8081, False, freeze({"zone": "a"}))
-    applied = core.apply(UpdateCluster(SVC, "a", same), 11)
-    assert applied.changed is None and core.service(SVC) is before
+    changes = len(core.changes)
+    assert core.apply(UpdateCluster(SVC, "a", same), 11) == HTTP
+    assert len(core.changes) == changes and core.service(SVC) is before
 
 
 def test_update_cluster_of_a_missing_service_is_a_400():
-    core = RegistryCore()
+    core = LocalRegistry()
     with pytest.raises(Rejected) as refused:
         core.apply(UpdateCluster(SVC, "DEFAULT", NONE), 1)
     assert (refused.value.status, refused.value.message) == (400, "service not found:DEFAULT_GROUP@@demo")
-    assert core.service(SVC) is None and core.service_count == 0
+    assert core.service(SVC) is None and core.registry.service_count == 0
+    assert core.entries == []  # refused at the edge, never proposed
 
 
 def test_a_held_snapshot_never_sees_a_cluster_change():
@@ -111,11 +119,14 @@ def test_a_held_snapshot_never_sees_a_cluster_change():
     assert core.service(SVC).instances[InstanceKey(IP, 80, "DEFAULT", True)].healthy is False
 
 
-def test_a_configured_but_empty_service_can_still_be_deleted_and_cleaned():
+def test_a_configured_but_empty_service_can_still_be_deleted_but_is_not_cleaned():
     core = core_with()
     core.apply(UpdateCluster(SVC, "DEFAULT", NONE), 10)
     revision = core.service(SVC).revision
-    assert core.apply(RemoveEmptyService(SVC, revision - 1), 11).value is False  # changed since
+    assert core.apply(RemoveEmptyService(SVC, revision - 1), 11) is False  # changed since
+    # The empty-service cleaner removes only what the registry alone holds: a service with a
+    # persistent half is Raft's, deleted by DeleteService.
+    assert core.apply(RemoveEmptyService(SVC, revision), 11) is False
     core.apply(DeleteService(SVC), 12)
     assert core.service(SVC) is None
 
@@ -142,35 +153,35 @@ def test_health_is_set_once_the_checker_is_none_and_bumps_the_revision():
     core = core_with(Instance(IP, 80))
     core.apply(UpdateCluster(SVC, "DEFAULT", NONE), 10)
     before = core.service(SVC)
-    applied = health(core, False, now=20)
+    answer = health(core, False, now=20)
     after = core.service(SVC)
-    assert applied.value.healthy is False and applied.changed is after
+    assert answer.healthy is False and core.changes[-1].snapshot is after
     assert (after.revision, after.modified_ms) == (before.revision + 1, 20)
     assert after.instances[InstanceKey(IP, 80, "DEFAULT", True)].instance_id == "127.0.0.1#80#DEFAULT#DEFAULT_GROUP@@demo"
     back = health(core, True, now=30)
-    assert back.value.healthy is True and core.service(SVC).revision == before.revision + 2
+    assert back.healthy is True and core.service(SVC).revision == before.revision + 2
 
 
 def test_setting_the_health_it_already_has_publishes_nothing():
     core = core_with(Instance(IP, 80))
     core.apply(UpdateCluster(SVC, "DEFAULT", NONE), 10)
     before = core.service(SVC)
-    applied = health(core, True)
-    assert applied.changed is None and applied.value.healthy is True and core.service(SVC) is before
+    changes = len(core.changes)
+    assert health(core, True).healthy is True
+    assert len(core.changes) == changes and core.service(SVC) is before
 
 
 def test_the_persistent_instance_is_preferred_then_the_ephemeral_one():
     core = core_with(Instance(IP, 80, ephemeral=True), Instance(IP, 80, ephemeral=False))
     core.apply(UpdateCluster(SVC, "DEFAULT", NONE), 10)
-    applied = health(core, False)
-    assert applied.value.ephemeral is False
+    assert health(core, False).ephemeral is False
     instances = core.service(SVC).instances
     assert instances[InstanceKey(IP, 80, "DEFAULT", False)].healthy is False
     assert instances[InstanceKey(IP, 80, "DEFAULT", True)].healthy is True
 
     only_ephemeral = core_with(Instance(IP, 80, ephemeral=True))
     only_ephemeral.apply(UpdateCluster(SVC, "DEFAULT", NONE), 10)
-    assert health(only_ephemeral, False).value.ephemeral is True
+    assert health(only_ephemeral, False).ephemeral is True
 
 
 def test_only_the_named_cluster_is_searched_and_its_checker_decides():
@@ -187,25 +198,26 @@ def test_only_the_named_cluster_is_searched_and_its_checker_decides():
 def test_a_marked_instance_takes_the_manual_health_too():
     core = core_with(Instance(IP, 80, marked=True))
     core.apply(UpdateCluster(SVC, "DEFAULT", NONE), 10)
-    assert health(core, False).value.healthy is False
+    assert health(core, False).healthy is False
 
 
 def test_no_instance_at_that_address_changes_nothing():
     core = core_with(Instance(IP, 80))
     core.apply(UpdateCluster(SVC, "DEFAULT", NONE), 10)
     before = core.service(SVC)
-    applied = health(core, False, port=81)
-    assert applied.value is None and applied.changed is None and core.service(SVC) is before
+    changes = len(core.changes)
+    assert health(core, False, port=81) is None
+    assert len(core.changes) == changes and core.service(SVC) is before
 
 
 def test_a_configured_cluster_without_instances_answers_nothing_changed():
     core = core_with()
     core.apply(UpdateCluster(SVC, "DEFAULT", NONE), 10)
-    assert health(core, False).value is None
+    assert health(core, False) is None
 
 
 def test_a_missing_service_is_a_404():
-    core = RegistryCore()
+    core = LocalRegistry()
     with pytest.raises(Rejected) as refused:
         health(core, False)
     assert (refused.value.status, refused.value.message) == (404, "service DEFAULT_GROUP@@demo is not found!")

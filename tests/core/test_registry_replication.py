@@ -1,11 +1,13 @@
 """The registry core's replication side: ordering replicated states by revision, tombstones and
-verify's drops, `state_of` and `replace_all`, and replicas converging whatever the delivery order."""
+verify's drops, `state_of` and `replace_all`, and replicas converging whatever the delivery order.
+Distro carries the ephemeral halves; persistent writes reach every member through Raft (here each
+member's one-member Raft replays the origin's committed entries, tests.core.combined)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from hypothesis import given, settings
+from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
 from nacos_actors.core.registry import Dropped, RegistryCore, Rejected, Tombstone
@@ -18,6 +20,7 @@ from nacos_actors.messages import (
     UpdateService,
 )
 from nacos_actors.model import NO_SELECTOR, Instance, InstanceKey, Service, ServiceKey, freeze, instance_map
+from tests.core.combined import LocalRegistry
 
 SVC = ServiceKey("public", "DEFAULT_GROUP@@orders")
 OTHER = ServiceKey("dev", "g@@billing")
@@ -94,12 +97,25 @@ def test_a_replicated_state_is_published_as_it_came():
     assert core.service(SVC) is sent
 
 
-def test_a_new_explicit_service_replicates():
-    origin = RegistryCore()
+def replay(origin: LocalRegistry, replica: LocalRegistry) -> None:
+    """Commit on `replica` the Raft entries `origin` committed that it has not yet."""
+    for command, at in origin.entries[len(replica.entries) :]:
+        try:
+            replica.propose(command, at)
+        except Rejected:
+            pass
+
+
+def test_a_new_explicit_service_replicates_through_raft_not_distro():
+    origin = LocalRegistry()
     origin.apply(CreateService(SVC, 0.5, freeze({"k": "v"}), NO_SELECTOR), 100)
-    replica = RegistryCore()
-    assert replica.apply_replicated(origin.state_of(SVC), False).value is True
+    replica = LocalRegistry()
+    # Distro's copy carries no persistent half: the replica keeps its own (none yet).
+    replica.registry.apply_replicated(origin.registry.state_of(SVC), False)
+    assert replica.service(SVC) is None or replica.service(SVC).definition is None
+    replay(origin, replica)
     assert dict(replica.service(SVC).metadata) == {"k": "v"} and replica.service(SVC).explicit
+    assert replica.service(SVC).definition == origin.service(SVC).definition
 
 
 # -- tombstones ---------------------------------------------------------------------------------
@@ -167,15 +183,15 @@ def test_dropped_deletes_only_at_the_exact_stamp():
 
 
 def test_a_service_deleted_and_made_again_continues_after_its_tombstone():
-    origin = RegistryCore()
+    origin = LocalRegistry()
     origin.apply(RegisterInstance(SVC, instance(80)), 100)
     origin.apply(DeregisterInstance(SVC, InstanceKey("127.0.0.1", 80, "DEFAULT", True)), 110)
-    before = origin.state_of(SVC)
-    origin.apply(DeleteService(SVC), 120)
-    tombstone = origin.state_of(SVC)
+    before = origin.registry.state_of(SVC)
+    origin.apply(DeleteService(SVC), 120)  # through Raft: it holds only an ephemeral half
+    tombstone = origin.registry.state_of(SVC)
     assert isinstance(tombstone, Tombstone) and tombstone.revision > before.revision
     origin.apply(RegisterInstance(SVC, instance(81)), 130)
-    again = origin.state_of(SVC)
+    again = origin.registry.state_of(SVC)
     assert isinstance(again, Service) and again.revision > tombstone.revision
 
     # Any replica, whatever order the three states arrive in, ends with the service made again.
@@ -188,20 +204,49 @@ def test_a_service_deleted_and_made_again_continues_after_its_tombstone():
 
 
 def test_an_explicit_service_made_again_replicates_over_its_tombstone():
-    origin = RegistryCore()
+    origin = LocalRegistry()
     origin.apply(CreateService(SVC, 0.0, freeze({}), NO_SELECTOR), 100)
-    first = origin.state_of(SVC)
+    first = origin.registry.state_of(SVC)
     origin.apply(DeleteService(SVC), 110)
-    tombstone = origin.state_of(SVC)
+    tombstone = origin.registry.state_of(SVC)
     origin.apply(CreateService(SVC, 0.3, freeze({"life": "2"}), NO_SELECTOR), 120)
-    again = origin.state_of(SVC)
+    again = origin.registry.state_of(SVC)
+    # A service made again carries on from its tombstone, as one made by a registration does.
     assert again.revision >= tombstone.revision > first.revision
+    # Raft brings the persistent half; whatever Distro also delivers, in any order and before
+    # or after it, never takes it away.
     for order in ((first, tombstone, again), (tombstone, again, first), (again, first, tombstone)):
-        replica = RegistryCore()
-        for sent in order:
-            replica.apply_replicated(sent, False)
-        assert replica.service(SVC) is not None, order
-        assert dict(replica.service(SVC).metadata) == {"life": "2"}
+        for raft_first in (True, False):
+            replica = LocalRegistry()
+            if raft_first:
+                replay(origin, replica)
+            for sent in order:
+                replica.registry.apply_replicated(sent, False)
+            replay(origin, replica)
+            assert replica.service(SVC) is not None, order
+            assert dict(replica.service(SVC).metadata) == {"life": "2"}
+
+
+def test_a_service_made_again_through_raft_takes_the_states_sent_after_its_tombstone():
+    """Whether the tombstone reaches the replica before or after the entry that made the service
+    again, the origin's next states count as newer there."""
+    origin = LocalRegistry()
+    origin.apply(RegisterInstance(SVC, instance(80)), 100)
+    origin.apply(DeregisterInstance(SVC, InstanceKey("127.0.0.1", 80, "DEFAULT", True)), 110)
+    origin.apply(RemoveEmptyService(SVC, origin.service(SVC).revision), 120)
+    tombstone = origin.registry.state_of(SVC)
+    origin.apply(CreateService(SVC, 0.0, freeze({}), NO_SELECTOR), 130)
+    assert origin.service(SVC).revision == tombstone.revision  # carries on from its deletion
+    origin.apply(RegisterInstance(SVC, instance(81)), 140)
+    for tombstone_first in (True, False):
+        replica = LocalRegistry()
+        if tombstone_first:
+            replica.registry.apply_replicated(tombstone, False)
+        replay(origin, replica)
+        replica.registry.apply_replicated(tombstone, False)
+        assert replica.registry.apply_replicated(origin.registry.state_of(SVC), False).value is True
+        assert ports(replica.registry) == ports(origin.registry) == [81]
+        assert replica.service(SVC).revision == origin.service(SVC).revision > tombstone.revision
 
 
 def test_state_of_is_the_snapshot_or_a_tombstone():
@@ -216,12 +261,13 @@ def test_state_of_is_the_snapshot_or_a_tombstone():
 
 
 def test_replace_all_answers_held_services_and_vanished_keys():
-    core = RegistryCore()
+    local = LocalRegistry()
+    core = local.registry
     core.apply(RegisterInstance(SVC, instance(80)), 100)
     core.apply(RegisterInstance(OTHER, instance(81)), 100)
     third = ServiceKey("public", "g@@gone")
-    core.apply(CreateService(third, 0.0, freeze({}), NO_SELECTOR), 100)
-    core.apply(DeleteService(third), 101)
+    local.apply(CreateService(third, 0.0, freeze({}), NO_SELECTOR), 100)
+    local.apply(DeleteService(third), 101)
     held, gone = core.replace_all([state(9, 900, 90, 91), state(1, 10, key=ServiceKey("public", "g@@new"))])
     assert sorted(s.key for s in held) == sorted([SVC, ServiceKey("public", "g@@new")])
     assert gone == [OTHER]
@@ -241,16 +287,20 @@ commands = st.one_of(
         RegisterInstance,
         st.sampled_from(KEYS),
         st.builds(
-            lambda address, weight, metadata: Instance(address[0], address[1], weight=weight, metadata=metadata),
+            lambda address, weight, metadata, ephemeral: Instance(
+                address[0], address[1], weight=weight, metadata=metadata, ephemeral=ephemeral
+            ),
             st.sampled_from(ADDRESSES),
             st.sampled_from([1.0, 2.0]),
             st.sampled_from([freeze({}), freeze({"v": "2"})]),
+            st.booleans(),
         ),
     ),
     st.builds(
         DeregisterInstance,
         st.sampled_from(KEYS),
-        st.sampled_from(ADDRESSES).map(lambda a: InstanceKey(a[0], a[1], "DEFAULT", True)),
+        st.builds(lambda a, ephemeral: InstanceKey(a[0], a[1], "DEFAULT", ephemeral), st.sampled_from(ADDRESSES),
+                  st.booleans()),
     ),
     st.builds(
         CreateService,
@@ -264,54 +314,71 @@ commands = st.one_of(
     ),
     st.builds(DeleteService, st.sampled_from(KEYS)),
     st.sampled_from(KEYS).map(lambda key: RemoveEmptyService(key, -1)),  # the revision is filled in at apply time
-)
+)  # fmt: skip
 
 
 def comparable_service(service: Service) -> tuple:
-    return (dict(service.instances), service.revision, service.modified_ms, dict(service.metadata), service.explicit)
+    return (
+        dict(service.instances),
+        service.revision,
+        service.modified_ms,
+        dict(service.metadata),
+        service.explicit,
+        service.definition,
+    )
 
 
 def comparable(core: RegistryCore) -> dict:
     return {s.key: comparable_service(s) for s in core.all_services()}
 
 
-@settings(max_examples=150, deadline=None)
+def assert_halves_match_raft(member: LocalRegistry) -> None:
+    """Every service's persistent half is the definition its member's Raft committed."""
+    held = {s.key: s.definition for s in member.registry.all_services() if s.definition is not None}
+    assert held == member.definitions.definitions
+
+
+@settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(commands, st.integers(0, 5)), max_size=30), st.randoms(use_true_random=False))
 def test_a_replica_converges_whatever_the_order_and_duplicates(steps, rng):
-    origin, replica = RegistryCore(), RegistryCore()
-    sent: list[Service | Tombstone] = []
-    changed: set[ServiceKey] = set()
+    """Distro's states arrive shuffled and some twice; Raft's entries in their order, each before
+    any state the origin sent after committing it (a state never outruns the entries before it)."""
+    origin, replica = LocalRegistry(), LocalRegistry()
+    sent: list[tuple[int, Service | Tombstone]] = []  # (entries committed before it, state)
     now = 1_000
     for command, step in steps:
         now += step
         if isinstance(command, RemoveEmptyService):
             current = origin.service(command.service)
             command = RemoveEmptyService(command.service, current.revision if current else 0)
+        written = len(origin.written)
         try:
-            applied = origin.apply(command, now)
+            origin.apply(command, now)
         except Rejected:
             continue
-        key = applied.deleted or (applied.changed.key if applied.changed is not None else None)
-        if key is not None:
-            changed.add(key)
-            sent.append(origin.state_of(key))
-    # Every intermediate state, shuffled, some twice; then the latest state of each key.
-    deliveries = list(enumerate(sent)) + rng.sample(list(enumerate(sent)), len(sent) // 2)
+        # Distro sends what the registry's own writes changed; a change through Raft reaches
+        # every member by Raft.
+        for key in origin.written[written:]:
+            sent.append((len(origin.entries), origin.registry.state_of(key)))
+    deliveries = sent + rng.sample(sent, len(sent) // 2)
     rng.shuffle(deliveries)
-    newest: dict[ServiceKey, int] = {}
-    for position, delivered in deliveries:
-        replica.apply_replicated(delivered, False)
-        assert_counts_match(replica)
-        # The replica holds the newest state it was sent, never one a later delivery made older.
-        newest[delivered.key] = max(position, newest.get(delivered.key, -1))
-        expected = sent[newest[delivered.key]]
-        held = replica.service(delivered.key)
-        if isinstance(expected, Tombstone):
-            assert held is None
+    note(f"steps: {steps}")
+    note(f"deliveries (entries before each, state): {deliveries}")
+    committed = 0
+    while deliveries or committed < len(origin.entries):
+        if committed < len(origin.entries) and (not deliveries or deliveries[0][0] > committed or rng.random() < 0.5):
+            command, at = origin.entries[committed]
+            committed += 1
+            try:
+                replica.propose(command, at)
+            except Rejected:
+                pass
         else:
-            assert held is not None and comparable_service(held) == comparable_service(expected)
-    for key in changed:
-        replica.apply_replicated(origin.state_of(key), False)
-    assert comparable(replica) == comparable(origin)
-    assert replica.tombstones == origin.tombstones  # so both order the next states alike
-    assert_counts_match(replica)
+            replica.registry.apply_replicated(deliveries.pop(0)[1], False)
+        assert_counts_match(replica.registry)
+        assert_halves_match_raft(replica)
+    for key in set(origin.written):
+        replica.registry.apply_replicated(origin.registry.state_of(key), False)
+    assert comparable(replica.registry) == comparable(origin.registry)
+    assert replica.definitions.definitions == origin.definitions.definitions
+    assert_counts_match(replica.registry)
