@@ -27,6 +27,7 @@ from nacos_actors.model import (
     ServiceKey,
     freeze,
 )
+from tests.core.combined import LocalRegistry
 
 SERVICE = ServiceKey("public", "DEFAULT_GROUP@@orders")
 
@@ -42,7 +43,8 @@ def instance(port: int, *, timeout: int | None = None, delete: int | None = None
 
 @dataclass
 class World:
-    """A registry core and a health core wired as the actors wire them, with a dict for beats."""
+    """A registry (tests.core.combined: persistent writes through a one-member Raft) and a health
+    core wired as the actors wire them, with a dict for beats."""
 
     config: HealthConfig = field(default_factory=HealthConfig)
     compare_all: bool = False
@@ -50,7 +52,8 @@ class World:
     verdicts: list[tuple[int, Command]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.registry = RegistryCore()
+        self.local = LocalRegistry()
+        self.registry = self.local.registry
         self.health = HealthCore(self.config)
         self.beats: dict[tuple[ServiceKey, InstanceKey], int] = {}
 
@@ -60,11 +63,10 @@ class World:
     def write(self, command: Command) -> None:
         """Apply a command; tell the health core what changed, as the registry actor does
         (with the touched instances, or with None to make it compare everything)."""
-        applied = self.registry.apply(command, self.now)
-        if applied.changed is not None:
-            self._observe(applied.changed.key, applied.changed, None if self.compare_all else applied.touched)
-        elif applied.deleted is not None:
-            self._observe(applied.deleted, None, None)
+        seen = len(self.local.changes)
+        self.local.apply(command, self.now)
+        for change in self.local.changes[seen:]:
+            self._observe(change.key, change.snapshot, None if self.compare_all else change.touched)
 
     def _observe(self, key, snapshot, touched) -> None:
         observed = self.health.observe(key, snapshot, self.now, self.last_beat, touched)
