@@ -3,7 +3,8 @@
 Pure: no threads, clock or I/O. The Raft driver applies each committed entry here, in log
 order, on every member; an entry carries its proposer's clock, so every member builds equal
 Definitions and gives the same answer. Each entry is idempotent (an absolute put of the fields
-it names, or a delete): applying one twice leaves the state it left the first time.
+it names, or a delete): applying one twice leaves the state it left the first time, since an
+entry that would change nothing leaves even the modified time and index as they are.
 
 Which service exists is not this core's to judge: a service may be held only by its ephemeral
 half (an ephemeral registration made it). The HTTP edge checks existence against the whole
@@ -117,15 +118,15 @@ class DefinitionCore:
                 return self._changed(None, created)
             case UpdateService(service, threshold, metadata, selector):
                 current = self._definition_or_new(service)
-                updated = self._next(
+                updated = replace(
                     current,
-                    now_ms,
-                    index,
                     protect_threshold=threshold,
                     metadata=current.metadata if metadata is None else freeze(metadata),
                     selector=current.selector if selector is None else selector,
                 )
-                return self._changed(None, updated)
+                if updated == current and service in self.definitions:
+                    return DefinitionApplied(UNCHANGED_OK, None)
+                return self._changed(None, self._next(updated, now_ms, index))
             case DeleteService(service):
                 current = self.definitions.get(service)
                 if current is not None and current.instances:
@@ -211,12 +212,16 @@ class DefinitionCore:
             chosen = [current.instances[k] for k in command.targets if k in current.instances]
         if not chosen:
             return DefinitionApplied(Ok(()), None)
-        draft = current.instances.mutate()
-        for instance in chosen:
-            draft[instance.key] = merge_metadata(instance, command.metadata, command.remove, self.limits)
-        updated = self._next(current, now_ms, index, instances=draft.finish())
         names = tuple(f"{i.key.datum_key()}:persist" for i in chosen)
-        return self._changed(names, updated, touched=tuple(i.key for i in chosen))
+        merged = [merge_metadata(instance, command.metadata, command.remove, self.limits) for instance in chosen]
+        changed = [(old, new) for old, new in zip(chosen, merged, strict=True) if new != old]
+        if not changed:
+            return DefinitionApplied(Ok(names), None)
+        draft = current.instances.mutate()
+        for _, instance in changed:
+            draft[instance.key] = instance
+        updated = self._next(current, now_ms, index, instances=draft.finish())
+        return self._changed(names, updated, touched=tuple(old.key for old, _ in changed))
 
     def _existing_instance(self, service: ServiceKey, key: InstanceKey) -> Instance:
         current = self.definitions.get(service)
