@@ -1,5 +1,7 @@
 """The data file: written atomically (temporary file, fsync, rename, directory fsync), so a crash
-at any point leaves the old file or the new one, whole; saved once whoever asks first."""
+at any point leaves the old file or the new one, whole; saved once whoever asks first. It holds
+the ephemeral halves only (the persistent ones live in the Raft journal); a file an earlier
+version wrote still holds persistent data, which loading hands back to be put through Raft."""
 
 from __future__ import annotations
 
@@ -10,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from nacos_actors.core.codec import decode_services, encode_services
 from nacos_actors.core.registry import RegistryCore
-from nacos_actors.messages import RegisterInstance
-from nacos_actors.model import Instance, ServiceKey
+from nacos_actors.messages import CreateService, RegisterInstance, UpdateCluster, UpdateService
+from nacos_actors.model import NO_SELECTOR, ClusterConfig, Instance, Service, ServiceKey, freeze, instance_map
 from nacos_actors.snapshot import (
     SNAPSHOT_FILE,
     TEMPORARY_SUFFIX,
@@ -21,6 +24,7 @@ from nacos_actors.snapshot import (
     save_snapshot,
     write_file_atomically,
 )
+from tests.core.combined import LocalRegistry
 
 OLD = b"the old snapshot"
 NEW = b"the new snapshot, longer than the old one" * 1000
@@ -142,3 +146,88 @@ def test_a_failed_save_is_logged_and_answered_false(tmp_path, caplog):
     with caplog.at_level(logging.ERROR, logger="nacos_actors.snapshot"):
         assert SnapshotOnce(registry("a").all_services, blocker).save() is False
     assert "cannot save the registry" in caplog.text
+
+
+# -- the halves: only the ephemeral one is written -----------------------------------------------
+
+RAFT_ONLY = ServiceKey("public", "DEFAULT_GROUP@@raft-only")
+MIXED = ServiceKey("public", "DEFAULT_GROUP@@mixed")
+EPHEMERAL_ONLY = ServiceKey("dev", "DEFAULT_GROUP@@ephemeral-only")
+
+
+def both_halves() -> LocalRegistry:
+    local = LocalRegistry()
+    local.apply(CreateService(RAFT_ONLY, 0.5, freeze({"k": "v"}), NO_SELECTOR), 1)
+    local.apply(RegisterInstance(MIXED, Instance("127.0.0.1", 80)), 2)
+    local.apply(RegisterInstance(MIXED, Instance("127.0.0.1", 81, ephemeral=False)), 3)
+    local.apply(UpdateService(MIXED, 0.3, None, None), 4)
+    local.apply(RegisterInstance(EPHEMERAL_ONLY, Instance("127.0.0.1", 80)), 5)
+    return local
+
+
+def test_only_the_ephemeral_halves_are_written(tmp_path):
+    local = both_halves()
+    assert save_snapshot(local.registry.all_services(), tmp_path) == (2, 2)
+    written = {s.key: s for s in decode_services((tmp_path / SNAPSHOT_FILE).read_bytes())}
+    assert set(written) == {MIXED, EPHEMERAL_ONLY}
+    mixed = written[MIXED]
+    assert [k.ephemeral for k in mixed.instances] == [True]
+    assert (mixed.protect_threshold, mixed.explicit, mixed.revision) == (0.0, False, local.service(MIXED).revision)
+
+
+def test_a_file_of_ephemeral_halves_loads_back_with_no_persistent_data(tmp_path):
+    local = both_halves()
+    save_snapshot(local.registry.all_services(), tmp_path)
+    loaded = RegistryCore()
+    assert load_snapshot(loaded, tmp_path) == []
+    assert {s.key for s in loaded.all_services()} == {MIXED, EPHEMERAL_ONLY}
+    assert (loaded.service_count, loaded.instance_count) == (2, 2)
+    # Raft's definitions then join them as they were.
+    loaded.load_definitions(local.definitions.all())
+    for key in (RAFT_ONLY, MIXED, EPHEMERAL_ONLY):
+        before, after = local.service(key), loaded.service(key)
+        assert dict(after.instances) == dict(before.instances), key
+        assert (after.protect_threshold, after.explicit, after.definition) == (
+            before.protect_threshold, before.explicit, before.definition,
+        )  # fmt: skip
+
+
+def test_an_earlier_versions_file_hands_back_its_persistent_halves(tmp_path):
+    """Written whole, as before the split: settings, clusters and persistent instances."""
+    none = ClusterConfig(freeze({"type": "NONE"}))
+    old = [
+        Service(RAFT_ONLY, protect_threshold=0.5, explicit=True, revision=1, modified_ms=100),
+        Service(
+            MIXED,
+            instance_map([Instance("127.0.0.1", 80), Instance("127.0.0.1", 81, ephemeral=False)]),
+            clusters=freeze({"DEFAULT": none}),
+            revision=4,
+            modified_ms=400,
+        ),
+        Service(EPHEMERAL_ONLY, instance_map([Instance("127.0.0.1", 80)]), revision=1, modified_ms=100),
+        Service(ServiceKey("dev", "g@@emptied"), revision=3, modified_ms=300),
+    ]
+    (tmp_path / SNAPSHOT_FILE).write_bytes(encode_services(old))
+    loaded = RegistryCore()
+    definitions = {d.key: d for d in load_snapshot(loaded, tmp_path)}
+    assert set(definitions) == {RAFT_ONLY, MIXED}
+    assert (definitions[RAFT_ONLY].explicit, definitions[RAFT_ONLY].protect_threshold) == (True, 0.5)
+    assert [k.port for k in definitions[MIXED].instances] == [81] and dict(definitions[MIXED].clusters) == {
+        "DEFAULT": none
+    }
+    assert definitions[MIXED].modified_ms == 400
+    # The registry holds the ephemeral halves, and services that never had a persistent one.
+    held = {s.key: s for s in loaded.all_services()}
+    assert set(held) == {MIXED, EPHEMERAL_ONLY, ServiceKey("dev", "g@@emptied")}
+    assert [k.port for k in held[MIXED].instances] == [80] and held[MIXED].definition is None
+    assert (held[MIXED].revision, held[MIXED].modified_ms) == (4, 400)
+    assert not held[MIXED].clusters and loaded.instance_count == 2
+
+
+def test_a_cluster_config_alone_is_persistent_data(tmp_path):
+    local = LocalRegistry()
+    local.apply(RegisterInstance(MIXED, Instance("127.0.0.1", 80)), 1)
+    local.apply(UpdateCluster(MIXED, "DEFAULT", ClusterConfig(freeze({"type": "NONE"}))), 2)
+    save_snapshot(local.registry.all_services(), tmp_path)
+    (written,) = decode_services((tmp_path / SNAPSHOT_FILE).read_bytes())
+    assert dict(written.clusters) == {} and len(written.instances) == 1
