@@ -59,6 +59,9 @@ def route_write(
         case RegisterInstance(service, instance) | UpdateInstance(service, instance, _):
             if instance.ephemeral:
                 return Routed(command, None)
+            if isinstance(command, UpdateInstance) and command.must_exist and current is None:
+                # Worded as the registry words it for an ephemeral instance.
+                raise Rejected(400, f"service not found, namespace: {service.namespace}, service: {service.name}")
             _check_room(limits, service, instance.key, current, services_held)
             return Routed(None, command)
         case DeregisterInstance(_, key):

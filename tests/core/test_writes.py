@@ -10,7 +10,7 @@ from typing import get_args
 import pytest
 
 from nacos_actors.core.codec import decode_operation, encode_operation
-from nacos_actors.core.registry import RegistryLimits, Rejected
+from nacos_actors.core.registry import RegistryCore, RegistryLimits, Rejected
 from nacos_actors.core.writes import Routed, route_write
 from nacos_actors.messages import (
     BeatInstance,
@@ -69,11 +69,20 @@ def test_instance_writes_go_by_the_instances_kind(current):
     for instance in (EPHEMERAL, PERSISTENT):
         for command in (
             RegisterInstance(SVC, instance),
-            UpdateInstance(SVC, instance, True),
+            UpdateInstance(SVC, instance, False),
             DeregisterInstance(SVC, instance.key),
         ):
             expected = Routed(command, None) if instance.ephemeral else Routed(None, command)
             assert route_write(command, current) == expected
+
+
+def test_an_update_that_must_find_its_instance_refuses_a_missing_service_alike_for_both_kinds():
+    words = (400, "service not found, namespace: public, service: DEFAULT_GROUP@@orders")
+    assert refusal(UpdateInstance(SVC, PERSISTENT, True), None) == words
+    with pytest.raises(Rejected) as refused:  # the registry's own check, for an ephemeral one
+        RegistryCore().apply(UpdateInstance(SVC, EPHEMERAL, True), 1)
+    assert (refused.value.status, refused.value.message) == words
+    assert route_write(UpdateInstance(SVC, PERSISTENT, False), None).raft is not None
 
 
 def test_a_patch_naming_its_kind_goes_by_it():
