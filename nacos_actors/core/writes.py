@@ -4,8 +4,8 @@
 Pure. The HTTP edge calls `route_write` on the event loop with the service as this member
 sees it. Raft's core cannot see ephemeral instances, so the checks that need the whole
 service (does it exist, does it hold ephemeral instances, does the cluster exist, would one
-more instance or service pass a limit) are made here, as Nacos 2.x makes them before it
-proposes.
+more instance or service, or a metadata batch split between both stores, pass a limit) are
+made here, as Nacos 2.x makes them before it proposes.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from nacos_actors.core.registry import (
     RegistryLimits,
     Rejected,
     instances_limit_refusal,
+    merge_metadata,
     services_limit_refusal,
 )
 from nacos_actors.messages import (
@@ -117,6 +118,13 @@ def route_write(
                 return Routed(command, None)
             fleeting = tuple(k for k in targets if k.ephemeral)
             persistent = tuple(k for k in targets if not k.ephemeral)
+            if fleeting and persistent and current is not None and not command.remove:
+                # Both parts are answered together: a merge past the metadata limit in either
+                # refuses the whole batch here, before the other part is applied.
+                for key in targets:
+                    target = current.instances.get(key)
+                    if target is not None:
+                        merge_metadata(target, command.metadata, False, limits)
             return Routed(
                 replace(command, targets=fleeting) if fleeting or not persistent else None,
                 replace(command, targets=persistent) if persistent else None,

@@ -159,6 +159,21 @@ def test_a_metadata_merge_past_the_limit_changes_nothing():
     core.apply(UpdateMetadataBatch(service, freeze({"a": ""}), True, "ephemeral", ()), 4)  # removal: never limited
 
 
+def test_a_batch_naming_both_kinds_past_the_metadata_limit_changes_neither():
+    core = LocalRegistry(LIMITS)
+    service = SERVICES[0]
+    core.apply(RegisterInstance(service, Instance("127.0.0.1", 1, metadata=freeze({"a": "1234"}))), 1)
+    core.apply(RegisterInstance(service, Instance("127.0.0.1", 2, ephemeral=False)), 1)
+    before = core.service(service)
+    both = (key(1), persistent_key(2))
+    message = refusal(core, UpdateMetadataBatch(service, freeze({"b": "123"}), False, None, both))
+    assert "would be 9 bytes" in message and core.service(service) is before
+    assert core.apply(UpdateMetadataBatch(service, freeze({"b": "12"}), False, None, both), 2) == (
+        "127.0.0.1:2:unknown:DEFAULT:persist",
+        "127.0.0.1:1:unknown:DEFAULT:ephemeral",
+    )
+
+
 def test_replicated_states_are_taken_past_the_limits():
     """A peer's state is the owner's truth: refusing it would split the cluster's view."""
     core = RegistryCore(LIMITS)

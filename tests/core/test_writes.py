@@ -247,6 +247,23 @@ def test_a_new_persistent_instance_counts_the_instances_of_both_kinds(command):
     assert route_write(RegisterInstance(SVC, replace(PERSISTENT, weight=2.0)), replacing, **LIMITS).raft is not None
 
 
+def test_a_batch_split_between_both_stores_is_refused_whole_past_the_metadata_limit():
+    limits = RegistryLimits(max_instance_metadata_bytes=8)
+    current = service(replace(EPHEMERAL, metadata=freeze({"a": "1234"})), PERSISTENT)
+    over = UpdateMetadataBatch(SVC, freeze({"b": "123"}), False, None, (PERSISTENT.key, EPHEMERAL.key))
+    assert refusal(over, current, limits=limits) == (
+        400,
+        "metadata of instance 127.0.0.1:80:unknown:DEFAULT would be 9 bytes, "
+        "over the limit of 8 (max_instance_metadata_bytes)",
+    )
+    within = replace(over, metadata=freeze({"b": "12"}))
+    assert route_write(within, current, limits=limits) == Routed(
+        replace(within, targets=(EPHEMERAL.key,)), replace(within, targets=(PERSISTENT.key,))
+    )
+    removal = replace(over, remove=True)
+    assert route_write(removal, current, limits=limits).raft is not None  # a removal is never limited
+
+
 def test_ephemeral_writes_are_left_to_the_registrys_own_limits():
     full = service(EPHEMERAL, PERSISTENT)
     register = RegisterInstance(SVC, replace(EPHEMERAL, port=99))
