@@ -728,13 +728,15 @@ def test_a_member_stopped_with_sigterm_is_down_at_once_and_its_services_live_on(
 
 BLOB = "x" * 500_000  # three instances of this are a 1.5 MB service
 FEW_S = 5.0  # "within a few seconds"
-LONG_FORM = {"ephemeral": "false"}  # persistent: nothing expires while the test runs
+# Ephemeral (Distro carries them; persistent instances go through Raft), with timeouts long enough
+# that nothing expires while the test runs.
+LONG_LIVED = {"preserved.heart.beat.timeout": "600000", "preserved.ip.delete.timeout": "600000"}
 
 
 def register_large(node: NodeProcess, service: str, ip: str, port: int) -> None:
     """A register whose 500 KB of metadata travels in a form body (no query string is that long)."""
     body = urllib.parse.urlencode(
-        {"serviceName": service, "ip": ip, "port": port, "metadata": json.dumps({"blob": BLOB}), **LONG_FORM}
+        {"serviceName": service, "ip": ip, "port": port, "metadata": json.dumps({"blob": BLOB, **LONG_LIVED})}
     ).encode()
     connection = http.client.HTTPConnection("127.0.0.1", node.port, timeout=10)
     try:
