@@ -335,16 +335,22 @@ def decode_batch(data: bytes) -> SyncBatch:
 
 @dataclass(frozen=True, slots=True)
 class Digests:
-    """Verify's message: the stamps of the services `sender` owns, and its healthy view."""
+    """Verify's message: the stamps of the services `sender` owns, its healthy view, and when
+    (its wall clock, ms) it took them: 0 from a sender that does not say."""
 
     sender: str
     healthy: tuple[str, ...]
     stamps: Mapping[ServiceKey, tuple[int, int]]
+    made_ms: int = 0
 
 
-def encode_digests(sender: str, healthy: Iterable[str], stamps: Iterable[tuple[ServiceKey, tuple[int, int]]]) -> bytes:
+def encode_digests(
+    sender: str, healthy: Iterable[str], stamps: Iterable[tuple[ServiceKey, tuple[int, int]]], made_ms: int = 0
+) -> bytes:
     rows = [[key.namespace, key.name, revision, modified] for key, (revision, modified) in stamps]
-    return _pack({"version": FORMAT_VERSION, "sender": sender, "healthy": list(healthy), "digests": rows})
+    return _pack(
+        {"version": FORMAT_VERSION, "sender": sender, "healthy": list(healthy), "digests": rows, "made": made_ms}
+    )
 
 
 def decode_digests(data: bytes) -> Digests:
@@ -355,7 +361,8 @@ def decode_digests(data: bytes) -> Digests:
         key: (revision, modified)
         for key, (revision, modified) in _keyed_rows(document.get("digests"), "digests", 4, "digest")
     }
-    return Digests(_expect(document.get("sender"), str, "sender"), healthy, stamps)
+    made_ms = _stamp(document.get("made", 0), "digests time")
+    return Digests(_expect(document.get("sender"), str, "sender"), healthy, stamps, made_ms)
 
 
 def encode_keys(keys: Iterable[ServiceKey]) -> bytes:

@@ -126,16 +126,25 @@ class Verdict:
     dropped: tuple[ServiceKey, ...] = ()
 
 
+# How much older than a peer's digests a state they lack must be for verify to drop it.
+VERIFY_DROP_MARGIN_MS = 1000
+
+
 def verdict(
     sender: str,
     sender_healthy: Sequence[str],
     digests: Mapping[ServiceKey, Stamp],
     my_healthy: Sequence[str],
     local: Iterable[Service],
+    made_ms: int = 0,
 ) -> Verdict:
     """Compare a peer's digests with the `local` services. Nothing is judged unless both nodes
     have the same healthy view: during a membership change they may disagree on who owns what,
-    and dropping on a stale view would delete live data."""
+    and dropping on a stale view would delete live data. A service the digests lack is dropped
+    only when its state is older than the digests (`made_ms`, the sender's clock, which stamped
+    the states it sent) by VERIFY_DROP_MARGIN_MS: a batch the sender sent after it took the
+    digests may arrive first, and a write in progress as it took them may miss them; the next
+    round drops what is still missing."""
     if tuple(sender_healthy) != tuple(my_healthy) or sender not in my_healthy:
         return Verdict()
     held: dict[ServiceKey, Stamp] = {}
@@ -145,7 +154,7 @@ def verdict(
             continue
         if service.key in digests:
             held[service.key] = stamp_of(service)
-        else:
+        elif not made_ms or service.modified_ms < made_ms - VERIFY_DROP_MARGIN_MS:
             dropped.append(service.key)
     wanted = tuple(key for key, stamp in digests.items() if held.get(key) != stamp)
     return Verdict(wanted, tuple(dropped))

@@ -87,7 +87,7 @@ def judge_digests(digests: Digests, serving: bool, healthy: Sequence[str], local
     if not serving:
         return DigestsJudged((), encode_keys(()))
     services = list(local)
-    found = verdict(digests.sender, digests.healthy, digests.stamps, healthy, services)
+    found = verdict(digests.sender, digests.healthy, digests.stamps, healthy, services, digests.made_ms)
     by_key = {s.key: s for s in services} if found.dropped else {}
     drops = tuple(Dropped(key, stamp_of(by_key[key])) for key in found.dropped)
     return DigestsJudged(drops, encode_keys(found.wanted))

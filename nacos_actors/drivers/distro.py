@@ -100,7 +100,7 @@ class DistroDriver:
                 body = encode_batch(core.self_address, states, effect.force)
                 self._call(effect.peer, "PUT", DATUM_PATH, body, "batch")
             else:
-                digests = digests or self._digests()  # one body for every peer of this round
+                digests = digests or self._digests(now_ms)  # one body for every peer of this round
                 self._call(effect.peer, "PUT", CHECKSUM_PATH, digests, "digests")
         if self._drains and core.pending() == 0:
             for reply in self._drains:
@@ -112,10 +112,11 @@ class DistroDriver:
     def _call(self, peer: str, method: str, path: str, body: bytes, purpose: PeerPurpose) -> None:
         self._outbox.call_peer(PeerCall(peer, method, path, body, PEER_TIMEOUT_MS, self.NAME, purpose))
 
-    def _digests(self) -> bytes:
-        """The stamps of every service this member owns, with its healthy view, encoded."""
+    def _digests(self, now_ms: int) -> bytes:
+        """The stamps of every service this member owns, with its healthy view and the time,
+        encoded."""
         owned = [(s.key, stamp_of(s)) for s in self._registry.all_services() if self.core.owns(s.key)]
-        return encode_digests(self.core.self_address, self.core.healthy, owned)
+        return encode_digests(self.core.self_address, self.core.healthy, owned, now_ms)
 
     @staticmethod
     def _wanted(answer: PeerAnswered) -> tuple[ServiceKey, ...]:

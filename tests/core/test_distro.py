@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nacos_actors.core.distro import (
+    VERIFY_DROP_MARGIN_MS,
     DistroConfig,
     DistroCore,
     SendBatch,
@@ -497,6 +498,20 @@ def test_verdict_wants_differing_and_missing_stamps_and_drops_what_the_sender_lo
     digests = {same: (3, 30), differing: (4, 40), missing: (1, 5)}
     found = verdict(PEER_B, list(HEALTHY), digests, HEALTHY, local)
     assert sorted(found.wanted) == sorted([differing, missing])
+    assert found.dropped == (lost,)
+
+
+def test_verdict_drops_only_what_is_older_than_the_digests_by_the_margin():
+    """A batch the owner sent after it took its digests may arrive first: the state it carried
+    is newer than the digests and must not be dropped for being missing from them."""
+    lost, fresh, in_progress = owned_by(PEER_B, 3)
+    made = 100_000
+    local = [
+        service(lost, 7, made - VERIFY_DROP_MARGIN_MS - 1),
+        service(fresh, 8, made + 5),
+        service(in_progress, 2, made - 10),
+    ]
+    found = verdict(PEER_B, list(HEALTHY), {}, HEALTHY, local, made_ms=made)
     assert found.dropped == (lost,)
 
 
