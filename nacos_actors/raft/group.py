@@ -251,6 +251,7 @@ class RaftGroup:
         self._tick_errors = 0
         self._last_snapshot: SnapshotInfo | None = None
         self._wake_lock = threading.Lock()
+        self._ticking_thread: int | None = None
         self._closed = False
         conf = SyncObjConf(
             password=config.password or None,
@@ -314,7 +315,7 @@ class RaftGroup:
         self._replica.apply_operation(operation, callback=finished)
         # The next tick takes the proposal from the library's queue; its poll must not then
         # sleep before the tick that commits it (a one-member group sends nothing to wake it).
-        self.wake()
+        self._notify()
 
     def tick(self, timeout_s: float) -> None:
         """One library tick: timers, received messages, commits, applies, sends. Waits for
@@ -322,6 +323,7 @@ class RaftGroup:
         late, and returns early when woken. A tick that raises is logged and counted."""
         if self._closed:
             raise RuntimeError("the Raft group is closed")
+        self._ticking_thread = threading.get_ident()
         wait_s = max(0.0, min(timeout_s, self._config.heartbeat_period_s))
         try:
             self._replica.doTick(wait_s)
@@ -331,8 +333,15 @@ class RaftGroup:
             time.sleep(wait_s)  # a failure that repeats must not spin
 
     def wake(self) -> None:
-        """Make a tick blocked in the poller return now (or the next one not block). Any
-        thread; does nothing once the group is closed."""
+        """Make a tick blocked in the poller return now (or the next one not block), for a
+        message another thread told the owner. Any thread; does nothing on the ticking thread
+        (the owner telling itself its next tick must not cut that tick's wait short: it would
+        spin) or once the group is closed."""
+        if threading.get_ident() == self._ticking_thread:
+            return
+        self._notify()
+
+    def _notify(self) -> None:
         with self._wake_lock:
             if self._closed:
                 return

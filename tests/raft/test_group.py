@@ -171,6 +171,31 @@ def test_a_proposal_commits_without_waiting_for_the_tick_timeout() -> None:
         group.close()
 
 
+def test_wake_on_the_ticking_thread_does_not_cut_the_next_tick_short() -> None:
+    """The Raft actor tells itself its next tick, and the bridge wakes the group after every
+    tell: were that wake-up to count, each tick would return at once and the actor would spin
+    a whole core while idle."""
+    group = RaftGroup(
+        single_config(
+            heartbeat_period_s=0.1, election_timeout_min_s=1.3, election_timeout_max_s=1.6, connection_timeout_s=1.6
+        ),
+        nothing,
+        lambda: b"",
+        nothing,
+    )
+    try:
+        lead_alone(group, 10)
+        group.tick(0)
+        ticks, started = 0, time.monotonic()
+        while time.monotonic() - started < 0.5:
+            group.wake()  # what telling itself the next PollRaft does
+            group.tick(0.1)
+            ticks += 1
+        assert ticks <= 8, f"{ticks} ticks in 0.5 s: the self wake-ups cut every wait short"
+    finally:
+        group.close()
+
+
 def test_wake_returns_a_tick_blocked_in_the_poller_from_another_thread() -> None:
     group = RaftGroup(
         single_config(
