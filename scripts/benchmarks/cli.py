@@ -122,7 +122,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, Settings]:
     flag("--pin-study", action="store_true",
          help="instead of the benchmarks: measure ceiling/list/beat pinned and unpinned, 3 rounds each, and compare")
     flag("--instructions", action="store_true",
-         help="instead of the loads: CPU instructions per request (register, light beat, list of 100, push), "
+         help="instead of the loads: CPU instructions per request (register, persistent register, light beat, "
+              "list of 100, push), "
               "counted in-process under valgrind's cachegrind as (Ir of N2 requests - Ir of N1) / (N2 - N1); "
               "steady where req/s are noisy (scripts/bench installs valgrind)")
     flag("--serve-ceiling", type=int, metavar="PORT", help=argparse.SUPPRESS)
