@@ -1,7 +1,9 @@
 -- POST /nacos/v1/ns/instance with a distinct instance per request (query parameters, empty
 -- body, as the Java and Python clients send them). Instance numbers base + (k mod limit) are
--- dealt round robin to the threads; instance k goes to service k mod services.
+-- dealt round robin to the threads; instance k goes to service k mod services. ephemeral=false
+-- registers persistent instances (through Raft).
 -- args: path=<context>/v1/ns/instance prefix=<service name prefix> services=N base=N limit=N threads=N
+--       [ephemeral=true|false]
 
 function init(args)
   parse_args(args)
@@ -11,6 +13,7 @@ function init(args)
   base = arg_num("base", 0)
   limit = arg_num("limit", 2 ^ 40)
   stride = arg_num("threads", 1)
+  ephemeral = arg_str("ephemeral", "true")
   k = tid
 end
 
@@ -20,5 +23,5 @@ function request()
   sent = sent + 1
   local ip, port = instance_addr(idx)
   return wrk.format("POST", path .. "?serviceName=" .. service_name(prefix, idx % services) ..
-    "&ip=" .. ip .. "&port=" .. port .. "&ephemeral=true")
+    "&ip=" .. ip .. "&port=" .. port .. "&ephemeral=" .. ephemeral)
 end

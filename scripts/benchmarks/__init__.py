@@ -1,5 +1,6 @@
 """Benchmark harness of nacos-actors nodes (run it through `scripts/bench`): standalone nodes,
-and a 3-node loopback cluster for the peer lag.
+and 3-node loopback clusters for the peer lag and Raft. Every node gets a Raft port of its own
+(free, like its HTTP port; cluster members are listed as `host:port?raft_port=N`).
 
 Every throughput is reported as a ratio to the ceiling: a bare aiohttp handler answering `ok`,
 driven by the same wrk with the same threads, connections and duration, in the same run (the
@@ -22,7 +23,7 @@ the loop over the benchmarks), servers (processes, ports, nodes, the ceiling ser
 probes), wrk (loads, Lua scripts, pacing, fills, the ceiling probes), pinning (taskset),
 results (rows, the table, ratios, JSON), pin_study (--pin-study). Row families: http_load
 (ceiling, register, beat, list, mixed), push, cluster (peer lag), scale, soak (beat soak), etcd,
-and instructions (--instructions: CPU instructions per request under cachegrind; its workload is
+raft (persistent writes through Raft: register on 1 and 3 nodes, failover, restart), and instructions (--instructions: CPU instructions per request under cachegrind; its workload is
 instructions_driver, and instructions_node.start_node is the one place that builds a node
 in-process).
 

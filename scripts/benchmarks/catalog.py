@@ -19,6 +19,16 @@ from .http_load import (
 )
 from .instructions import INSTRUCTIONS_FIGURES, bench_instructions
 from .push import PUSH_FIGURES, bench_push
+from .raft import (
+    RAFT_CLUSTER_FIGURES,
+    RAFT_FAILOVER_FIGURES,
+    RAFT_REGISTER_FIGURES,
+    RAFT_RESTART_FIGURES,
+    bench_raft_cluster,
+    bench_raft_failover,
+    bench_raft_register,
+    bench_raft_restart,
+)
 from .results import Row
 from .scale import bench_scale
 from .soak import SOAK_FIGURES, bench_beat_soak
@@ -61,6 +71,10 @@ BENCHMARKS: list[Bench | Pending] = [
     Bench("push", bench_push, PUSH_FIGURES),
     Bench("beat-soak", bench_beat_soak, SOAK_FIGURES),
     Bench("peer-lag", bench_peer_lag, PEER_LAG_FIGURES),
+    Bench("raft-register", bench_raft_register, RAFT_REGISTER_FIGURES),
+    Bench("raft-cluster", bench_raft_cluster, RAFT_CLUSTER_FIGURES),
+    Bench("raft-failover", bench_raft_failover, RAFT_FAILOVER_FIGURES),
+    Bench("raft-restart", bench_raft_restart, RAFT_RESTART_FIGURES),
     Bench("ceiling-end", bench_ceiling_end, (("ceiling_end", "ceiling (end)"),)),
 ]
 ALWAYS = {"ceiling", "ceiling-end", "node-stop"}

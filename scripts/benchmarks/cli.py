@@ -49,6 +49,9 @@ class Settings:
     peer_lag_rate: int
     peer_lag_load: int
     peer_lag_same_node: bool
+    raft_instances: int
+    raft_kills: int
+    raft_trickle_rate: int
     instructions: bool
 
 
@@ -65,8 +68,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, Settings]:
     )
     flag = parser.add_argument
     flag("--quick", action="store_true",
-         help="a ~2 minute smoke run (2 s loads, 100k scale fill, 2k etcd leases, 10 s of push probes, "
-              "a 30 s soak of 20k instances, 100 peer-lag probes)")
+         help="a ~4 minute smoke run (2 s loads, 100k scale fill, 2k etcd leases, 10 s of push probes, "
+              "a 30 s soak of 20k instances, 100 peer-lag probes, 3 leader kills, a 10k persistent fill)")
     flag("--duration", type=int, help="seconds of each measured load (default 6, quick 2)")
     flag("--connections", type=int, default=64, help="wrk connections of every load (default 64)")
     flag("--threads", type=int, default=1, help="wrk threads of every load (default 1)")
@@ -108,12 +111,19 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, Settings]:
     flag("--peer-lag-load", type=int, default=1000,
          help="background registrations per second, spread over the three nodes, during the peer-lag probes "
               "(default 1000; 0: none)")
+    flag("--raft-instances", type=int,
+         help="persistent instances the raft-restart row fills a node with before restarting it "
+              "(default 100000, quick 10000)")
+    flag("--raft-kills", type=int, help="times the raft-failover row kills the leader (default 5, quick 3)")
+    flag("--raft-trickle", type=int, default=50,
+         help="persistent writes per second during the raft-failover row (default 50)")
     # a sanity check of the measurement only: poll the node a probe registered on, not another one
     flag("--peer-lag-same-node", action="store_true", help=argparse.SUPPRESS)
     flag("--pin-study", action="store_true",
          help="instead of the benchmarks: measure ceiling/list/beat pinned and unpinned, 3 rounds each, and compare")
     flag("--instructions", action="store_true",
-         help="instead of the loads: CPU instructions per request (register, light beat, list of 100, push), "
+         help="instead of the loads: CPU instructions per request (register, persistent register, light beat, "
+              "list of 100, push), "
               "counted in-process under valgrind's cachegrind as (Ir of N2 requests - Ir of N1) / (N2 - N1); "
               "steady where req/s are noisy (scripts/bench installs valgrind)")
     flag("--serve-ceiling", type=int, metavar="PORT", help=argparse.SUPPRESS)
@@ -150,6 +160,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, Settings]:
         peer_lag_rate=args.peer_lag_rate,
         peer_lag_load=args.peer_lag_load,
         peer_lag_same_node=args.peer_lag_same_node,
+        raft_instances=args.raft_instances or (10_000 if quick else 100_000),
+        raft_kills=args.raft_kills or (3 if quick else 5),
+        raft_trickle_rate=args.raft_trickle,
         instructions=args.instructions,
     )
     unknown = (settings.only | settings.skip) - {b.name for b in BENCHMARKS}
@@ -171,6 +184,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, Settings]:
                      "timeout) and --soak-instances >= 100")
     if not (settings.peer_lag_probes >= 1 and 1 <= settings.peer_lag_rate <= 200 and settings.peer_lag_load >= 0):
         parser.error("need --peer-lag-probes >= 1, --peer-lag-rate in 1..200 and --peer-lag-load >= 0")
+    if not (settings.raft_instances >= 100 and settings.raft_kills >= 1 and 1 <= settings.raft_trickle_rate <= 500):
+        parser.error("need --raft-instances >= 100, --raft-kills >= 1 and --raft-trickle in 1..500")
     return args, settings
 
 
@@ -185,7 +200,7 @@ def main(argv: list[str]) -> int:
     if args.list:
         for b in BENCHMARKS:
             what = f"n/a until {b.needs}" if isinstance(b, Pending) else (b.run.__doc__ or "").strip().split("\n")[0]
-            print(f"{b.name:12} {what}")
+            print(f"{b.name:14} {what}")
         return 0
     if args.instructions:
         if shutil.which("valgrind") is None:

@@ -36,6 +36,8 @@ DRIVER = f"{__package__}.instructions_driver"
 INSTRUCTIONS_OPS = (
     ("floor", "instructions_floor", "instructions: bare aiohttp `ok`, same driving (floor)", "instr/req"),
     ("register", "instructions_register", "instructions: register (POST instance, new)", "instr/req"),
+    ("persistent_register", "instructions_persistent_register",
+     "instructions: persistent register (POST instance, ephemeral=false, Raft of one, fsync off)", "instr/req"),
     ("beat", "instructions_beat", "instructions: light beat (PUT instance/beat)", "instr/req"),
     ("list", "instructions_list_100", "instructions: list, 100 instances, plain (memoized)", "instr/req"),
     ("push", "instructions_push", "instructions: push (change -> UDP datagram -> ack)", "instr/push"),
@@ -46,6 +48,10 @@ OP_NOTES = {
              "in-process costs at least",
     "register": "a new instance per request (instance k into service k mod 100), applied by the registry actor, "
                 "fanned out to the health and push actors (no subscribers)",
+    "persistent_register": "as register with ephemeral=false: proposed to the node's Raft group of one (journal "
+                           "in a temporary data directory, fsync off: cachegrind counts CPU, and a synced "
+                           "journal costs disk time, not instructions), committed, applied by the Raft actor, "
+                           "merged by the registry, then answered",
     "beat": "light beats cycling over 100 registered healthy instances (10 services x 10); health checks off",
     "list": "GET instance/list of one unchanged 100-instance service without Accept-Encoding (plain JSON): "
             "the memoized query and body",

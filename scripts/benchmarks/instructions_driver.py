@@ -14,6 +14,8 @@ and pushes leave through the push actor's real UDP socket to a socket here.
 Operations (the node's paths under /nacos; health checks off):
   floor     GET / of a bare aiohttp app answering `ok` (no node): the same driving, for scale
   register  POST /v1/ns/instance, a new instance each time (instance k in service k mod 100)
+  persistent_register  the same with ephemeral=false: through the node's Raft group of one,
+            its journal in a temporary data directory with fsync off (CPU only, not the disk)
   beat      PUT /v1/ns/instance/beat, light beats over 100 registered healthy instances
   list      GET /v1/ns/instance/list of one unchanged 100-instance service, plain JSON (memoized)
   push      one change of a subscribed service (a re-register toggling its one instance's
@@ -26,10 +28,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import uvloop
@@ -111,6 +116,12 @@ async def register(client: Client, n: int, done: dict[str, Any]) -> None:
     for k in range(n):
         service = f"bench-reg-{k % REGISTER_SERVICES:05d}"
         await client.call("POST", f"{CONTEXT}/v1/ns/instance", instance_query(service, k, "&ephemeral=true"))
+
+
+async def persistent_register(client: Client, n: int, done: dict[str, Any]) -> None:
+    for k in range(n):
+        service = f"bench-persistent-{k % REGISTER_SERVICES:05d}"
+        await client.call("POST", f"{CONTEXT}/v1/ns/instance", instance_query(service, k, "&ephemeral=false"))
 
 
 async def beat_setup(client: Client) -> None:
@@ -212,8 +223,11 @@ async def push(client: Client, n: int, done: dict[str, Any]) -> None:
         subscriber.sock.close()
 
 
+# Operations whose node keeps its Raft journal in a file (a temporary data directory), unsynced.
+ON_DISK = {"persistent_register"}
 OPS: dict[str, tuple[Callable[[Client], Awaitable[None]] | None, Callable[[Client, int, dict[str, Any]], Awaitable[None]]]] = {
     "register": (None, register),
+    "persistent_register": (None, persistent_register),
     "beat": (beat_setup, beat),
     "list": (list_setup, list_),
     "push": (None, push),
@@ -240,11 +254,13 @@ async def run(op: str, n: int) -> dict[str, Any]:
     done: dict[str, Any] = {"op": op, "n": n}
     stop: Callable[[], Awaitable[None]] | None = None
     loop_body: Callable[[Client, int, dict[str, Any]], Awaitable[None]]
+    data_dir = Path(tempfile.mkdtemp(prefix="instructions-node-")) if op in ON_DISK else None
     if op == "floor":
         app, loop_body, setup = floor_app(), floor, None
     else:
         setup, loop_body = OPS[op]
-        app, stop = await start_node()
+        overrides = {"data_dir": data_dir, "raft_fsync": False} if data_dir is not None else {}
+        app, stop = await start_node(**overrides)
     try:
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
@@ -262,6 +278,8 @@ async def run(op: str, n: int) -> dict[str, Any]:
     finally:
         if stop is not None:
             await stop()
+        if data_dir is not None:
+            shutil.rmtree(data_dir, ignore_errors=True)
     return done
 
 

@@ -39,7 +39,7 @@ def fmt_value(row: Row) -> str:
     if row.unit == "ms":
         return f"{v:,.2f}"
     if row.unit == "s":
-        return f"{v:,.1f}"
+        return f"{v:,.2f}" if v < 10 else f"{v:,.1f}"
     return f"{v:,.3g}"
 
 

@@ -14,8 +14,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -163,6 +163,9 @@ class Server:
     name: str
     proc: subprocess.Popen
     port: int
+    raft_port: int = 0  # a node's Raft port (0: not a node)
+    argv: list[str] = field(default_factory=list)  # how it was started (restart_node starts it again)
+    data_dir: Path | None = None
 
     @property
     def url(self) -> str:
@@ -180,36 +183,65 @@ class Servers:
     procs: Processes
     server_prefix: list[str]
 
-    def node_argv(self, port: int, health_checks: bool, members: list[int] | None = None) -> list[str]:
+    def node_argv(
+        self, port: int, raft_port: int, health_checks: bool, members: Sequence[tuple[int, int]] = (),
+        data_dir: Path | None = None, extra: Sequence[str] = (),
+    ) -> list[str]:
+        """A node's command line: HTTP on `port`, Raft on `raft_port` (its own: the default, port -
+        1000, may be anything's on this host), cluster `members` as (HTTP port, Raft port) pairs,
+        each listed as `host:port?raft_port=N`; `extra` are further `serve` flags."""
         argv = self.server_prefix + [
             PYTHON, "-m", "nacos_actors", "serve", "--port", str(port), "--host", HOST, "--log-level", "WARNING",
-            "--health-check-enabled", "true" if health_checks else "false",
+            "--health-check-enabled", "true" if health_checks else "false", "--raft-port", str(raft_port),
         ]
         if members:
-            argv += ["--members", ",".join(f"{HOST}:{member}" for member in members)]
+            argv += ["--members", ",".join(f"{HOST}:{http}?raft_port={raft}" for http, raft in members)]
             argv += ["--cluster-secret", BENCH_CLUSTER_SECRET]
-        return argv
+        if data_dir is not None:
+            argv += ["--data-dir", str(data_dir)]
+        return argv + list(extra)
 
-    def start_node(self, name: str = "node", health_checks: bool = True) -> Server:
-        """A node on a free port. Without health_checks (--health-check-enabled false) instances
-        that do not beat stay healthy: for loads that register and then leave them silent for
-        longer than the 15 s beat timeout."""
-        port = free_port()
-        proc = self.procs.start(name, self.node_argv(port, health_checks))
-        server = Server(name, proc, port)
-        wait_until(
-            lambda: http_get(f"{server.url}{CONTEXT}/v1/console/health/readiness", 1.0)[0] == 200, proc, name
-        )
+    def start_node(
+        self, name: str = "node", health_checks: bool = True, data_dir: Path | None = None, extra: Sequence[str] = (),
+    ) -> Server:
+        """A node on free ports (HTTP and Raft). Without health_checks (--health-check-enabled
+        false) instances that do not beat stay healthy: for loads that register and then leave
+        them silent for longer than the 15 s beat timeout. Without a data_dir its Raft journal
+        is in memory."""
+        port, raft_port = free_ports(2)
+        argv = self.node_argv(port, raft_port, health_checks, data_dir=data_dir, extra=extra)
+        server = Server(name, self.procs.start(name, argv), port, raft_port, argv, data_dir)
+        self.wait_ready(server)
         return server
 
-    def start_cluster(self, name: str, size: int = 3, health_checks: bool = True) -> list[Server]:
-        """`size` nodes on free ports, each given all of them as --members; started, not waited
-        for (a member may answer 503 until it has loaded a peer's snapshot: see wait_cluster)."""
-        ports = free_ports(size)
-        return [
-            Server(f"{name}-{i}", self.procs.start(f"{name}-{i}", self.node_argv(port, health_checks, ports)), port)
-            for i, port in enumerate(ports)
-        ]
+    def wait_ready(self, server: Server, timeout: float = 30.0) -> None:
+        """Until the node answers its readiness probe 200."""
+        wait_until(
+            lambda: http_get(f"{server.url}{CONTEXT}/v1/console/health/readiness", 1.0)[0] == 200, server.proc,
+            server.name, timeout,
+        )
+
+    def start_cluster(
+        self, name: str, size: int = 3, health_checks: bool = True, data_dirs: Sequence[Path] = (),
+        extra: Sequence[str] = (),
+    ) -> list[Server]:
+        """`size` nodes on free ports (HTTP and Raft), each given all of them as --members;
+        started, not waited for (a member may answer 503 until it has loaded a peer's snapshot:
+        see wait_cluster). data_dirs: one per node, or none (Raft in memory)."""
+        ports = free_ports(2 * size)
+        members = list(zip(ports[:size], ports[size:], strict=True))
+        servers = []
+        for i, (port, raft_port) in enumerate(members):
+            data_dir = data_dirs[i] if data_dirs else None
+            argv = self.node_argv(port, raft_port, health_checks, members, data_dir, extra)
+            servers.append(Server(f"{name}-{i}", self.procs.start(f"{name}-{i}", argv), port, raft_port, argv, data_dir))
+        return servers
+
+    def restart_node(self, server: Server) -> Server:
+        """The same node started again (same command line: ports, data dir, members), its log
+        appended to; not waited for."""
+        return Server(server.name, self.procs.start(server.name, server.argv), server.port, server.raft_port,
+                      server.argv, server.data_dir)
 
     def stop_server(self, server: Server, timeout: float = 30.0) -> dict[str, Any]:
         started = time.monotonic()

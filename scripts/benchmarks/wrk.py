@@ -118,9 +118,10 @@ class Wrk(Servers):
 
     def fill(
         self, node: Server, prefix: str, services: int, count: int, base: int = 0, name: str = "fill",
-        measured: bool = False,
+        measured: bool = False, persistent: bool = False, connections: int | None = None,
     ) -> dict[str, Any]:
-        """Register `count` new distinct instances (numbers base..base+count-1) as fast as wrk can."""
+        """Register `count` new distinct instances (numbers base..base+count-1) as fast as wrk can
+        (persistent: ephemeral=false, through Raft)."""
         _, before = self.node_counts(node)
         target = before + count
         last = [before, time.monotonic()]
@@ -135,8 +136,9 @@ class Wrk(Servers):
 
         result = self.wrk(
             node.url, "register",
-            {"path": f"{CONTEXT}/v1/ns/instance", "prefix": prefix, "services": services, "base": base, "limit": count},
-            duration=self.s.fill_cap, stop_when=reached, name=name, measured=measured,
+            {"path": f"{CONTEXT}/v1/ns/instance", "prefix": prefix, "services": services, "base": base, "limit": count,
+             "ephemeral": "false" if persistent else "true"},
+            duration=self.s.fill_cap, connections=connections, stop_when=reached, name=name, measured=measured,
         )
         _, after = self.node_counts(node)
         if after < target:

@@ -1,4 +1,5 @@
-"""What the probes share: free loopback ports, and sums of a node's metric samples.
+"""What the probes share: free loopback ports, each node's Raft port, and sums of a node's
+metric samples.
 
 The probes are run by path (`.venv/bin/python scripts/probes/NAME.py`), so this directory is on
 their import path. Everything here talks to 127.0.0.1 only."""
@@ -8,6 +9,7 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
+from pathlib import Path
 
 HOST = "127.0.0.1"
 
@@ -17,6 +19,48 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind((HOST, 0))
         return int(probe.getsockname()[1])
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` different loopback TCP ports nothing listens on (each held until all are picked)."""
+    probes = []
+    try:
+        for _ in range(count):
+            probe = socket.socket()
+            probes.append(probe)
+            probe.bind((HOST, 0))
+        return [int(probe.getsockname()[1]) for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
+
+
+def runs_raft(repo: Path) -> bool:
+    """Whether the tree at `repo` runs Raft (it has the --raft-port setting); an older tree, run
+    to compare, would refuse the Raft flags."""
+    try:
+        return "raft_port" in (repo / "nacos_actors" / "settings.py").read_text()
+    except OSError:
+        return False
+
+
+def raft_port_args(repo: Path, http_port: int) -> list[str]:
+    """`--raft-port N` (a free port other than `http_port`) for a standalone node of `repo`: its
+    default, the HTTP port - 1000, may be anything's on this host. Nothing for a tree without
+    Raft."""
+    if not runs_raft(repo):
+        return []
+    return ["--raft-port", str(next(port for port in free_ports(2) if port != http_port))]
+
+
+def member_list(repo: Path, ports: list[int]) -> str:
+    """The --members value for nodes on `ports`: each `127.0.0.1:port`, with a free Raft port of
+    its own (`?raft_port=N`) when `repo` runs Raft."""
+    if not runs_raft(repo):
+        return ",".join(f"{HOST}:{port}" for port in ports)
+    taken = set(ports)
+    raft_ports = [port for port in free_ports(2 * len(ports)) if port not in taken][: len(ports)]
+    return ",".join(f"{HOST}:{port}?raft_port={raft}" for port, raft in zip(ports, raft_ports, strict=True))
 
 
 def metric_sum(exposition: bytes, name: str, label: str = "") -> float:

@@ -27,7 +27,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from common import free_port, metric_sum
+from common import free_ports, member_list, metric_sum
 
 REPO = Path(__file__).resolve().parents[2]
 NS = "/nacos/v1/ns"
@@ -67,8 +67,8 @@ def main() -> int:
     parser.add_argument("--linger", type=float, default=5.0, help="seconds to go on before counting failures")
     parser.add_argument("serve_args", nargs="*")
     args = parser.parse_args()
-    ports = [free_port() for _ in range(3)]
-    members = ",".join(f"127.0.0.1:{p}" for p in ports)
+    ports = free_ports(3)
+    members = member_list(REPO, ports)
     logs = Path(tempfile.mkdtemp(prefix="distro-poison-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("NACOS_ACTORS_")}
     processes = []

@@ -40,7 +40,7 @@ import urllib.request
 from pathlib import Path
 
 import msgpack
-from common import free_port, stop_node
+from common import free_port, free_ports, member_list, raft_port_args, stop_node
 
 HOST = "127.0.0.1"
 PYTHON = sys.executable
@@ -131,8 +131,8 @@ def hosts(node: Node, service: str, namespace: str = "public") -> list[dict]:
 
 
 def probe_cluster(repo: Path) -> None:
-    ports = [free_port(), free_port()]
-    members = ",".join(f"{HOST}:{p}" for p in ports)
+    ports = free_ports(2)
+    members = member_list(repo, ports)
     nodes = [Node(repo, p, "--members", members) for p in ports]
     started = [n.wait() for n in nodes]
     if all(started):
@@ -298,7 +298,8 @@ def probe_data_file(repo: Path) -> None:
             ],
         }
         (Path(data_dir) / "registry.msgpack").write_bytes(msgpack.packb(document))
-        node = Node(repo, free_port(), "--data-dir", data_dir)
+        port = free_port()
+        node = Node(repo, port, *raft_port_args(repo, port), "--data-dir", data_dir)
         try:
             if node.wait():
                 served = sum(bool(hosts(node, n)) for n in ("negative-port", "nan"))
@@ -318,7 +319,8 @@ def probe_data_file(repo: Path) -> None:
 
 
 def probe_inputs(repo: Path) -> None:
-    node = Node(repo, free_port())
+    port = free_port()
+    node = Node(repo, port, *raft_port_args(repo, port))
     try:
         if not node.wait():
             print("standalone node did not start:", node.output()[-400:])

@@ -29,7 +29,7 @@ import time
 import urllib.parse
 from pathlib import Path
 
-from common import free_port, stop_node
+from common import free_port, raft_port_args, stop_node
 
 HOST = "127.0.0.1"
 NS = "/nacos/v1/ns"
@@ -49,8 +49,8 @@ class Client:
         return response.status, response.read()
 
 
-def start(repo: Path, port: int, data: Path, log: Path) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-m", "nacos_actors", "serve", "--port", str(port), "--data-dir", str(data)]
+def start(repo: Path, port: int, raft: list[str], data: Path, log: Path) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-m", "nacos_actors", "serve", "--port", str(port), *raft, "--data-dir", str(data)]
     with open(log, "ab") as out:
         node = subprocess.Popen(
             [*argv, "--health-check-enabled", "false", "--push-cache-ms", "60000"],
@@ -86,8 +86,9 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="probe-shutdown-"))
     data, log, port = work / "data", work / "node.log", free_port()
+    raft = raft_port_args(args.repo, port)  # the restart keeps the same Raft port, as a node keeps its address
     services = [f"svc-{i}" for i in range(args.services)]
-    node = start(args.repo, port, data, log)
+    node = start(args.repo, port, raft, data, log)
     sockets = []
     stop = threading.Event()
     try:
@@ -169,7 +170,7 @@ def main() -> int:
         print(
             f"SIG{args.signal} with a push backlog of {backlog} messages: exit {code}, {took}; data file written: {saved}"
         )
-        node = start(args.repo, port, data, log)
+        node = start(args.repo, port, raft, data, log)
         status, body = Client(port).call("GET", f"{NS}/service/list", pageNo=1, pageSize=1000)
         kept = set(json.loads(body)["doms"]) & set(services) if status == 200 else set()
         print(f"restarted on the same --data-dir: {len(kept)} of {len(services)} services")

@@ -49,6 +49,21 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def raft_port_args(source: Path, http_port: int) -> list[str]:
+    """`--raft-port N` (a free port other than `http_port`) for a node of a tree that runs Raft:
+    its default, the HTTP port - 1000, may be anything's on this host. Nothing for an older tree
+    (to compare with), which would refuse the flag."""
+    try:
+        if "raft_port" not in (source / "nacos_actors" / "settings.py").read_text():
+            return []
+    except OSError:
+        return []
+    raft_port = free_port()
+    while raft_port == http_port:
+        raft_port = free_port()
+    return ["--raft-port", str(raft_port)]
+
+
 class Node:
     """A node process started from `source` on a free port (health checks off: the probe's
     instances never beat)."""
@@ -58,7 +73,7 @@ class Node:
         env = {k: v for k, v in os.environ.items() if not k.startswith("NACOS_ACTORS_")}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "nacos_actors", "serve", "--port", str(self.port),
-             "--health-check-enabled", "false", "--log-level", "WARNING", *args],
+             *raft_port_args(source, self.port), "--health-check-enabled", "false", "--log-level", "WARNING", *args],
             cwd=source, env=env, stdin=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 20
