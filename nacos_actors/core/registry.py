@@ -662,7 +662,7 @@ def with_definition(service: Service, definition: Definition | None) -> Service:
     with `definition` as its persistent half (none: the defaults)."""
     instances = service.instances
     previous = service.definition
-    if previous is definition and (definition is not None or not _has_persistent(instances)):
+    if previous is definition and (definition is not None or not _carries_persistent_data(service)):
         return service
     draft = instances.mutate()
     if previous is not None:
@@ -705,6 +705,23 @@ def persistent_half_only(definition: Definition, revision: int) -> Service:
 
 def _has_persistent(instances: Map[InstanceKey, Instance]) -> bool:
     return any(not key.ephemeral for key in instances)
+
+
+def _carries_persistent_data(service: Service) -> bool:
+    """Whether a service without a definition still carries persistent data: a peer's state
+    (and a data file's service) is decoded with the sender's settings and persistent
+    instances, which are Raft's to give, not the sender's."""
+    return (
+        service.explicit
+        or service.protect_threshold != _PLAIN.protect_threshold
+        or bool(service.metadata)
+        or service.selector != _PLAIN.selector
+        or bool(service.clusters)
+        or _has_persistent(service.instances)
+    )
+
+
+_PLAIN = Service(key=ServiceKey("", ""))
 
 
 def definition_of(service: Service) -> Definition | None:
