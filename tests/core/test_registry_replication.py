@@ -10,16 +10,28 @@ from dataclasses import replace
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
-from nacos_actors.core.registry import Dropped, RegistryCore, Rejected, Tombstone
+from nacos_actors.core.codec import decode_batch, encode_batch
+from nacos_actors.core.registry import Dropped, RegistryCore, Rejected, Tombstone, without_definition
 from nacos_actors.messages import (
     CreateService,
     DeleteService,
     DeregisterInstance,
     RegisterInstance,
     RemoveEmptyService,
+    UpdateCluster,
     UpdateService,
 )
-from nacos_actors.model import NO_SELECTOR, Instance, InstanceKey, Service, ServiceKey, freeze, instance_map
+from nacos_actors.model import (
+    NO_SELECTOR,
+    ClusterConfig,
+    Instance,
+    InstanceKey,
+    Service,
+    ServiceKey,
+    freeze,
+    instance_map,
+    stamp_of,
+)
 from tests.core.combined import LocalRegistry
 
 SVC = ServiceKey("public", "DEFAULT_GROUP@@orders")
@@ -382,3 +394,45 @@ def test_a_replica_converges_whatever_the_order_and_duplicates(steps, rng):
     assert comparable(replica.registry) == comparable(origin.registry)
     assert replica.definitions.definitions == origin.definitions.definitions
     assert_counts_match(replica.registry)
+
+
+def test_a_peers_state_brings_only_its_ephemeral_half():
+    """Found by the Raft simulation (tests/sim/test_raft_sim.py): a member holding no persistent
+    half for a service took the settings a peer's state carries on the wire (the sender's
+    threshold, metadata and clusters, not yet or no longer committed here) and kept them: verify
+    compares only the ephemeral stamp, and a later deletion of the persistent half left them in
+    place. Settings, like persistent instances, are Raft's to give."""
+    sender = LocalRegistry()
+    sender.apply(RegisterInstance(SVC, instance(80)), 100)
+    sender.apply(UpdateService(SVC, 0.5, freeze({"k": "v"}), NO_SELECTOR), 110)
+    sender.apply(UpdateCluster(SVC, "c", ClusterConfig(check_port=81)), 120)
+    sender.apply(RegisterInstance(SVC, Instance("127.0.0.9", 90, ephemeral=False)), 130)
+    (sent,) = decode_batch(encode_batch("127.0.0.1:8848", [sender.registry.state_of(SVC)], False)).states
+    assert sent.definition is None and dict(sent.metadata) == {"k": "v"}  # what the wire carries
+
+    behind = RegistryCore()  # its Raft has not applied the settings yet
+    assert behind.apply_replicated(sent, False).value is True
+    held = behind.service(SVC)
+    assert (held.protect_threshold, dict(held.metadata), dict(held.clusters)) == (0.0, {}, {})
+    assert ports(behind) == [80] and held.definition is None
+    assert stamp_of(held) == stamp_of(sent)
+
+    # The same without a persistent instance in the state (the path that kept everything).
+    sender.apply(DeregisterInstance(SVC, InstanceKey("127.0.0.9", 90, "DEFAULT", False)), 140)
+    sender.apply(RegisterInstance(SVC, instance(81)), 150)
+    (sent,) = decode_batch(encode_batch("127.0.0.1:8848", [sender.registry.state_of(SVC)], False)).states
+    assert behind.apply_replicated(sent, False).value is True
+    held = behind.service(SVC)
+    assert (held.protect_threshold, dict(held.metadata), dict(held.clusters)) == (0.0, {}, {})
+    assert ports(behind) == [80, 81] and stamp_of(held) == stamp_of(sent)
+
+
+def test_without_definition_drops_the_settings_a_decoded_service_carries():
+    """A data file of an earlier version holds settings with the ephemeral half: the half it
+    loads keeps none of them (they go to Raft)."""
+    loaded = replace(state(2, 200, 80), protect_threshold=0.4, metadata=freeze({"k": "v"}), explicit=True)
+    half = without_definition(loaded)
+    assert (half.protect_threshold, dict(half.metadata), half.explicit) == (0.0, {}, False)
+    assert sorted(k.port for k in half.instances) == [80] and stamp_of(half) == stamp_of(loaded)
+    plain = state(2, 200, 80)
+    assert without_definition(plain) is plain

@@ -14,8 +14,16 @@ from nacos_actors.drivers.distro import DistroDriver
 from nacos_actors.drivers.health import HealthDriver
 from nacos_actors.drivers.members import MemberDriver
 from nacos_actors.drivers.push import PushDriver
+from nacos_actors.drivers.raft import RaftDriver
 from nacos_actors.drivers.registry import RegistryDriver
-from nacos_actors.messages import DistroMessage, HealthMessage, MemberMessage, PushMessage, RegistryMessage
+from nacos_actors.messages import (
+    DistroMessage,
+    HealthMessage,
+    MemberMessage,
+    PushMessage,
+    RaftMessage,
+    RegistryMessage,
+)
 from tests.sim.cluster import Simulation
 
 DRIVERS = {
@@ -24,6 +32,7 @@ DRIVERS = {
     PushDriver: PushMessage,
     MemberDriver: MemberMessage,
     DistroDriver: DistroMessage,
+    RaftDriver: RaftMessage,
 }
 
 
@@ -48,4 +57,12 @@ def test_the_simulation_runs_the_drivers_a_cluster_member_starts():
     sim.start_all()
     sim.run_for(2_000)
     for node in sim.live_nodes():
-        assert {type(d) for d in node.drivers.values()} == {RegistryDriver, HealthDriver, DistroDriver, MemberDriver}
+        assert {type(d) for d in node.drivers.values()} == {
+            RegistryDriver,
+            RaftDriver,
+            HealthDriver,
+            DistroDriver,
+            MemberDriver,
+        }
+        # Its Raft driver ticks a group of the simulation, which elected a leader by now.
+        assert node.raft_board.status.ready

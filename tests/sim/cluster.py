@@ -9,15 +9,22 @@ copied here: only the transport and the clock are fake.
 What is still the front's, in `SimNode`: client writes through `distro_write` (forward to the
 responsible member per this node's view, up to three attempts with back-off, a forwarded
 request handled where it lands), the starting gate (503 until the node serves), the register,
-deregister and beat handlers of naming_v1, the peer endpoints (report, datum, checksum, datums)
-and `async_join`. Every peer body is encoded and decoded with nacos_actors.core.codec, and every
-peer call is signed (PeerLink) and judged (ClusterFront.check_peer) with
-nacos_actors.core.peer_auth: a `Signed` request carries the headers a real one would, made at
-the sender's (skewed) clock with its node's cluster secret. A forwarded client write is
-honoured only from a member's address (the network's source address stands for the signature).
+deregister and beat handlers of naming_v1, Front.write for any other write (route_write sends
+persistent data to Raft), the peer endpoints (report, datum, checksum, datums), the wait for
+Raft before the HTTP server opens (async_wait_for_raft) and `async_join`. Every peer body is
+encoded and decoded with nacos_actors.core.codec, and every peer call is signed (PeerLink) and
+judged (ClusterFront.check_peer) with nacos_actors.core.peer_auth: a `Signed` request carries
+the headers a real one would, made at the sender's (skewed) clock with its node's cluster
+secret. A forwarded client write is honoured only from a member's address (the network's
+source address stands for the signature).
 
 Clients (`Agent`) behave like nacos-sdk-python's v1 NacosClient with a heartbeat: try one server,
 and on a timeout or a 5xx the next, keeping the new one; beat with the full beat JSON every 5 s.
+
+Raft is modelled at the driver boundary (tests/sim/raft.py): pysyncobj owns its sockets, poller
+and clock, so it cannot run on the simulated network and clock. Each node's RaftDriver - the
+production one, run without poll_continuously - ticks its end of one shared SimRaft group; the
+node schedules its PollRaft every RAFT_TICK_MS, and at once when the group wakes it.
 
 Time: a node's clock is the simulated time plus a fixed skew (real members' clocks differ).
 """
@@ -40,6 +47,7 @@ from nacos_actors.core.codec import (
     encode_report,
     encode_services,
 )
+from nacos_actors.core.consensus import RaftBoard
 from nacos_actors.core.distro import responsible_member
 from nacos_actors.core.health import BEAT_RECORDED, beat_outcome
 from nacos_actors.core.members import MemberView
@@ -57,21 +65,28 @@ from nacos_actors.core.peering import (
     read_report,
 )
 from nacos_actors.core.push import Datagram
-from nacos_actors.core.registry import RegistryCore, RegistryView
-from nacos_actors.drivers.assembly import build_drivers
+from nacos_actors.core.registry import Rejected, RegistryCore, RegistryView, services_limit_refusal
+from nacos_actors.core.writes import route_write
+from nacos_actors.drivers.assembly import build_drivers, raft_driver_config, registry_limits
 from nacos_actors.drivers.distro import PEER_TIMEOUT_MS
 from nacos_actors.drivers.members import LEAVE_TIMEOUT_MS
 from nacos_actors.drivers.outbox import Driver
+from nacos_actors.drivers.raft import RaftDriver
 from nacos_actors.http.cluster import FORWARD_ATTEMPTS, FORWARD_BACKOFF_S, JOIN_RETRY_MS, SNAPSHOT_TIMEOUT_S
 from nacos_actors.http.naming_v1 import BEAT_CODE_NOT_FOUND, BEAT_CODE_OK
 from nacos_actors.messages import (
     DISTRO,
     MEMBERS,
+    RAFT,
     REGISTRY,
     ActorName,
     ApplyReplicated,
     BeatInstance,
     Command,
+    CreateService,
+    DefinitionsApplied,
+    DefinitionsLoaded,
+    DeleteService,
     DeregisterInstance,
     Drain,
     ExpireInstance,
@@ -82,8 +97,13 @@ from nacos_actors.messages import (
     PeerAnswered,
     PeerCall,
     PeerFailed,
+    PersistentCommand,
+    PollRaft,
+    Propose,
+    Refused,
     RegisterInstance,
     Tick,
+    UpdateService,
     WriteBatch,
 )
 from nacos_actors.metrics import NodeMetrics
@@ -96,15 +116,22 @@ from nacos_actors.model import (
     ServiceKey,
     freeze,
 )
-from nacos_actors.node import DRAIN_TIMEOUT_S
+from nacos_actors.node import DRAIN_TIMEOUT_S, RAFT_READY_POLL_S
 from nacos_actors.settings import Settings
 from prometheus_client import CollectorRegistry
 from tests.sim.network import CLIENT, Answer, Failure, Network, Outcome, Respond, Scheduler
+from tests.sim.raft import SimRaft, SimRaftMember, raft_id
 
 EPOCH_MS = 1_700_000_000_000
 SNAPSHOT_TIMEOUT_MS = int(SNAPSHOT_TIMEOUT_S * 1000)
 FORWARD_BACKOFF_MS = int(FORWARD_BACKOFF_S * 1000)
 DRAIN_TIMEOUT_MS = int(DRAIN_TIMEOUT_S * 1000)
+RAFT_READY_POLL_MS = int(RAFT_READY_POLL_S * 1000)
+# The Raft driver ticks when its group wakes it (a proposal, an entry to apply, an answer, a
+# leader change: RaftGroup.wake) and otherwise every RAFT_TICK_MS, the library's heartbeat period
+# (a real idle tick waits 20 ms; the deadlines of proposals need no finer steps here).
+RAFT_TICK_MS = 50
+RAFT_WAKE_MS = 1
 CLIENT_TIMEOUT_MS = 3000  # nacos-sdk-python's default request timeout
 BEAT_INTERVAL_MS = 5000
 # Every node runs with the defaults and a shared secret, push off (the simulation has no UDP
@@ -134,10 +161,30 @@ class ClientWrite:
     forwarded_by: str | None = None
 
 
+# Writes the front does not forward to the service's Distro owner (they are not `distro_write`).
+NOT_FORWARDED = (CreateService, UpdateService, DeleteService)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCommand:
+    """Any other client write, as the front parses it: `command` goes where
+    nacos_actors.core.writes.route_write sends it (the registry, or Raft for persistent data).
+    Instance and cluster writes are forwarded to the service's Distro owner first (they are
+    `distro_write`); service writes (POST/PUT/DELETE /v1/ns/service) are handled where they land."""
+
+    command: Command
+    forwarded_by: str | None = None
+
+    @property
+    def service(self) -> ServiceKey:
+        return self.command.service
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     """A node's registry changed a service (`after` None: deleted) in one message, by `causes`:
-    the commands of the batch for that service, or 'replicated', 'forced', 'dropped', 'snapshot'."""
+    the commands of the batch for that service, or 'replicated', 'forced', 'dropped', 'snapshot'
+    (Distro), or 'raft', 'raft-snapshot' (the persistent half, merged from the Raft driver)."""
 
     time_ms: int
     node: str
@@ -164,6 +211,17 @@ class BeatRecorded:
 
 
 @dataclass(frozen=True, slots=True)
+class Acknowledged:
+    """A node answered a persistent write ok, once its own registry merged it (the answer then
+    travels to the client, or to the member that forwarded the request)."""
+
+    time_ms: int
+    node: str
+    command: PersistentCommand
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
 class ViewPublished:
     """A node's member actor published a new view (some member's state changed)."""
 
@@ -172,7 +230,7 @@ class ViewPublished:
     healthy: tuple[str, ...]
 
 
-Event = Change | BeatRecorded | ViewPublished
+Event = Change | BeatRecorded | ViewPublished | Acknowledged
 
 
 class SimReply:
@@ -221,9 +279,10 @@ class SimNode:
     """One member process: the production drivers (nacos_actors.drivers, built by the same
     `build_drivers` as a real node) on one thread, a mailbox drained in FIFO order at the same
     simulated instant, and the front's cluster parts. `start` boots it (fresh drivers, a given
-    or empty registry) and joins; `crash` kills it (nothing runs, connections are refused);
-    `leave` is SIGTERM (drain, report DOWN, stop). `registry` survives a crash, for a restart
-    with the data kept."""
+    or empty registry, its Raft journal or none), waits for Raft, listens and joins; `crash`
+    kills it (nothing runs, connections are refused); `leave` is SIGTERM (drain, report DOWN,
+    stop). `registry` survives a crash, for a restart with the data kept; the Raft journal lives
+    in the simulation's SimRaft."""
 
     def __init__(
         self, sim: Simulation, address: str, members: tuple[str, ...], skew_ms: int, settings: Settings = SETTINGS
@@ -234,6 +293,7 @@ class SimNode:
         self.peers = tuple(a for a in members if a != address)
         self.skew_ms = skew_ms
         self.alive = False
+        self.listening = False
         self.incarnation = 0
         self.registry = RegistryCore()
         self.serving = False
@@ -249,34 +309,88 @@ class SimNode:
     def to_sim_time(self, node_ms: int) -> int:
         return node_ms - EPOCH_MS - self.skew_ms
 
-    def start(self, registry: RegistryCore | None = None) -> None:
-        """run_node's async_start_node, then serve: the drivers start in order, the registry
-        learns its watchers (each then gets every current service), and the node joins."""
+    def start(self, registry: RegistryCore | None = None, keep_journal: bool = True) -> None:
+        """run_node's async_start_node, then serve: the Raft group opens (loading the node's
+        journal, unless `keep_journal` is false: its data directory was lost), the drivers start
+        in order, the registry learns its watchers (each then gets every current service); once
+        Raft has caught up (at most raft_ready_timeout_ms) the node listens and joins."""
         assert not self.alive
         self.incarnation += 1
         self.alive = True
+        self.listening = False
         self.registry = registry if registry is not None else RegistryCore()
         self.beats = BeatLog()
         self.serving = False
         self.joined_from = None
         self._mailbox: deque[tuple[ActorName, object]] = deque()
         self._wakes: dict[ActorName, int | None] = {}
+        self._raft_woken = False
         now = self.clock()
         metrics = NodeMetrics(CollectorRegistry(), RegistryView(self.registry))
-        built = build_drivers(self.settings, self.registry, self.beats, SimOutbox(self), metrics, now)
+        self.raft_board = RaftBoard()
+        leaders = {raft_id(member): member for member in self.member_list}
+        raft_config = replace(raft_driver_config(self.settings, leaders), durable=True, poll_continuously=False)
+        built = build_drivers(
+            self.settings,
+            self.registry,
+            self.beats,
+            SimOutbox(self),
+            metrics,
+            now,
+            raft_board=self.raft_board,
+            raft_config=raft_config,
+        )
         self.board = built.member_board
+        self.raft: SimRaftMember = self.sim.raft.join(self, built.raft, keep_journal)
+        built.raft.attach(self.raft)
         self.drivers: dict[ActorName, Driver] = {d.NAME: d for d in built.in_start_order()}
         for driver in self.drivers.values():
             driver.start(now)
         for name, message in built.first_messages():
             self.tell(name, message)
-        self._join()
+        self._guarded_after(RAFT_TICK_MS, self._raft_tick)
+        self._await_raft(now)
         self._settle()
 
     def crash(self) -> None:
-        """The process dies at once: no drain, no goodbye; its registry object is left as it was."""
+        """The process dies at once: no drain, no goodbye; its registry object is left as it was
+        (and its Raft journal, in the simulation's SimRaft)."""
         self.alive = False
+        self.listening = False
         self.serving = False
+
+    def _raft_tick(self) -> None:
+        """The Raft actor's loop (the simulation's, as the driver runs without poll_continuously)."""
+        self.tell(RAFT, PollRaft())
+        self._guarded_after(RAFT_TICK_MS, self._raft_tick)
+
+    def wake_raft(self) -> None:
+        """Tick the Raft driver at once (RaftGroup.wake): a proposal arrived, or the group has
+        something to apply or answer."""
+        if self._raft_woken or not self.alive:
+            return
+        self._raft_woken = True
+
+        def ring() -> None:
+            self._raft_woken = False
+            self.tell(RAFT, PollRaft())
+
+        self._guarded_after(RAFT_WAKE_MS, ring)
+
+    def _await_raft(self, started_ms: int) -> None:
+        """async_wait_for_raft: until Raft is ready (or raft_ready_timeout_ms passed) the HTTP
+        server is not open; then it listens and joins."""
+        if self.raft_board.status.ready or self.clock() - started_ms >= self.settings.raft_ready_timeout_ms:
+            self.listening = True
+            self._join()
+            return
+        self._guarded_after(RAFT_READY_POLL_MS, lambda: self._await_raft(started_ms))
+
+    @property
+    def raft_driver(self) -> RaftDriver:
+        driver = self.drivers[RAFT]
+        assert isinstance(driver, RaftDriver)
+        return driver
 
     def leave(self) -> None:
         """SIGTERM (node.async_leave): drain Distro (at most DRAIN_TIMEOUT), report DOWN to every
@@ -347,6 +461,13 @@ class SimNode:
         elif isinstance(message, LoadSnapshot):
             for key in [s.key for s in self.registry.all_services()] + [s.key for s in message.services]:
                 causes[key] = ["snapshot"]
+        elif isinstance(message, DefinitionsApplied):
+            for change in message.changes:
+                causes.setdefault(change.key, []).append("raft")
+        elif isinstance(message, DefinitionsLoaded):
+            held = [s.key for s in self.registry.all_services() if s.definition is not None]
+            for key in held + [d.key for d in message.definitions]:
+                causes[key] = ["raft-snapshot"]
         keys = set(causes)
         before = {key: self.registry.service(key) for key in keys}
         driver.handle(message, self.clock())
@@ -388,6 +509,11 @@ class SimNode:
     def write(self, commands: tuple[Command, ...], then: Callable[[tuple[Any, ...]], None]) -> None:
         """The front's write crossing: one WriteBatch to the registry driver; `then` gets the outcomes."""
         self.tell(REGISTRY, WriteBatch(commands, SimReply(then)))
+
+    def propose(self, command: PersistentCommand, then: Callable[[Any], None]) -> None:
+        """Front.propose's crossing: one Propose to the Raft driver, stamped with this node's
+        clock; `then` gets the Outcome once committed and merged here, or the driver's 503."""
+        self.tell(RAFT, Propose(command, self.clock(), SimReply(then)))
 
     # -- the HTTP front --------------------------------------------------------------------
 
@@ -499,7 +625,7 @@ class SimNode:
         self.joined_from = peer
         self.tell(MEMBERS, MarkReady())
 
-    def _client_write(self, source: str, request: ClientWrite, respond: Respond) -> None:
+    def _client_write(self, source: str, request: ClientWrite | ClientCommand, respond: Respond) -> None:
         """The starting gate, then `distro_write`: forward to the responsible member per this
         node's view; a forwarded request is handled where it lands."""
         if not self.serving:
@@ -512,9 +638,12 @@ class SimNode:
                 return
             self._handle_write(request, respond)
             return
+        if isinstance(request, ClientCommand) and isinstance(request.command, NOT_FORWARDED):
+            self._handle_command(request.command, respond)
+            return
         self._forward(request, respond, 0)
 
-    def _forward(self, request: ClientWrite, respond: Respond, attempt: int) -> None:
+    def _forward(self, request: ClientWrite | ClientCommand, respond: Respond, attempt: int) -> None:
         if attempt == FORWARD_ATTEMPTS:
             respond(503, "the responsible member did not answer")
             return
@@ -535,8 +664,43 @@ class SimNode:
         forwarded = replace(request, forwarded_by=self.address)
         self.send(owner, "client", forwarded, PEER_TIMEOUT_MS, outcome)
 
-    def _handle_write(self, request: ClientWrite, respond: Respond) -> None:
-        """register_instance, deregister_instance and beat of naming_v1, with a full beat."""
+    def _handle_command(self, command: Command, respond: Respond) -> None:
+        """Front.write: route the command (the edge's checks against this member's view of the
+        whole service), then the registry or Raft; answer its value, or its refusal's status."""
+        current = self.registry.service(command.service)
+        try:
+            routed = route_write(command, current)
+            if routed.raft is not None and current is None:
+                held = len(self.registry.namespaces.get(command.service.namespace) or ())
+                refusal = services_limit_refusal(registry_limits(self.settings), command.service.namespace, held)
+                if refusal is not None:
+                    raise refusal
+        except Rejected as refusal:
+            respond(refusal.status, refusal.message)
+            return
+        persistent = routed.raft
+
+        def answer(outcome: Any) -> None:
+            if isinstance(outcome, Refused):
+                respond(outcome.status, outcome.message)
+                return
+            if persistent is not None:
+                self.sim.note(Acknowledged(self.sim.now, self.address, persistent, outcome.value))
+            respond(200, outcome.value)
+
+        if persistent is None:
+            assert routed.registry is not None
+            self.write((routed.registry,), lambda outcomes: answer(outcomes[0]))
+            return
+        assert routed.registry is None, "a metadata batch naming both kinds is not simulated"
+        self.propose(persistent, answer)
+
+    def _handle_write(self, request: ClientWrite | ClientCommand, respond: Respond) -> None:
+        """register_instance, deregister_instance and beat of naming_v1, with a full beat; any
+        other write as Front.write makes it."""
+        if isinstance(request, ClientCommand):
+            self._handle_command(request.command, respond)
+            return
         service, instance = request.service, request.instance
         key = instance.key
         now = self.clock()
@@ -742,6 +906,7 @@ class Simulation:
         }
         for address, node in self.nodes.items():
             self.network.endpoints[address] = node
+        self.raft = SimRaft(self, settings)
         self.agents: list[Agent] = []
         self.listeners: list[Callable[[Event], None]] = []
 

@@ -8,7 +8,7 @@ run is a pure function of its seed.
 of the peer client: each leg is delayed at random (so messages overtake each other), may be
 dropped, and is lost when the link is cut while it travels. The caller always learns exactly
 one outcome: the `Answer`, or a `Failure` - at once-ish when nothing listens at the target (a
-stopped node: connection refused), after the connect timeout when the link is cut at the start,
+stopped or still starting node: connection refused), after the connect timeout when the link is cut at the start,
 after the request's timeout when a leg was lost on the way.
 """
 
@@ -84,10 +84,11 @@ Respond = Callable[[int, Any], None]
 
 
 class Endpoint(Protocol):
-    """Whatever listens at an address: a node (alive while its process runs)."""
+    """Whatever listens at an address: a node (listening while its process runs and its HTTP
+    server is open)."""
 
     @property
-    def alive(self) -> bool: ...
+    def listening(self) -> bool: ...
 
     def receive(self, source: str, kind: str, body: Any, respond: Respond) -> None: ...
 
@@ -180,7 +181,7 @@ class Network:
             scheduler.at(started + min(timeout_ms, connect_timeout_ms), lambda: finish(Failure(refused=False)))
             return
         endpoint = self.endpoints.get(target)
-        if endpoint is None or not endpoint.alive:
+        if endpoint is None or not endpoint.listening:
             stats.refused += 1
             scheduler.after(self.delay(), lambda: finish(Failure(refused=True)))
             return
@@ -194,7 +195,7 @@ class Network:
             if not self.connected(source, target):
                 stats.lost_to_cuts += 1
                 return
-            if not endpoint.alive:
+            if not endpoint.listening:
                 stats.refused += 1
                 finish(Failure(refused=True))
                 return

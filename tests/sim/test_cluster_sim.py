@@ -4,7 +4,10 @@ Three to five members - each the pure cores wired as the actors and the HTTP fro
 (tests/sim/cluster.py) - on an in-memory network that cuts links, isolates members, drops 20% of
 the messages, delays and reorders them (tests/sim/network.py); clients register, beat every 5 s
 with the full beat, update, deregister, or die silently. Every run is a function of its seed:
-a failing seed replays exactly. What is asserted, and why it must hold:
+a failing seed replays exactly. Each member also runs its Raft driver, on a Raft group modelled
+at the driver boundary (tests/sim/raft.py: pysyncobj owns its sockets, poller and clock, so it
+cannot run on the simulated network and clock); persistent data is checked in
+test_raft_sim.py. What is asserted, and why it must hold:
 
 1. Convergence: after random partitions and heals, every member holds the same services with
    the same instances, revisions and modified times (verify compares (revision, modified) and
