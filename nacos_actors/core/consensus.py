@@ -82,7 +82,7 @@ def unavailable(reason: str, leader: str | None) -> Refused:
     elif reason == PROPOSAL_OVERLOADED:
         text = "too many persistent writes are waiting for Raft"
     elif reason == PROPOSAL_TIMED_OUT:
-        text = "the write was not committed in time; its outcome is unknown"
+        text = "Raft did not commit the write in time; its outcome is unknown"
     else:
         text = "the Raft leader changed before the write was committed; its outcome is unknown"
     return Refused(503, f"{text}{where}; retry the request")
