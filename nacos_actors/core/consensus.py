@@ -85,7 +85,7 @@ def unavailable(reason: str, leader: str | None) -> Refused:
     elif reason == PROPOSAL_OVERLOADED:
         text = "too many persistent writes are waiting for Raft"
     elif reason == PROPOSAL_TIMED_OUT:
-        text = "the write was not committed in time; its outcome is unknown"
+        text = "Raft did not commit the write in time; its outcome is unknown"
     elif reason == PROPOSAL_FAILED:
         text = "Raft could not take the write"
     else:

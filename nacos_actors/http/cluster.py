@@ -3,7 +3,9 @@
 - Client writes and beats (`distro_write` handlers, wrapped by `forwarding` on a member) that
   reach a member not responsible for their service are forwarded, as they came, to the one
   that is; the client never knows. A request marked forwarded is handled where it lands only
-  when a member signed it; anyone else's is a 403.
+  when a member signed it; anyone else's is a 403. A write for Raft alone (service settings,
+  clusters, and the `raft_only_when` requests, e.g. `ephemeral=false`) is never forwarded:
+  Raft takes it to its leader, and the member answers once it holds the write.
 - Peer endpoints (msgpack bodies): member reports, Distro batches and verify digests, and the
   full snapshot a starting member loads. Only members may call them: a listed member, from its
   address, signed with the cluster secret, in time (ClusterFront.check_peer); anything else is
@@ -55,7 +57,7 @@ from nacos_actors.http.front import ClusterFront, Front, front_of, json_response
 from nacos_actors.http.params.base import ParamError
 from nacos_actors.http.params.names import service_key
 from nacos_actors.http.raft_api import raft_metadata
-from nacos_actors.http.routing import AddRoute, Handler, peer_endpoint
+from nacos_actors.http.routing import RAFT_ONLY_WHEN, AddRoute, Handler, RaftOnly, peer_endpoint
 from nacos_actors.logs import event
 from nacos_actors.messages import MEMBERS, REGISTRY, ApplyReplicated, LoadSnapshot, MarkReady
 from nacos_actors.peers import FORWARDED_HEADER, MSGPACK, PeerError
@@ -74,7 +76,9 @@ LARGE_BODY = 256 * 1024
 def forwarding(handler: Handler) -> Handler:
     """`handler` on a member that may not own the request's service: such a request is
     forwarded, as it came, to the one that does. A forwarded request is always handled where it
-    lands, so views that disagree for a moment cannot bounce it around."""
+    lands, so views that disagree for a moment cannot bounce it around. A request for Raft
+    alone (the handler's `raft_only_when`) is handled here."""
+    raft_only: RaftOnly | None = getattr(handler, RAFT_ONLY_WHEN, None)
 
     async def forward_or_handle(request: web.Request) -> web.StreamResponse:
         front = front_of(request)
@@ -83,7 +87,10 @@ def forwarding(handler: Handler) -> Handler:
             # Only a member may say "handle this here": a forged mark would skip forwarding.
             cluster.check_peer(request, await request.read())
             return await handler(request)
-        key = service_key(await request_params(request))
+        params = await request_params(request)
+        key = service_key(params)
+        if raft_only is not None and raft_only(params, front):
+            return await handler(request)
         for attempt in range(FORWARD_ATTEMPTS):
             owner = cluster.owner_of(key)
             if owner is None:

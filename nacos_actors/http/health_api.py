@@ -1,24 +1,33 @@
 """Cluster health-check settings and manual instance health (Nacos 1.4 ClusterController and
 HealthController): `PUT /v1/ns/cluster`, `PUT /v1/ns/health/instance` (also `PUT /v1/ns/health`).
 
-Each handler parses every parameter once (nacos_actors.http.params), then sends one command to
-the registry actor, so the change is an ordinary registry write: it bumps the service's
-revision, reaches --data-dir snapshots and push subscribers. Runs on the event loop thread.
+Each handler parses every parameter once (nacos_actors.http.params), then sends one write
+(nacos_actors.http.front.Front.write): a cluster config and a persistent instance's health go
+through Raft, handled on the member the request reached; an ephemeral instance's health goes
+to the registry of the service's Distro owner. Runs on the event loop thread.
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from nacos_actors.http.front import front_of, ok, request_params
+from nacos_actors.http.front import Front, front_of, ok, request_params
 from nacos_actors.http.params import instances, metadata, names
-from nacos_actors.http.params.base import required, required_boolean
-from nacos_actors.http.routing import AddRoute, distro_write
+from nacos_actors.http.params.base import Params, required, required_boolean
+from nacos_actors.http.routing import AddRoute, distro_write, raft_only_when
 from nacos_actors.messages import SetInstanceHealth, UpdateCluster
-from nacos_actors.model import ClusterConfig, freeze
+from nacos_actors.model import ClusterConfig, InstanceKey, freeze
 
 
-@distro_write
+def sets_persistent_health(params: Params, front: Front) -> bool:
+    """Health set on an instance this member holds as persistent (as route_write decides)."""
+    service = front.service(names.service_key(params))
+    if service is None:
+        return False
+    key = InstanceKey(instances.ip(params), instances.port(params), names.cluster(params, "clusterName"), False)
+    return key in service.instances
+
+
 async def update_cluster(request: web.Request) -> web.Response:
     """PUT /v1/ns/cluster: set a cluster's checker, check port, port choice and metadata.
 
@@ -50,6 +59,7 @@ async def update_cluster(request: web.Request) -> web.Response:
 
 
 @distro_write
+@raft_only_when(sets_persistent_health)
 async def set_instance_health(request: web.Request) -> web.Response:
     """PUT /v1/ns/health/instance (and /v1/ns/health): set an instance's health by hand.
 

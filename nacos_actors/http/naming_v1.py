@@ -17,9 +17,9 @@ from nacos_actors.core.push import SubscriberKey, Subscription
 from nacos_actors.core.values import is_ip_literal
 from nacos_actors.http.front import Front, front_of, json_response, json_stream, memoized_params, ok, request_params
 from nacos_actors.http.params import clients, instances, metadata, names
-from nacos_actors.http.params.base import MAX_INT32, ParamError, QueryMemo, boolean, page_number, parse_boolean
+from nacos_actors.http.params.base import MAX_INT32, ParamError, Params, QueryMemo, boolean, page_number, parse_boolean
 from nacos_actors.http.params.metadata import M
-from nacos_actors.http.routing import AddRoute, distro_write
+from nacos_actors.http.routing import AddRoute, distro_write, raft_only_when
 from nacos_actors.messages import (
     BeatInstance,
     CreateService,
@@ -84,10 +84,42 @@ def _service_metadata_within_limit(front: Front, given: M) -> M:
     return metadata.within_limit(given, front.settings.max_service_metadata_bytes, metadata.SERVICE_METADATA_LIMIT)
 
 
+# -- which writes are Raft's alone (never forwarded to the Distro owner) -------------------
+
+
+def names_persistent_instance(params: Params, front: Front) -> bool:
+    """A register, update or deregister with `ephemeral=false`."""
+    raw = params.get("ephemeral")
+    return raw is not None and raw.lower() == "false"
+
+
+def patches_persistent_instance(params: Params, front: Front) -> bool:
+    """A PATCH with `ephemeral=false`, or without `ephemeral` on a service this member holds
+    with no ephemeral instance at that address (as route_write decides)."""
+    if params.get("ephemeral") is not None:
+        return names_persistent_instance(params, front)
+    service = front.service(names.service_key(params))
+    if service is None:
+        return False
+    key = InstanceKey(instances.ip(params), instances.port(params), names.cluster(params), True)
+    return key not in service.instances
+
+
+def batches_persistent_metadata(params: Params, front: Front) -> bool:
+    """A metadata batch for `consistencyType=persist`, or naming persistent instances only."""
+    kind = params.get("consistencyType")
+    if kind is not None:
+        return kind == "persist"
+    document = metadata.json_value(params, "instances")
+    targets = instances.instance_targets(document) if document is not None else ()
+    return bool(targets) and not any(key.ephemeral for key in targets)
+
+
 # -- instances ---------------------------------------------------------------------------
 
 
 @distro_write
+@raft_only_when(names_persistent_instance)
 async def register_instance(request: web.Request) -> web.Response:
     """POST /v1/ns/instance: add or replace an instance; answers once applied."""
     front = front_of(request)
@@ -103,6 +135,7 @@ async def register_instance(request: web.Request) -> web.Response:
 
 
 @distro_write
+@raft_only_when(names_persistent_instance)
 async def deregister_instance(request: web.Request) -> web.Response:
     """DELETE /v1/ns/instance: remove an instance; unknown ones are fine, as in Nacos."""
     front = front_of(request)
@@ -115,6 +148,7 @@ async def deregister_instance(request: web.Request) -> web.Response:
 
 
 @distro_write
+@raft_only_when(names_persistent_instance)
 async def update_instance(request: web.Request) -> web.Response:
     """PUT /v1/ns/instance: rebuild from the request; Java clients >= 1.0 need it to exist."""
     front = front_of(request)
@@ -127,6 +161,7 @@ async def update_instance(request: web.Request) -> web.Response:
 
 
 @distro_write
+@raft_only_when(patches_persistent_instance)
 async def patch_instance(request: web.Request) -> web.Response:
     """PATCH /v1/ns/instance: change only the fields given."""
     front = front_of(request)
@@ -240,6 +275,7 @@ async def beat(request: web.Request) -> web.Response:
 
 
 @distro_write
+@raft_only_when(batches_persistent_metadata)
 async def update_metadata_batch(request: web.Request) -> web.Response:
     """PUT (merge) or DELETE (remove keys) /v1/ns/instance/metadata/batch."""
     front = front_of(request)
@@ -262,7 +298,6 @@ async def update_metadata_batch(request: web.Request) -> web.Response:
 # -- services ----------------------------------------------------------------------------
 
 
-@distro_write
 async def create_service(request: web.Request) -> web.Response:
     """POST /v1/ns/service: an empty service with threshold, metadata and selector."""
     front = front_of(request)
@@ -277,7 +312,6 @@ async def create_service(request: web.Request) -> web.Response:
     return ok()
 
 
-@distro_write
 async def update_service(request: web.Request) -> web.Response:
     """PUT /v1/ns/service: threshold (required), metadata and selector (replaced when given)."""
     front = front_of(request)
@@ -292,7 +326,6 @@ async def update_service(request: web.Request) -> web.Response:
     return ok()
 
 
-@distro_write
 async def delete_service(request: web.Request) -> web.Response:
     """DELETE /v1/ns/service: only a service with no instances (as Nacos 2.x)."""
     front = front_of(request)

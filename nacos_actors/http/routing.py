@@ -28,14 +28,16 @@ from aiohttp import HttpVersion11, hdrs, web
 from nacos_actors.bridge import ActorUnavailable
 from nacos_actors.core.registry import Rejected
 from nacos_actors.http.front import ClusterFront, Front
-from nacos_actors.http.params.base import ParamError
+from nacos_actors.http.params.base import ParamError, Params
 from nacos_actors.metrics import UNMATCHED_ROUTE, NodeMetrics, method_label
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 AddRoute = Callable[[str, str, Handler], None]
+RaftOnly = Callable[[Params, Front], bool]
 ExpectHandler = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
 DISTRO_WRITE = "_nacos_actors_distro_write"
+RAFT_ONLY_WHEN = "_nacos_actors_raft_only_when"
 PEER_ENDPOINT = "_nacos_actors_peer_endpoint"
 STARTING = "this member is starting: it loads its data from a peer"
 
@@ -45,6 +47,19 @@ def distro_write(handler: Handler) -> Handler:
     responsible for the service (see nacos_actors.http.cluster.forwarding)."""
     setattr(handler, DISTRO_WRITE, True)
     return handler
+
+
+def raft_only_when(predicate: RaftOnly) -> Callable[[Handler], Handler]:
+    """Mark a `distro_write` handler whose request goes to Raft alone when `predicate(params,
+    front)` holds: such a request is handled on the member it reached, never forwarded to the
+    Distro owner. Raft takes it to its leader, and this member answers once it applied the
+    write itself, so a read here sees it; forwarded, it would be answered once the owner had."""
+
+    def mark(handler: Handler) -> Handler:
+        setattr(handler, RAFT_ONLY_WHEN, predicate)
+        return handler
+
+    return mark
 
 
 def peer_endpoint(handler: Handler) -> Handler:

@@ -10,7 +10,8 @@ nothing sent before the journal is synced.
   they are explicit. A refused frame closes the connection, logged (at most every few
   seconds).
 - `GuardedTransport` is passed to SyncObj as `transportClass`: it syncs the group's journal
-  before every message it sends, gives each connection the group's frame bound, accepts an
+  before every message it sends, sends nothing on a connection whose key exchange is not over
+  (the peer would drop it), gives each connection the group's frame bound, accepts an
   incoming connection only from a configured partner (no read-only nodes, no utility commands
   such as `add`, `set_version` or `transfer`), and drops a peer whose message is not a Raft
   message (a dict of a known type; a forwarded command must be a regular one).
@@ -144,6 +145,11 @@ class GuardedTransport(TCPTransport):  # type: ignore[misc]
         super().__init__(syncObj, selfNode, otherNodes)
 
     def send(self, node: Any, message: Any) -> bool:
+        connection = self._connections.get(node)
+        if self._syncObj.encryptor and connection is not None and not connection.sendRandKey:
+            # The library counts an outgoing connection as connected before its key exchange is
+            # over; a message sent then lacks the peer's key, and the peer drops the connection.
+            return False
         journal = self._syncObj._SyncObj__raftLog
         if isinstance(journal, SyncedFileJournal):
             journal.sync_if_dirty()

@@ -5,10 +5,15 @@ waits for readiness and returns a NodeProcess; at the end of the test every node
 gets SIGTERM and must exit with code 0 within a few seconds (else it is killed and the test
 fails). Each node's stderr goes to a file that is shown in the report when the test fails.
 
-`start_cluster(size=3, *args)` starts `size` members on free ports listing each other with
-`--members` (and sharing `--cluster-secret`) and returns a Cluster once every member serves and sees all the others UP; a member
-may be killed and started again on its port. `launch_cluster` does the same with any
-NodeLauncher (e.g. one a module-scoped fixture owns).
+`start_cluster(size=3, *args, data_dirs=None)` starts `size` members on free ports listing each
+other with `--members` (and sharing `--cluster-secret`) and returns a Cluster once every member
+serves and sees all the others UP; a member may be killed and started again on its port (and
+its own `--data-dir`, when `data_dirs` names one per member). `launch_cluster` does the same
+with any NodeLauncher (e.g. one a module-scoped fixture owns).
+
+Each node has a Raft port of its own (`NodeProcess.raft_port`): a standalone node is given a
+free one with `--raft-port` unless its arguments name one; a member's is its `?raft_port=` in
+the member list.
 """
 
 from __future__ import annotations
@@ -78,6 +83,7 @@ class NodeProcess:
     port: int
     stderr_path: Path
     stderr_file: object = field(default=None, repr=False)
+    raft_port: int | None = None
 
     @property
     def address(self) -> str:
@@ -156,9 +162,13 @@ class NodeLauncher:
     ) -> NodeProcess:
         port = free_port() if port is None else port
         argv = [sys.executable, "-m", "nacos_actors", "serve", "--port", str(port)]
-        if "--raft-port" not in args and "--members" not in args:
+        raft_port = None
+        if "--raft-port" in args:
+            raft_port = int(args[list(args).index("--raft-port") + 1])
+        elif "--members" not in args:
             # A Raft port of its own (port - 1000, the default, may be anything's on a test host).
-            argv += ["--raft-port", str(next(p for p in free_ports(2) if p != port))]
+            raft_port = next(p for p in free_ports(2) if p != port)
+            argv += ["--raft-port", str(raft_port)]
         argv = list(command) if command is not None else argv
         stderr_path = self.logs / f"node-{len(self.nodes)}-{port}.stderr"
         stderr_file = open(stderr_path, "wb")
@@ -170,7 +180,7 @@ class NodeLauncher:
             stdout=stderr_file,
             stderr=stderr_file,
         )
-        node = NodeProcess(process, port, stderr_path, stderr_file=stderr_file)
+        node = NodeProcess(process, port, stderr_path, stderr_file=stderr_file, raft_port=raft_port)
         self.nodes.append(node)
         if wait:
             node.wait_ready()
@@ -246,13 +256,15 @@ def naming_status(node: NodeProcess) -> str | None:
 @dataclass
 class Cluster:
     """Member processes on fixed loopback ports that list each other (`--members`); member
-    `index` may be stopped and started again on its port with the same arguments."""
+    `index` may be stopped and started again on its port with the same arguments (and its own
+    `--data-dir`, `data_dirs[index]`, when `data_dirs` is given)."""
 
     launcher: NodeLauncher
     ports: list[int]
     args: tuple[str, ...]
     nodes: list[NodeProcess] = field(default_factory=list)
     raft_ports: list[int] = field(default_factory=list)
+    data_dirs: Sequence[Path] | None = None
 
     def __post_init__(self) -> None:
         if not self.raft_ports:
@@ -277,9 +289,18 @@ class Cluster:
 
     def start_member(self, index: int, wait: bool = True) -> NodeProcess:
         """Start member `index` on its port (again, if it ran before); it replaces the old process."""
+        own = ("--data-dir", str(self.data_dirs[index])) if self.data_dirs is not None else ()
         node = self.launcher.start(
-            "--members", self.members, "--cluster-secret", CLUSTER_SECRET, *self.args, port=self.ports[index], wait=wait
+            "--members",
+            self.members,
+            "--cluster-secret",
+            CLUSTER_SECRET,
+            *self.args,
+            *own,
+            port=self.ports[index],
+            wait=wait,
         )
+        node.raft_port = self.raft_ports[index]
         if index < len(self.nodes):
             self.nodes[index] = node
         else:
@@ -304,10 +325,12 @@ class Cluster:
             time.sleep(0.05)
 
 
-def launch_cluster(launcher: NodeLauncher, size: int, *args: str) -> Cluster:
-    """`size` members on free ports, started together; returns once every one is ready, UP, and
-    sees all the others UP."""
-    cluster = Cluster(launcher, free_ports(size), args)
+def launch_cluster(launcher: NodeLauncher, size: int, *args: str, data_dirs: Sequence[Path] | None = None) -> Cluster:
+    """`size` members on free ports, started together (member i on `data_dirs[i]` when given);
+    returns once every one is ready, UP, and sees all the others UP."""
+    if data_dirs is not None and len(data_dirs) != size:
+        raise ValueError(f"{size} members need {size} data directories, not {len(data_dirs)}")
+    cluster = Cluster(launcher, free_ports(size), args, data_dirs=data_dirs)
     for index in range(size):
         cluster.start_member(index, wait=False)
     for node in cluster.nodes:
@@ -318,14 +341,15 @@ def launch_cluster(launcher: NodeLauncher, size: int, *args: str) -> Cluster:
 
 @pytest.fixture
 def start_cluster(request, tmp_path_factory) -> Iterator[Callable[..., Cluster]]:
-    """A factory: `start_cluster(size=3, *args)` -> a settled Cluster of `size` members (extra
-    `serve` arguments `args` for each). Teardown as `start_node`: every member still running must
-    stop cleanly on SIGTERM; members the test killed are not checked."""
+    """A factory: `start_cluster(size=3, *args, data_dirs=None)` -> a settled Cluster of `size`
+    members (extra `serve` arguments `args` for each; member i keeps its data in `data_dirs[i]`
+    when given). Teardown as `start_node`: every member still running must stop cleanly on
+    SIGTERM; members the test killed are not checked."""
     launcher = NodeLauncher(tmp_path_factory.mktemp("cluster-logs"))
     request.node.stash[NODES_KEY] = launcher.nodes
 
-    def start(size: int = 3, *args: str) -> Cluster:
-        return launch_cluster(launcher, size, *args)
+    def start(size: int = 3, *args: str, data_dirs: Sequence[Path] | None = None) -> Cluster:
+        return launch_cluster(launcher, size, *args, data_dirs=data_dirs)
 
     try:
         yield start

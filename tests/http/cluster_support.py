@@ -1,6 +1,7 @@
 """A cluster member for the HTTP tests, and the peers around it.
 
-- `start_member`: the real app's Front and a real RegistryActor, with a ClusterFront whose
+- `start_member`: the real app's Front, a real RegistryActor and a Raft actor around a
+  one-member group that commits at once (tests.consensus.ImmediateGroup), with a ClusterFront whose
   MemberView the test sets directly (`Member.set_view`), a PeerLink on the test loop and a stub
   member actor (`StubMember`) that records what it is told.
 - `OwnerServer`: a second aiohttp server acting as another member: it records every request
@@ -24,6 +25,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from prometheus_client import CollectorRegistry
 
+from nacos_actors.core.consensus import RaftBoard
 from nacos_actors.core.distro import responsible_member
 from nacos_actors.core.members import HEALTHY_STATES, MemberBoard, MemberStatus, MemberView
 from nacos_actors.bridge import ActorDirectory
@@ -31,12 +33,12 @@ from nacos_actors.core.registry import RegistryCore, RegistryView
 from nacos_actors.clock import wall_clock_ms
 from nacos_actors.core.peer_auth import MEMBER_HEADER, signed_headers
 from nacos_actors.http.front import ClusterFront, Front, PeerRejections
-from nacos_actors.messages import MEMBERS
+from nacos_actors.messages import MEMBERS, RAFT
 from nacos_actors.metrics import NodeMetrics
 from nacos_actors.model import DEFAULT_GROUP, DEFAULT_NAMESPACE, Instance, Service, ServiceKey, instance_map
 from nacos_actors.peers import PeerLink
 from nacos_actors.settings import Settings
-from tests.nodes import bridge_to, start_registry
+from tests.nodes import bridge_to, start_raft, start_registry
 
 SELF = "127.0.0.1:18848"
 PEER_TIMEOUT_S = 2.0
@@ -189,6 +191,7 @@ class Member:
 
     async def async_stop(self) -> None:
         await self.cluster.link.async_close()
+        self.front.bridge.actors.get(RAFT).stop()
         self.stub_ref.stop()
         self.registry.stop()
 
@@ -211,6 +214,8 @@ def start_member(
     metrics = NodeMetrics(CollectorRegistry(), view)
     actors = ActorDirectory()
     registry = start_registry(core, metrics, actors)
+    raft_board = RaftBoard()
+    start_raft(settings, metrics, actors, raft_board)
     stub = StubState()
     stub_ref = StubMember.start(stub)
     actors.add(MEMBERS, stub_ref)
@@ -226,7 +231,9 @@ def start_member(
         serving=serving,
         peers=tuple(a for a in members if a != self_address),
     )
-    front = Front(settings=settings, bridge=bridge, view=view, metrics=metrics, ready=True, cluster=cluster)
+    front = Front(
+        settings=settings, bridge=bridge, view=view, metrics=metrics, ready=True, cluster=cluster, raft_board=raft_board
+    )
     return Member(front, cluster, core, registry, stub, stub_ref)
 
 

@@ -325,7 +325,9 @@ async def test_a_replay_of_a_signed_call_is_refused_once_the_window_has_passed(
 async def test_peer_endpoint_accepts_a_member_that_signed_its_call(member_client, member, owner, method, path):
     body = valid_body(path, owner.address, member.healthy, "fresh")
 
-    response = await member_client.request(method, path, data=body, headers=peer_headers(owner.address, method, path, body))
+    response = await member_client.request(
+        method, path, data=body, headers=peer_headers(owner.address, method, path, body)
+    )
 
     assert response.status == 200, await response.text()
     assert sum(member.rejected(reason) for reason in REJECT_REASONS) == 0
@@ -333,7 +335,9 @@ async def test_peer_endpoint_accepts_a_member_that_signed_its_call(member_client
 
 async def test_refused_peer_calls_are_counted_each_and_logged_once_per_interval(member_client, member, owner, caplog):
     for _ in range(3):
-        response = await member_client.post(REPORT, data=encode_report(owner.address, DOWN), headers=member_header(owner.address))
+        response = await member_client.post(
+            REPORT, data=encode_report(owner.address, DOWN), headers=member_header(owner.address)
+        )
         assert response.status == 403
     response = await member_client.get(DATUMS, headers=member_header("127.0.0.1:1"))
     assert response.status == 403
@@ -411,7 +415,9 @@ async def test_a_bad_peer_body_is_a_400_naming_the_fault_and_changes_nothing(
     method = "POST" if path == REPORT else "PUT"
 
     body = make_body(owner.address)
-    response = await member_client.request(method, path, data=body, headers=peer_headers(owner.address, method, path, body))
+    response = await member_client.request(
+        method, path, data=body, headers=peer_headers(owner.address, method, path, body)
+    )
 
     text = await response.text()
     assert response.status == 400, text
@@ -433,9 +439,15 @@ def _service_record(namespace: str, name: str, instance: list) -> list:
 # What the outside probe of issue 14 injected through a peer batch: each was stored and served.
 INJECTED = [
     (_service_record("public", "DEFAULT_GROUP@@bad-ip", _instance_record(ip="not an ip!!")), "'ip'"),
-    (_service_record("public", "DEFAULT_GROUP@@port-zero", _instance_record(port=0)), "'port' must be in 1..65535, got 0"),
+    (
+        _service_record("public", "DEFAULT_GROUP@@port-zero", _instance_record(port=0)),
+        "'port' must be in 1..65535, got 0",
+    ),
     (_service_record("public", "DEFAULT_GROUP@@port-minus", _instance_record(port=-5)), "got -5"),
-    (_service_record("public", "DEFAULT_GROUP@@nan", _instance_record(weight=float("nan"))), "'weight' must be a finite"),
+    (
+        _service_record("public", "DEFAULT_GROUP@@nan", _instance_record(weight=float("nan"))),
+        "'weight' must be a finite",
+    ),
     (_service_record("../../etc", "DEFAULT_GROUP@@passwd", _instance_record()), "'namespace'"),
     (_service_record("public", "DEFAULT_GROUP@@nul\x00name", _instance_record()), "'service name'"),
 ]
@@ -465,7 +477,9 @@ async def test_a_peer_batch_with_a_value_no_client_could_store_is_a_400_naming_i
 
 async def test_a_report_is_told_to_the_member_actor_and_answered_with_this_nodes_state(member_client, member, owner):
     response = await member_client.post(
-        REPORT, data=(body := encode_report(owner.address, STARTING)), headers=peer_headers(owner.address, "POST", REPORT, body)
+        REPORT,
+        data=(body := encode_report(owner.address, STARTING)),
+        headers=peer_headers(owner.address, "POST", REPORT, body),
     )
 
     assert response.status == 200
@@ -479,7 +493,9 @@ async def test_a_report_answer_says_starting_while_this_node_starts(member_clien
     member.set_view({SELF: STARTING, owner.address: UP, dead: DOWN})
 
     response = await member_client.post(
-        REPORT, data=(body := encode_report(owner.address, DOWN)), headers=peer_headers(owner.address, "POST", REPORT, body)
+        REPORT,
+        data=(body := encode_report(owner.address, DOWN)),
+        headers=peer_headers(owner.address, "POST", REPORT, body),
     )
 
     assert decode_report(await response.read(), REPORTED_STATES) == MemberReport(SELF, STARTING)
@@ -572,7 +588,9 @@ async def test_a_batch_larger_than_the_client_limit_is_applied_up_to_the_peer_li
 @pytest.mark.parametrize("transfer", ["content-length", "chunked"])
 async def test_a_batch_over_the_peer_limit_is_a_413_and_changes_nothing(limited, owner, transfer):
     client, member = limited
-    body = encode_batch(owner.address, [large_service("huge", 2 * PEER_LIMIT), service("small", 1, "127.0.0.42")], False)
+    body = encode_batch(
+        owner.address, [large_service("huge", 2 * PEER_LIMIT), service("small", 1, "127.0.0.42")], False
+    )
     data = body if transfer == "content-length" else chunked(body)
     response = await client.put(DATUM, data=data, headers=peer_headers(owner.address, "PUT", DATUM, body))
     assert response.status == 413
@@ -623,7 +641,9 @@ async def test_digests_on_the_same_view_want_what_differs_and_drop_what_the_send
     stamps = [(service_key(same), (2, 1_000)), (service_key(differs), (3, 2_000)), (service_key(missing), (1, 500))]
 
     response = await member_client.put(
-        CHECKSUM, data=(body := encode_digests(peer, member.healthy, stamps)), headers=peer_headers(peer, "PUT", CHECKSUM, body)
+        CHECKSUM,
+        data=(body := encode_digests(peer, member.healthy, stamps)),
+        headers=peer_headers(peer, "PUT", CHECKSUM, body),
     )
 
     assert response.status == 200
@@ -644,7 +664,9 @@ async def test_digests_on_another_view_want_nothing_and_drop_nothing(member_clie
     other_view = tuple(sorted((SELF, peer)))
 
     response = await member_client.put(
-        CHECKSUM, data=(body := encode_digests(peer, other_view, stamps)), headers=peer_headers(peer, "PUT", CHECKSUM, body)
+        CHECKSUM,
+        data=(body := encode_digests(peer, other_view, stamps)),
+        headers=peer_headers(peer, "PUT", CHECKSUM, body),
     )
 
     assert response.status == 200
@@ -660,7 +682,9 @@ async def test_digests_while_starting_want_nothing_and_drop_nothing(member_clien
     member.cluster.serving = False
 
     response = await member_client.put(
-        CHECKSUM, data=(body := encode_digests(peer, member.healthy, [])), headers=peer_headers(peer, "PUT", CHECKSUM, body)
+        CHECKSUM,
+        data=(body := encode_digests(peer, member.healthy, [])),
+        headers=peer_headers(peer, "PUT", CHECKSUM, body),
     )
 
     assert response.status == 200
@@ -713,7 +737,9 @@ async def test_while_starting_clients_get_503_and_the_member_views_and_peers_sti
     assert nodes.status == 200
     assert (await member_client.get("/nacos/v1/console/health/liveness")).status == 200
     report = await member_client.post(
-        REPORT, data=(body := encode_report(owner.address, UP)), headers=peer_headers(owner.address, "POST", REPORT, body)
+        REPORT,
+        data=(body := encode_report(owner.address, UP)),
+        headers=peer_headers(owner.address, "POST", REPORT, body),
     )
     assert report.status == 200
     await replicate(member_client, owner.address, [service("early", 1, "127.0.0.52")])
@@ -739,17 +765,8 @@ WRITES = {
     "deregister": ("DELETE", "/instance", {"ip": "127.0.0.61", "port": "8080"}),
     "update instance": ("PUT", "/instance", {"ip": "127.0.0.61", "port": "8080", "weight": "2"}),
     "beat": ("PUT", "/instance/beat", {"beat": BEAT}),
-    "update service": ("PUT", "/service", {"protectThreshold": "0.5"}),
-    "update cluster": (
-        "PUT",
-        "/cluster",
-        {
-            "clusterName": "DEFAULT",
-            "checkPort": "80",
-            "useInstancePort4Check": "true",
-            "healthChecker": '{"type":"NONE"}',
-        },
-    ),
+    "patch instance": ("PATCH", "/instance", {"ip": "127.0.0.61", "port": "8080", "weight": "2"}),
+    "metadata batch": ("PUT", "/instance/metadata/batch", {"metadata": "k=v", "consistencyType": "ephemeral"}),
     "set health": ("PUT", "/health/instance", {"ip": "127.0.0.61", "port": "8080", "healthy": "false"}),
 }
 
@@ -787,6 +804,99 @@ async def test_a_write_for_another_members_service_is_forwarded_as_it_came(membe
         assert received.headers["Content-Type"] == "application/x-www-form-urlencoded"
     assert member.core.service_count == 0
     assert (member.forwarded("ok"), member.forwarded("failed")) == (1, 0)
+
+
+PERSISTENT = {"ip": "127.0.0.67", "port": "8080", "ephemeral": "false"}
+CLUSTER_CONFIG = {
+    "clusterName": "DEFAULT",
+    "checkPort": "80",
+    "useInstancePort4Check": "true",
+    "healthChecker": '{"type":"NONE"}',
+}
+# Writes for Raft alone, each after the persistent registration, and what the service then shows.
+RAFT_WRITES = {
+    "register persistent": ("POST", "/instance", {**PERSISTENT, "weight": "3"}),
+    "update persistent": ("PUT", "/instance", {**PERSISTENT, "weight": "3"}),
+    "patch persistent": ("PATCH", "/instance", {**PERSISTENT, "weight": "3"}),
+    "patch without ephemeral": ("PATCH", "/instance", {"ip": "127.0.0.67", "port": "8080", "weight": "3"}),
+    "deregister persistent": ("DELETE", "/instance", PERSISTENT),
+    "metadata batch persist": ("PUT", "/instance/metadata/batch", {"metadata": "k=v", "consistencyType": "persist"}),
+    "metadata batch of persistent ones": (
+        "PUT",
+        "/instance/metadata/batch",
+        {"metadata": "k=v", "instances": '[{"ip": "127.0.0.67", "port": 8080, "ephemeral": false}]'},
+    ),
+    "update service": ("PUT", "/service", {"protectThreshold": "0.5"}),
+    "update cluster": ("PUT", "/cluster", CLUSTER_CONFIG),
+}
+
+
+@pytest.mark.parametrize("write", list(RAFT_WRITES))
+async def test_a_write_for_raft_alone_is_handled_here_and_readable_here_at_once(member_client, member, owner, write):
+    # Raft takes it to its leader; forwarded to the Distro owner it would be answered once the
+    # owner applied it, maybe before this member did (no read-your-writes here).
+    name = name_owned_by(owner.address, member.healthy, "theirs")
+    method, path, params = RAFT_WRITES[write]
+    first = await member_client.post(f"{NS}/instance", params={"serviceName": name, **PERSISTENT})
+    assert (first.status, await first.text()) == (200, "ok")
+    setup = await member_client.put(f"{NS}/cluster", params={"serviceName": name, **CLUSTER_CONFIG})
+    assert setup.status == 200
+
+    response = await member_client.request(method, f"{NS}{path}", params={"serviceName": name, **params})
+
+    assert response.status == 200, await response.text()
+    assert owner.received == []
+    assert (member.forwarded("ok"), member.forwarded("failed")) == (0, 0)
+    detail = await member_client.get(f"{NS}/service", params={"serviceName": name})
+    listed = await member_client.get(f"{NS}/instance/list", params={"serviceName": name})
+    hosts = (await listed.json())["hosts"]
+    if write == "deregister persistent":
+        assert hosts == []
+    elif write.startswith("metadata batch"):
+        assert hosts[0]["metadata"] == {"k": "v"}
+    elif write == "update service":
+        assert (await detail.json())["protectThreshold"] == 0.5
+    elif write != "update cluster":
+        assert [(h["ip"], h["weight"], h["ephemeral"]) for h in hosts] == [("127.0.0.67", 3.0, False)]
+
+
+async def test_health_of_a_persistent_instance_is_set_here_and_of_an_ephemeral_one_forwarded(
+    member_client, member, owner
+):
+    name = name_owned_by(owner.address, member.healthy, "theirs")
+    for params in ({"serviceName": name, **PERSISTENT}, {"serviceName": name, **CLUSTER_CONFIG}):
+        method, path = ("POST", "/instance") if "ip" in params else ("PUT", "/cluster")
+        response = await member_client.request(method, f"{NS}{path}", params=params)
+        assert response.status == 200
+    health = {"serviceName": name, "ip": "127.0.0.67", "port": "8080", "healthy": "false"}
+
+    response = await member_client.put(f"{NS}/health/instance", params=health)
+
+    assert (response.status, await response.text()) == (200, "ok")
+    assert owner.received == []
+    # (the detail: a list would show it healthy, as every instance is unhealthy: protection)
+    detail = await member_client.get(f"{NS}/instance", params={**health, "ephemeral": "false"})
+    assert (await detail.json())["healthy"] is False
+    # Another address is no persistent instance here: the owner decides.
+    response = await member_client.put(f"{NS}/health/instance", params={**health, "ip": "127.0.0.68"})
+    assert response.status == 200
+    assert len(owner.received) == 1
+
+
+@pytest.mark.parametrize("write", ["create service", "delete service"])
+async def test_service_writes_are_handled_here(member_client, member, owner, write):
+    name = name_owned_by(owner.address, member.healthy, "theirs")
+    created = await member_client.post(f"{NS}/service", params={"serviceName": name, "metadata": "a=b"})
+    assert (created.status, await created.text()) == (200, "ok")
+    if write == "delete service":
+        deleted = await member_client.delete(f"{NS}/service", params={"serviceName": name})
+        assert (deleted.status, await deleted.text()) == (200, "ok")
+
+    detail = await member_client.get(f"{NS}/service", params={"serviceName": name})
+
+    assert detail.status == (200 if write == "create service" else 404)
+    assert owner.received == []
+    assert (member.forwarded("ok"), member.forwarded("failed")) == (0, 0)
 
 
 async def test_the_owners_refusal_comes_back_to_the_client_unchanged(member_client, member, owner):
@@ -1092,5 +1202,7 @@ async def test_a_standalone_node_lists_itself_up_and_has_no_peer_endpoints(clien
     assert status == {"status": ["127.0.0.1:8848"]}
     for method, path in PEER_ENDPOINTS:
         body = encode_report("127.0.0.1:8849", UP)
-        response = await client.request(method, path, data=body, headers=peer_headers("127.0.0.1:8849", method, path, body))
+        response = await client.request(
+            method, path, data=body, headers=peer_headers("127.0.0.1:8849", method, path, body)
+        )
         assert response.status == 404, path
