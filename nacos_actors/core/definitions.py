@@ -25,6 +25,7 @@ from nacos_actors.core.registry import (
     assign_instance_id,
     instances_limit_refusal,
     merge_metadata,
+    patched,
     services_limit_refusal,
 )
 from nacos_actors.messages import (
@@ -180,15 +181,7 @@ class DefinitionCore:
         found = current.instances.get(key) if current is not None else None
         if found is None:
             raise Rejected(400, "instance not found")
-        given: dict[str, Any] = {
-            "weight": patch.weight,
-            "healthy": patch.healthy,
-            "enabled": patch.enabled,
-            "metadata": None if patch.metadata is None else freeze(patch.metadata),
-            "app": patch.app,
-        }
-        changes = {name: value for name, value in given.items() if value is not None}
-        return self._put_instance(patch.service, replace(found, **changes), now_ms, index)
+        return self._put_instance(patch.service, patched(found, patch), now_ms, index)
 
     def _set_health(self, command: SetInstanceHealth, now_ms: int, index: int) -> DefinitionApplied:
         """Nacos's HealthController rule for a persistent instance: only under a NONE checker."""

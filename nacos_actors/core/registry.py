@@ -124,6 +124,18 @@ def assign_instance_id(
     return instance if instance.instance_id == instance_id else replace(instance, instance_id=instance_id)
 
 
+def patched(instance: Instance, patch: PatchInstance) -> Instance:
+    """`instance` with the fields `patch` gives (the others as they are)."""
+    given: dict[str, Any] = {
+        "weight": patch.weight,
+        "healthy": patch.healthy,
+        "enabled": patch.enabled,
+        "metadata": None if patch.metadata is None else freeze(patch.metadata),
+        "app": patch.app,
+    }
+    return replace(instance, **{name: value for name, value in given.items() if value is not None})
+
+
 def merge_metadata(instance: Instance, metadata: Mapping[str, str], remove: bool, limits: RegistryLimits) -> Instance:
     """`instance` with `metadata` merged in (or, with `remove`, those keys removed); Rejected when
     the result is over max_instance_metadata_bytes."""
@@ -358,15 +370,7 @@ class RegistryCore:
         found = current.instances.get(InstanceKey(patch.ip, patch.port, patch.cluster, True))
         if found is None:
             raise Rejected(400, "instance not found")
-        given: dict[str, Any] = {
-            "weight": patch.weight,
-            "healthy": patch.healthy,
-            "enabled": patch.enabled,
-            "metadata": None if patch.metadata is None else freeze(patch.metadata),
-            "app": patch.app,
-        }
-        changes = {name: value for name, value in given.items() if value is not None}
-        return self._put_instance(patch.service, replace(found, **changes), now_ms)
+        return self._put_instance(patch.service, patched(found, patch), now_ms)
 
     def _beat(self, service_key: ServiceKey, key: InstanceKey, reregister: Instance | None, now_ms: int) -> Applied:
         current = self._current(service_key)
