@@ -469,7 +469,10 @@ class PushCore:
                 continue
             sub = subscriber.subscription
             shape = (subscriber_key.clusters, sub.java_client)
-            if shape in packets:
+            # A packet this push made for the shape is reused, unless the bound on pending
+            # pushes dropped its last subscriber meanwhile (it is no longer known: acks to it
+            # would match nothing).
+            if shape in packets and self._still_known(packets[shape]):
                 packet = packets[shape]
             else:
                 data = self._render(snapshot, key, subscriber_key.clusters, sub.clusters, sub.java_client, now_ms)
@@ -486,6 +489,11 @@ class PushCore:
         for packet in packets.values():
             if packet is not None and not packet.waiting:  # every subscriber of it dropped again
                 self._packets.pop(packet.sequence, None)
+
+    def _still_known(self, packet: _Packet | None) -> bool:
+        """Whether a packet of this push may take more subscribers: it is awaiting acks (or it
+        is None, too large for any)."""
+        return packet is None or packet.sequence in self._packets
 
     def _new_packet(self, data: bytes, now_ms: int) -> _Packet | None:
         """A packet for one list answer (None when it is too large for UDP), awaiting acks."""
