@@ -321,9 +321,8 @@ def raft_node_ids(settings: Settings) -> dict[str, str]:
     """Each member's Raft node id (`ip:port` of its Raft port, host names resolved once, here,
     so every member names every other the same way), by member address. A standalone node is
     a group of one. SystemExit when a name does not resolve or a Raft port is out of range."""
-    members = settings.members if not settings.standalone else (settings.self_address,)
     ids = {}
-    for member in members:
+    for member in settings.group_members:
         host, _, port_text = settings.raft_address_of(member).rpartition(":")
         port = int(port_text)
         if not 1 <= port <= 65535:
@@ -346,9 +345,8 @@ def open_raft_group(settings: Settings, node_ids: dict[str, str], driver: RaftDr
     me = node_ids[settings.self_address]
     partners = tuple(node_id for member, node_id in node_ids.items() if member != settings.self_address)
     bind_port = me.rpartition(":")[2]
+    # The group makes the directory itself, and syncs it into its parent.
     journal = settings.data_dir / RAFT_DIRECTORY if settings.data_dir is not None else None
-    if journal is not None:
-        journal.mkdir(parents=True, exist_ok=True)
     timeout_s = settings.raft_election_timeout_ms / 1000
     config = RaftGroupConfig(
         self_address=me,

@@ -110,6 +110,11 @@ class Settings:
     def standalone(self) -> bool:
         return len(self.members) <= 1
 
+    @property
+    def group_members(self) -> tuple[str, ...]:
+        """The members of this node's Raft group: the member list, or this node alone."""
+        return self.members if not self.standalone else (self.self_address,)
+
 
 def is_valid_host(host: str) -> bool:
     """An IPv4/IPv6 address or a DNS host name (digits and dots only must be IPv4)."""

@@ -676,7 +676,7 @@ def with_definition(service: Service, definition: Definition | None) -> Service:
         for key in previous.instances:
             if definition is None or key not in definition.instances:
                 del draft[key]
-    elif _has_persistent(instances):
+    else:
         for key in [k for k in instances if not k.ephemeral]:
             del draft[key]
     if definition is not None:
@@ -730,20 +730,11 @@ def _ephemeral_only(service: Service) -> bool:
 def definition_of(service: Service) -> Definition | None:
     """The persistent half a service read from a data file carries (settings that differ from
     the defaults, configured clusters, persistent instances), or None when it has none."""
-    persistent = Map((k, v) for k, v in service.instances.items() if not k.ephemeral)
-    plain = Service(key=service.key)
-    if (
-        not persistent
-        and not service.explicit
-        and not service.clusters
-        and service.protect_threshold == plain.protect_threshold
-        and not service.metadata
-        and service.selector == plain.selector
-    ):
+    if _ephemeral_only(service):
         return None
     return Definition(
         key=service.key,
-        instances=persistent,
+        instances=Map((k, v) for k, v in service.instances.items() if not k.ephemeral),
         protect_threshold=service.protect_threshold,
         metadata=service.metadata,
         selector=service.selector,

@@ -35,9 +35,8 @@ def raft_peers(front: Front) -> list[dict[str, Any]]:
     """Every member: this one in its own role, the leader as LEADER, the others FOLLOWER."""
     status = front.raft_board.status
     me = front.settings.self_address
-    members = front.settings.members if not front.settings.standalone else (me,)
     peers = []
-    for address in members:
+    for address in front.settings.group_members:
         role = status.role if address == me else (LEADER if address == status.leader else "follower")
         peers.append(raft_peer(address, role, status))
     return peers
@@ -81,13 +80,12 @@ def raft_metadata(front: Front) -> dict[str, Any]:
     """This member's Raft group as Nacos 2.x shows it in a member's `extendInfo.raftMetaData`."""
     status = front.raft_board.status
     settings = front.settings
-    members = settings.members if not settings.standalone else (settings.self_address,)
     leader = settings.raft_address_of(status.leader) if status.leader is not None else None
     return {
         "metaDataMap": {
             "naming_persistent_service": {
                 "leader": leader,
-                "raftGroupMember": [settings.raft_address_of(m) for m in members],
+                "raftGroupMember": [settings.raft_address_of(m) for m in settings.group_members],
                 "term": status.term,
             }
         }
