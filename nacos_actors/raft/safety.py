@@ -102,11 +102,6 @@ def install_library_guards() -> None:
         _installed = True
 
 
-def guards_installed() -> bool:
-    """True once install_library_guards() has run."""
-    return _installed
-
-
 def _has(obj: Any, *names: str) -> Callable[[], bool]:
     return lambda: all(hasattr(obj, name) for name in names)
 
