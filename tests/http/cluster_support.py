@@ -139,6 +139,9 @@ class StubState:
         return [m for m in self.told if isinstance(m, kind)]
 
 
+SETTLE = object()  # asked of the stub: answered once everything told before it was recorded
+
+
 class StubMember(pykka.ThreadingActor):
     """Stands in for the MemberActor: records ReportReceived, PeerFailed, MarkReady..."""
 
@@ -147,6 +150,8 @@ class StubMember(pykka.ThreadingActor):
         self.state = state
 
     def on_receive(self, message: Any) -> Any:
+        if message is SETTLE:
+            return True
         self.state.told.append(message)
         if self.state.react is not None:
             self.state.react(message)
@@ -166,6 +171,12 @@ class Member:
     registry: pykka.ActorRef[Any]
     stub: StubState
     stub_ref: pykka.ActorRef[Any]
+
+    async def settled_stub(self) -> StubState:
+        """The stub once it has recorded everything told to it so far (its mailbox is FIFO; the
+        ask waits on a worker thread, never on the loop)."""
+        await asyncio.to_thread(self.stub_ref.ask, SETTLE, timeout=5)
+        return self.stub
 
     def set_view(self, states: Mapping[str, str]) -> MemberView:
         """Publish a new view (as the member actor does: one whole-view assignment)."""
