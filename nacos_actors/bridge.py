@@ -25,13 +25,14 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from time import perf_counter
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import pykka
 
 from nacos_actors.clock import wall_clock_ms
 from nacos_actors.core.push import Datagram, ReceiveGate
 from nacos_actors.core.registry import Rejected
+from nacos_actors.core.streams import StreamPush
 from nacos_actors.drivers.outbox import Driver
 from nacos_actors.messages import (
     PUSH,
@@ -293,6 +294,14 @@ async def async_open_push_endpoint(
     return endpoint
 
 
+class StreamSink(Protocol):
+    """Where server requests for gRPC clients' streams go: the connection layer on the loop."""
+
+    def async_send(self, pushes: Sequence[StreamPush]) -> None:
+        """Write each push on its connection's stream; drop those whose connection is gone.
+        Event loop thread."""
+
+
 class ActorOutbox:
     """The Outbox of a real node's drivers: carries out their effects from their own threads
     onto the loop (`call_soon_threadsafe`) or straight into another actor's mailbox. A wake-up
@@ -306,8 +315,10 @@ class ActorOutbox:
         ticker: Ticker | None = None,
         peers: PeerLink | None = None,
         push: PushEndpoint | None = None,
+        streams: StreamSink | None = None,
     ) -> None:
         self._loop = loop
+        self._streams = streams
         self._actors = actors
         self._ticker = ticker
         self._peers = peers
@@ -328,6 +339,10 @@ class ActorOutbox:
     def send_datagrams(self, datagrams: Sequence[Datagram]) -> None:
         if self._push is not None:
             self._soon(self._push.async_send, tuple(datagrams))
+
+    def send_to_streams(self, pushes: Sequence[StreamPush]) -> None:
+        if self._streams is not None:
+            self._soon(self._streams.async_send, tuple(pushes))
 
     def call_peer(self, call: PeerCall) -> None:
         if self._peers is None or not self._soon(self._async_start_call, call):

@@ -17,6 +17,7 @@ from typing import Any, Final, Generic, Literal, NamedTuple, Protocol, TypeVar
 
 from nacos_actors.core.members import MemberView
 from nacos_actors.core.push import Datagram, Subscription
+from nacos_actors.core.streams import GrpcSubscription
 from nacos_actors.model import (
     ClusterConfig,
     Definition,
@@ -409,6 +410,41 @@ class QuerySubscribers:
 
 
 @dataclass(frozen=True, slots=True)
+class GrpcSubscribe:
+    """A gRPC client subscribed (SubscribeServiceRequest with `subscribe` true): add or refresh
+    the subscription; the push driver then pushes the current state to it."""
+
+    subscription: GrpcSubscription
+
+
+@dataclass(frozen=True, slots=True)
+class GrpcUnsubscribe:
+    """A gRPC client unsubscribed from `service` as it named it by `clusters_text`."""
+
+    connection_id: str
+    service: ServiceKey
+    clusters_text: str
+
+
+@dataclass(frozen=True, slots=True)
+class GrpcConnectionClosed:
+    """A gRPC connection ended (its stream closed, or it was evicted): forget its subscriptions
+    and the pushes awaiting its acks."""
+
+    connection_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class GrpcPushAnswered:
+    """A client answered a server request on its stream: `request_id` as it echoed it, `ok`
+    when the answer was a success (resultCode 200)."""
+
+    connection_id: str
+    request_id: str
+    ok: bool
+
+
+@dataclass(frozen=True, slots=True)
 class MembersChanged:
     """Told by the member driver whenever a member's state changed: the new view."""
 
@@ -500,6 +536,16 @@ class DefinitionsLoaded:
 RegistryMessage = WriteBatch | ApplyReplicated | LoadSnapshot | Watch | DefinitionsApplied | DefinitionsLoaded
 RaftMessage = Propose | PollRaft
 HealthMessage = ServicesChanged | MembersChanged | Tick
-PushMessage = ServicesChanged | Subscribe | DatagramsReceived | Tick | QuerySubscribers
+PushMessage = (
+    ServicesChanged
+    | Subscribe
+    | DatagramsReceived
+    | Tick
+    | QuerySubscribers
+    | GrpcSubscribe
+    | GrpcUnsubscribe
+    | GrpcConnectionClosed
+    | GrpcPushAnswered
+)
 MemberMessage = ReportReceived | PeerAnswered | PeerFailed | MarkReady | Leave | Tick
 DistroMessage = ServicesChanged | MembersChanged | PeerAnswered | Drain | Tick

@@ -2,7 +2,8 @@
 
 A driver is called on one thread at a time (its actor's, or the simulation's) with one message
 and the time; it decides nothing about the domain itself (its core does) and reaches the world
-only through its Outbox: messages to other drivers by name, requests to peers, datagrams, and
+only through its Outbox: messages to other drivers by name, requests to peers, datagrams, server requests on gRPC
+streams, and
 the moment it wants to be woken with a Tick.
 """
 
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 from typing import ClassVar, Protocol
 
 from nacos_actors.core.push import Datagram
+from nacos_actors.core.streams import StreamPush
 from nacos_actors.messages import ActorName, PeerCall
 
 
@@ -26,6 +28,10 @@ class Outbox(Protocol):
 
     def send_datagrams(self, datagrams: Sequence[Datagram]) -> None:
         """Send UDP datagrams from the push socket; errors are counted, not raised."""
+
+    def send_to_streams(self, pushes: Sequence[StreamPush]) -> None:
+        """Write server requests on gRPC clients' streams (the connection layer, on the loop,
+        drops those whose connection is gone)."""
 
     def wake_at(self, actor: ActorName, deadline_ms: int | None) -> None:
         """Tell `actor` a Tick at wall-clock `deadline_ms` (replacing any earlier wish; None:

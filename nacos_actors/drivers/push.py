@@ -13,6 +13,10 @@ from nacos_actors.messages import (
     PUSH,
     ActorName,
     DatagramsReceived,
+    GrpcConnectionClosed,
+    GrpcPushAnswered,
+    GrpcSubscribe,
+    GrpcUnsubscribe,
     PushMessage,
     QuerySubscribers,
     ServicesChanged,
@@ -68,6 +72,8 @@ class PushDriver:
                 self._carry_out(self.core.due(now_ms))
             case QuerySubscribers(namespace, reply):
                 reply.resolve(tuple(self.core.subscriptions(namespace)))
+            case GrpcSubscribe() | GrpcUnsubscribe() | GrpcConnectionClosed() | GrpcPushAnswered():
+                pass  # gRPC push: not built yet
             case _:
                 assert_never(received)
         return None

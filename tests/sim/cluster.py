@@ -33,8 +33,11 @@ from __future__ import annotations
 
 import random
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Sequence
+from typing import Any
+
+from prometheus_client import CollectorRegistry
 
 from nacos_actors.beats import BeatLog
 from nacos_actors.core.codec import (
@@ -65,7 +68,8 @@ from nacos_actors.core.peering import (
     read_report,
 )
 from nacos_actors.core.push import Datagram
-from nacos_actors.core.registry import Rejected, RegistryCore, RegistryView, services_limit_refusal
+from nacos_actors.core.registry import RegistryCore, RegistryView, Rejected, services_limit_refusal
+from nacos_actors.core.streams import StreamPush
 from nacos_actors.core.writes import route_write
 from nacos_actors.drivers.assembly import build_drivers, raft_driver_config, registry_limits
 from nacos_actors.drivers.distro import PEER_TIMEOUT_MS
@@ -118,7 +122,6 @@ from nacos_actors.model import (
 )
 from nacos_actors.node import DRAIN_TIMEOUT_S, RAFT_READY_POLL_S
 from nacos_actors.settings import Settings
-from prometheus_client import CollectorRegistry
 from tests.sim.network import CLIENT, Answer, Failure, Network, Outcome, Respond, Scheduler
 from tests.sim.raft import SimRaft, SimRaftMember, raft_id
 
@@ -271,6 +274,9 @@ class SimOutbox:
     def send_datagrams(self, datagrams: Sequence[Datagram]) -> None:
         pass
 
+    def send_to_streams(self, pushes: Sequence[StreamPush]) -> None:
+        pass
+
     def wake_at(self, actor: ActorName, deadline_ms: int | None) -> None:
         self._node.wake_at(actor, deadline_ms)
 
@@ -299,7 +305,9 @@ class SimNode:
         self.serving = False
         self.joined_from: str | None = None
         self.rejected: list[str] = []  # why peer calls to this node were refused, in order
-        self.settings = replace(settings, host=address.rpartition(":")[0], port=int(address.rpartition(":")[2]), members=members)
+        self.settings = replace(
+            settings, host=address.rpartition(":")[0], port=int(address.rpartition(":")[2]), members=members
+        )
 
     # -- process lifecycle -----------------------------------------------------------------
 
@@ -520,7 +528,10 @@ class SimNode:
     def receive(self, source: str, kind: str, body: Any, respond: Respond) -> None:
         """A request arrived (the network calls this only while the process runs). A peer body
         over `peer_max_body_bytes` is a 413, as nacos_actors.http.routing answers it."""
-        if kind != "client" and len(body.body if isinstance(body, Signed) else body) > self.settings.peer_max_body_bytes:
+        if (
+            kind != "client"
+            and len(body.body if isinstance(body, Signed) else body) > self.settings.peer_max_body_bytes
+        ):
             respond(413, b"request body over the limit")
             return
         handler = {
@@ -540,7 +551,9 @@ class SimNode:
             self.rejected.append("unsigned")
             return None
         assert self.settings.cluster_secret is not None
-        rules = PeerCallRules(self.address, self.peers, self.settings.cluster_secret, self.settings.cluster_signature_window_ms)
+        rules = PeerCallRules(
+            self.address, self.peers, self.settings.cluster_secret, self.settings.cluster_signature_window_ms
+        )
         remote = source.rpartition(":")[0]
         verdict = judge_peer_call(rules, request.headers, request.method, path, request.body, remote, self.clock())
         if isinstance(verdict, PeerRefused):
