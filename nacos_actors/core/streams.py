@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nacos_actors.model import ServiceKey
+from nacos_actors.model import InstanceKey, ServiceKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,3 +38,23 @@ class StreamPush:
     connection_id: str
     type: str
     body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionSummary:
+    """One live gRPC connection as the views show it (GET /v2/ns/client/*): its id, the client's
+    own address (`clientIp`) and the peer address, what it said at setup, when it connected and
+    was last active (wall-clock ms), the ephemeral instances it registered, and its
+    subscriptions (service, clusters text)."""
+
+    connection_id: str
+    client_ip: str
+    remote_ip: str
+    remote_port: int
+    client_version: str
+    namespace: str
+    labels: tuple[tuple[str, str], ...]
+    connected_ms: int
+    last_active_ms: int
+    published: tuple[tuple[ServiceKey, InstanceKey], ...]
+    subscribed: tuple[tuple[ServiceKey, str], ...]

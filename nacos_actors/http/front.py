@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, TypeVar
@@ -28,6 +28,7 @@ from nacos_actors.core.members import MemberBoard
 from nacos_actors.core.peer_auth import PeerCallRules, PeerRefused, judge_peer_call
 from nacos_actors.core.push import PushBoard, Subscription
 from nacos_actors.core.registry import RegistryLimits, RegistryView, Rejected
+from nacos_actors.core.streams import ConnectionSummary
 from nacos_actors.core.values import clip
 from nacos_actors.core.writes import route_write
 from nacos_actors.drivers.assembly import registry_limits
@@ -137,6 +138,11 @@ class ClusterFront:
         return verdict.member
 
 
+def no_connections() -> Sequence[ConnectionSummary]:
+    """The live gRPC connections of a node that serves none."""
+    return ()
+
+
 @dataclass
 class Front:
     """The node as the HTTP handlers see it. `ready` turns true once the node serves.
@@ -147,6 +153,7 @@ class Front:
     ClusterFront of a cluster member, None when standalone. `closing` is run by `async_close`.
     Loop thread only.
     `rendered` is the event loop thread's cache of rendered instances (the push path has its own),
+    `connections` lists the live gRPC connections (none until the gRPC server runs).
     `settings.rendered_instances_bytes` at most; `list_memo` the node's memo of instance/list
     answers, `settings.list_memo_bytes` at most.
     """
@@ -163,6 +170,7 @@ class Front:
     ready: bool = False
     cluster: ClusterFront | None = None
     closing: tuple[Callable[[], None], ...] = ()
+    connections: Callable[[], Sequence[ConnectionSummary]] = no_connections
     rendered: RenderedInstances = field(init=False)
     list_memo: ListMemo = field(init=False)
 
