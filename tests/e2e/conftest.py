@@ -84,6 +84,7 @@ class NodeProcess:
     stderr_path: Path
     stderr_file: object = field(default=None, repr=False)
     raft_port: int | None = None
+    grpc_port: int | None = None
 
     @property
     def address(self) -> str:
@@ -169,6 +170,12 @@ class NodeLauncher:
             # A Raft port of its own (port - 1000, the default, may be anything's on a test host).
             raft_port = next(p for p in free_ports(2) if p != port)
             argv += ["--raft-port", str(raft_port)]
+        if "--grpc-port" in args:
+            grpc_port: int | None = int(args[list(args).index("--grpc-port") + 1]) or None
+        else:
+            # A gRPC port of its own too (port + 1000, the default, may be taken on a test host).
+            grpc_port = next(p for p in free_ports(3) if p not in (port, raft_port))
+            argv += ["--grpc-port", str(grpc_port)]
         argv = list(command) if command is not None else argv
         stderr_path = self.logs / f"node-{len(self.nodes)}-{port}.stderr"
         stderr_file = open(stderr_path, "wb")
@@ -180,7 +187,9 @@ class NodeLauncher:
             stdout=stderr_file,
             stderr=stderr_file,
         )
-        node = NodeProcess(process, port, stderr_path, stderr_file=stderr_file, raft_port=raft_port)
+        node = NodeProcess(
+            process, port, stderr_path, stderr_file=stderr_file, raft_port=raft_port, grpc_port=grpc_port
+        )
         self.nodes.append(node)
         if wait:
             node.wait_ready()

@@ -19,7 +19,9 @@ STREAM = "/BiRequestStream/requestBiStream"
 EVENT_TIMEOUT_S = 5.0
 
 
-def payload(kind: str, body: Mapping[str, Any] | bytes, headers: Mapping[str, str] | None = None, client_ip: str = "") -> bytes:
+def payload(
+    kind: str, body: Mapping[str, Any] | bytes, headers: Mapping[str, str] | None = None, client_ip: str = ""
+) -> bytes:
     message = schema.Payload()
     message.metadata.type = kind
     message.metadata.clientIp = client_ip
@@ -49,7 +51,9 @@ class Client:
         self._reader: asyncio.Task[None] | None = None
         self.stream: Any = None
 
-    async def call(self, kind: str, body: Mapping[str, Any] | bytes, headers: Mapping[str, str] | None = None) -> tuple[str, dict[str, Any]]:
+    async def call(
+        self, kind: str, body: Mapping[str, Any] | bytes, headers: Mapping[str, str] | None = None
+    ) -> tuple[str, dict[str, Any]]:
         return read(await self._call(payload(kind, body, headers), timeout=EVENT_TIMEOUT_S))
 
     async def connect(self, version: str = "Nacos-Python-Client:v3.2.0", tenant: str = "") -> str:
@@ -57,7 +61,10 @@ class Client:
         kind, body = await self.call("ServerCheckRequest", {"headers": {}, "requestId": ""})
         assert kind == "ServerCheckResponse", body
         self.stream = self.channel.stream_stream(STREAM)(self._requests())
-        await self.send("ConnectionSetupRequest", {"clientVersion": version, "tenant": tenant, "labels": {"source": "sdk"}, "abilityTable": {}})
+        await self.send(
+            "ConnectionSetupRequest",
+            {"clientVersion": version, "tenant": tenant, "labels": {"source": "sdk"}, "abilityTable": {}},
+        )
         self._reader = asyncio.get_running_loop().create_task(self._read())
         return str(body["connectionId"])
 
@@ -86,7 +93,9 @@ class Client:
                 kind, body = read(data)
                 await self.received.put((kind, body))
                 if kind == "ClientDetectionRequest" and self.answer_detection:
-                    await self.send("ClientDetectionResponse", {"resultCode": 200, "errorCode": 0, "requestId": body["requestId"]})
+                    await self.send(
+                        "ClientDetectionResponse", {"resultCode": 200, "errorCode": 0, "requestId": body["requestId"]}
+                    )
         except aio.AioRpcError as error:
             await self.received.put(("status", {"code": error.code().name}))
             return
