@@ -251,6 +251,13 @@ def test_our_metric_names_carry_the_prefix_and_a_unit_and_have_help(metrics):
         "nacos_actors_raft_proposals",
         "nacos_actors_raft_proposal_duration_seconds",
         "nacos_actors_raft_snapshots",
+        "nacos_actors_grpc_connections",
+        "nacos_actors_grpc_client_versions",
+        "nacos_actors_grpc_requests",
+        "nacos_actors_grpc_request_seconds",
+        "nacos_actors_grpc_connections_closed",
+        "nacos_actors_grpc_connections_refused",
+        "nacos_actors_grpc_stream_dropped",
     }
     for family in ours:
         assert family.documentation.strip(), family.name

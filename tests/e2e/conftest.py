@@ -13,7 +13,8 @@ with any NodeLauncher (e.g. one a module-scoped fixture owns).
 
 Each node has a Raft port of its own (`NodeProcess.raft_port`): a standalone node is given a
 free one with `--raft-port` unless its arguments name one; a member's is its `?raft_port=` in
-the member list.
+the member list. Each node also gets a free gRPC port (`NodeProcess.grpc_port`, `--grpc-port`)
+unless its arguments name one; a restarted member keeps its own.
 """
 
 from __future__ import annotations
@@ -299,6 +300,8 @@ class Cluster:
     def start_member(self, index: int, wait: bool = True) -> NodeProcess:
         """Start member `index` on its port (again, if it ran before); it replaces the old process."""
         own = ("--data-dir", str(self.data_dirs[index])) if self.data_dirs is not None else ()
+        if index < len(self.nodes) and self.nodes[index].grpc_port is not None and "--grpc-port" not in self.args:
+            own = (*own, "--grpc-port", str(self.nodes[index].grpc_port))  # a restart keeps its gRPC port
         node = self.launcher.start(
             "--members",
             self.members,
