@@ -51,6 +51,8 @@ from nacos_actors.messages import Command
 # What GET /nacos/actuator/prometheus answers: the text format Nacos (Spring's actuator) serves.
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 NACOS_MODULE = "naming"
+CORE_MODULE = "core"
+LONG_CONNECTION = "longConnection"
 
 # nacos_monitor names (Nacos 1.4's MetricsMonitor, plus 2.x's subscriberCount and
 # pushPendingTaskCount).
@@ -178,12 +180,16 @@ class NacosMonitorCollector(Collector):
 
     HELP = (
         "Nacos naming monitor gauges (Nacos's MetricsMonitor names): services, instances, "
-        "subscribers, pushes (total, failed, ack cost in ms), pending pushes, leader status"
+        "subscribers, pushes (total, failed, ack cost in ms), pending pushes, leader status; "
+        "and module core's longConnection (gRPC connections)"
     )
 
     def __init__(self, counts: RegistryCounts, push: PushFigures) -> None:
         self._counts = counts
         self._push = push
+        # Nacos 2.x's `nacos_monitor{module="core",name="longConnection"}`: the gRPC server sets
+        # it to its connection count (a len() read at scrape time).
+        self.long_connections: Callable[[], int] | None = None
 
     def describe(self) -> Iterable[Metric]:
         return [GaugeMetricFamily("nacos_monitor", self.HELP, labels=["module", "name"])]
@@ -202,6 +208,8 @@ class NacosMonitorCollector(Collector):
         family.add_metric([NACOS_MODULE, PUSH_PENDING_TASK_COUNT], push.pending_services)
         for name in ACTIVE_CHECK_NAMES:
             family.add_metric([NACOS_MODULE, name], 0)
+        long_connections = self.long_connections
+        family.add_metric([CORE_MODULE, LONG_CONNECTION], long_connections() if long_connections is not None else 0)
         return [family]
 
 
@@ -744,7 +752,8 @@ class NodeMetrics:
     ) -> None:
         self.registry = registry
         self.push_figures = push_figures if push_figures is not None else PushBoard()
-        registry.register(NacosMonitorCollector(counts, self.push_figures))
+        self.monitor = NacosMonitorCollector(counts, self.push_figures)
+        registry.register(self.monitor)
         self.mailboxes = MailboxCollector()
         registry.register(self.mailboxes)
         registry.register(ThreadsCollector())

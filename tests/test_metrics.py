@@ -109,6 +109,7 @@ def test_nacos_monitor_is_a_gauge_with_nacos_labels_only(metrics):
         "tcpHealthCheck",
         "httpHealthCheck",
         "mysqlhealthCheck",
+        "longConnection",
     }
     assert all(set(s.labels) == {"module", "name"} for s in monitor.samples)
 

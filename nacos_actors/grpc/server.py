@@ -132,9 +132,11 @@ class GrpcServer:
     # -- life -------------------------------------------------------------------------------
 
     def attach(self, front: Front) -> None:
-        """Serve `front`'s registry; its `connections` become this table's summaries."""
+        """Serve `front`'s registry; its `connections` become this table's summaries (and
+        Nacos's `longConnection` gauge its size)."""
         self.front = front
         front.connections = self.summaries
+        front.metrics.monitor.long_connections = self.table.__len__
         self._handlers = naming.handlers(front, self.table, self)
 
     async def async_start(self, host: str, port: int) -> int:

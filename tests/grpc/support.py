@@ -74,7 +74,7 @@ class Client:
     async def until_set_up(self) -> None:
         """Wait until a unary call no longer gets 301."""
         for _ in range(200):
-            kind, body = await self.call("HealthCheckRequest", {})
+            kind, _body = await self.call("HealthCheckRequest", {})
             if kind == "HealthCheckResponse":
                 return
             await asyncio.sleep(0.01)

@@ -128,7 +128,7 @@ async def test_bad_fields_get_400_naming_them_and_store_nothing(client, node, ch
 
 
 async def test_batch_register_replaces_the_connections_set(client, node):
-    server, front = node
+    _server, front = node
     await client.connect()
     await client.until_set_up()
     batch = {"namespace": "public", "serviceName": "svc", "groupName": "DEFAULT_GROUP", "type": "batchRegisterInstance"}
@@ -148,7 +148,7 @@ async def test_batch_register_replaces_the_connections_set(client, node):
 
 
 async def test_the_end_of_a_stream_removes_its_instances_but_not_persistent_ones(client, node):
-    server, front = node
+    _server, front = node
     await client.connect()
     await client.until_set_up()
     await client.call("InstanceRequest", instance_request(1))
@@ -183,7 +183,7 @@ async def test_a_takeover_is_not_undone_when_the_old_connection_closes(node):
 
 
 async def test_a_silent_client_is_asked_and_evicted(client, node):
-    server, front = node
+    _server, front = node
     client.answer_detection = False
     await client.connect()
     await client.until_set_up()
@@ -198,7 +198,7 @@ async def test_a_silent_client_is_asked_and_evicted(client, node):
 
 
 async def test_a_client_that_answers_stays(client, node):
-    server, front = node
+    _server, front = node
     await client.connect()
     await client.until_set_up()
     await client.call("InstanceRequest", instance_request(1))
@@ -244,7 +244,7 @@ async def test_stream_pushes_are_written_and_dropped_when_they_cannot_be(client,
 
 
 async def test_metrics_count_connections_and_requests(client, node):
-    server, front = node
+    _server, front = node
     await client.connect("Nacos-Rust-Client:0.8.0")
     await client.until_set_up()
     await client.call("InstanceRequest", instance_request(1))
@@ -255,5 +255,7 @@ async def test_metrics_count_connections_and_requests(client, node):
     assert sample("nacos_actors_grpc_requests_total", {"type": "InstanceRequest", "outcome": "ok"}) == 1
     assert sample("nacos_actors_grpc_requests_total", {"type": "InstanceRequest", "outcome": "error"}) == 1
     assert sample("nacos_actors_grpc_request_seconds_count", {"type": "InstanceRequest"}) == 2
+    assert sample("nacos_monitor", {"module": "core", "name": "longConnection"}) == 1
     await client.end_stream()
     await until(lambda: sample("nacos_actors_grpc_connections", {"client": "rust"}) == 0)
+    assert sample("nacos_monitor", {"module": "core", "name": "longConnection"}) == 0
