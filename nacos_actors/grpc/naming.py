@@ -146,11 +146,19 @@ class NamingRequests:
             )
         for instance in plan.register:
             self.front.beats.record(service, instance.key, self.front.clock())
-        await asyncio.gather(*(async_write_instance(self.front, service, i) for i in plan.register))
+        outcomes = await asyncio.gather(
+            *(async_write_instance(self.front, service, i) for i in plan.register), return_exceptions=True
+        )
+        # What was written is owned (and so beaten and removed in time) even if another failed.
+        self._own(
+            call.connection_id, service, tuple(i for i, o in zip(plan.register, outcomes, strict=True) if o is None)
+        )
+        failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
+        if failed is not None:
+            raise failed
         for key in plan.deregister:
             self.table.deregistered(call.connection_id, service, key)
         await asyncio.gather(*(async_remove(self.front, service, key) for key in plan.deregister))
-        self._own(call.connection_id, service, plan.register)
         return codec.success("BatchInstanceResponse", {"type": BATCH_REGISTER})
 
     async def persistent_instance(self, call: Call) -> bytes:

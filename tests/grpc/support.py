@@ -43,7 +43,9 @@ class Client:
     `answer_detection` is false."""
 
     def __init__(self, port: int) -> None:
-        self.channel = aio.insecure_channel(f"127.0.0.1:{port}")
+        # A subchannel of its own, as the Python client opens it: else two clients in one
+        # process share one HTTP/2 connection, which the server rightly sees as one connection.
+        self.channel = aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
         self._call = self.channel.unary_unary(REQUEST)
         self.received: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
         self.answer_detection = True

@@ -167,16 +167,19 @@ async def test_a_takeover_is_not_undone_when_the_old_connection_closes(node):
     server, front = node
     old, new = Client(server.port), Client(server.port)
     try:
-        await old.connect()
+        old_id = await old.connect()
         await old.until_set_up()
         await old.call("InstanceRequest", instance_request(1))
-        await new.connect()
+        await old.call("InstanceRequest", instance_request(2))
+        new_id = await new.connect()
         await new.until_set_up()
+        assert new_id != old_id
         await new.call("InstanceRequest", instance_request(1))
+        assert server.table.owner_of(SERVICE, InstanceKey("127.0.0.1", 1, "DEFAULT", True)) == new_id
+        assert server.table.owner_of(SERVICE, InstanceKey("127.0.0.1", 2, "DEFAULT", True)) == old_id
         await old.end_stream()
-        await until(lambda: len(front.connections()) == 1)
-        await asyncio.sleep(0.1)
-        assert ports(front) == [1]
+        await until(lambda: ports(front) == [1])
+        assert [c.connection_id for c in front.connections()] == [new_id]
     finally:
         await old.close()
         await new.close()
@@ -259,3 +262,37 @@ async def test_metrics_count_connections_and_requests(client, node):
     await client.end_stream()
     await until(lambda: sample("nacos_actors_grpc_connections", {"client": "rust"}) == 0)
     assert sample("nacos_monitor", {"module": "core", "name": "longConnection"}) == 0
+
+
+async def test_a_node_that_does_not_serve_yet_answers_300(client, node):
+    _, front = node
+    front.ready = False
+    kind, body = await client.call("ServerCheckRequest", {})
+    assert (kind, body["errorCode"]) == ("ErrorResponse", 300)
+
+
+async def test_streams_past_grpc_max_connections_are_refused(settings):
+    from dataclasses import replace
+
+    from nacos_actors.grpc.server import GrpcServer
+    from tests.nodes import registry_front, stop_actors
+
+    settings = replace(settings, grpc_max_connections=1)
+    front, _ = registry_front(settings)
+    server = GrpcServer(settings, front.metrics.grpc, asyncio.get_running_loop())
+    server.attach(front)
+    await server.async_start("127.0.0.1", 0)
+    first, second = Client(server.port), Client(server.port)
+    try:
+        await first.connect()
+        await first.until_set_up()
+        await second.connect()
+        status = await received(second, "status")
+        assert status["code"] == "RESOURCE_EXHAUSTED"
+        assert front.metrics.registry.get_sample_value("nacos_actors_grpc_connections_refused_total") == 1
+        assert len(front.connections()) == 1
+    finally:
+        await first.close()
+        await second.close()
+        await server.async_stop(0.5)
+        stop_actors(front.bridge.actors)
