@@ -225,7 +225,7 @@ class GrpcServer:
                 False,
             )
         except Exception as error:
-            self.front_metrics_request_failed()
+            self._count_bug()
             log.exception("bug: gRPC %s failed", codec.safe(kind))
             answer, ok = codec.error_response(codec.SERVER_ERROR, f"caused: {clip(str(error), 200)}"), False
         ok_count, error_count, seconds = self.metrics.request(kind)
@@ -233,7 +233,7 @@ class GrpcServer:
         seconds.observe(perf_counter() - started)
         return answer
 
-    def front_metrics_request_failed(self) -> None:
+    def _count_bug(self) -> None:
         if self.front is not None:
             self.front.metrics.exceptions_request.inc()
 
