@@ -220,6 +220,42 @@ def build_parser() -> argparse.ArgumentParser:
         dest="raft_ready_timeout_ms",
         help="at start, wait this long for Raft to catch up before serving (default 10000)",
     )
+    flag("--grpc-port", dest="grpc_port", help="gRPC port for Nacos 2.x/3.x clients (default HTTP port + 1000; 0: off)")
+    flag(
+        "--grpc-max-receive-bytes",
+        dest="grpc_max_receive_bytes",
+        help="largest gRPC message a client may send (default 10485760)",
+    )
+    flag(
+        "--grpc-max-connections",
+        dest="grpc_max_connections",
+        help="gRPC connections at most; more are refused with RESOURCE_EXHAUSTED (default 20000)",
+    )
+    flag(
+        "--grpc-detect-idle-ms",
+        dest="grpc_detect_idle_ms",
+        help="ask a gRPC client silent this long whether it is alive (default 20000)",
+    )
+    flag(
+        "--grpc-detect-timeout-ms",
+        dest="grpc_detect_timeout_ms",
+        help="evict a gRPC client that does not answer within this (default 5000)",
+    )
+    flag(
+        "--grpc-max-instances-per-connection",
+        dest="grpc_max_instances_per_connection",
+        help="ephemeral instances one gRPC connection may register (default 10000)",
+    )
+    flag(
+        "--grpc-max-subscriptions-per-connection",
+        dest="grpc_max_subscriptions_per_connection",
+        help="services one gRPC connection may subscribe to (default 10000)",
+    )
+    flag(
+        "--grpc-stream-queue",
+        dest="grpc_stream_queue",
+        help="server requests queued per gRPC stream; more are dropped and counted (default 1024)",
+    )
     return parser
 
 

@@ -51,6 +51,8 @@ from nacos_actors.messages import Command
 # What GET /nacos/actuator/prometheus answers: the text format Nacos (Spring's actuator) serves.
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 NACOS_MODULE = "naming"
+CORE_MODULE = "core"
+LONG_CONNECTION = "longConnection"
 
 # nacos_monitor names (Nacos 1.4's MetricsMonitor, plus 2.x's subscriberCount and
 # pushPendingTaskCount).
@@ -178,12 +180,16 @@ class NacosMonitorCollector(Collector):
 
     HELP = (
         "Nacos naming monitor gauges (Nacos's MetricsMonitor names): services, instances, "
-        "subscribers, pushes (total, failed, ack cost in ms), pending pushes, leader status"
+        "subscribers, pushes (total, failed, ack cost in ms), pending pushes, leader status; "
+        "and module core's longConnection (gRPC connections)"
     )
 
     def __init__(self, counts: RegistryCounts, push: PushFigures) -> None:
         self._counts = counts
         self._push = push
+        # Nacos 2.x's `nacos_monitor{module="core",name="longConnection"}`: the gRPC server sets
+        # it to its connection count (a len() read at scrape time).
+        self.long_connections: Callable[[], int] | None = None
 
     def describe(self) -> Iterable[Metric]:
         return [GaugeMetricFamily("nacos_monitor", self.HELP, labels=["module", "name"])]
@@ -202,6 +208,8 @@ class NacosMonitorCollector(Collector):
         family.add_metric([NACOS_MODULE, PUSH_PENDING_TASK_COUNT], push.pending_services)
         for name in ACTIVE_CHECK_NAMES:
             family.add_metric([NACOS_MODULE, name], 0)
+        long_connections = self.long_connections
+        family.add_metric([CORE_MODULE, LONG_CONNECTION], long_connections() if long_connections is not None else 0)
         return [family]
 
 
@@ -609,6 +617,126 @@ class ConnectionMetrics:
         )
 
 
+# gRPC (issue 16): the request types the server knows (any other is `unknown`), the client
+# families a clientVersion is sorted into, how connections end, and the version label's bounds.
+GRPC_REQUEST_TYPES = (
+    "ServerCheckRequest",
+    "HealthCheckRequest",
+    "InstanceRequest",
+    "BatchInstanceRequest",
+    "PersistentInstanceRequest",
+    "ServiceQueryRequest",
+    "SubscribeServiceRequest",
+    "ServiceListRequest",
+)
+GRPC_UNKNOWN_TYPE = "unknown"
+GRPC_CLIENTS = ("python", "rust", "java", "go", "node", "other")
+GRPC_CLOSE_REASONS = ("ended", "unanswered", "no_setup")
+GRPC_VERSION_LENGTH = 64
+GRPC_VERSION_VALUES = 32
+GRPC_OTHER_VERSION = "other"
+
+
+def grpc_client_family(client_version: str) -> str:
+    """The client family of a ConnectionSetupRequest's clientVersion (a bounded label):
+    `Nacos-Python-Client:v3.2.0` is python, `Nacos-Rust-Client:0.8.0` rust, `Nacos-Java-Client`
+    java, `Nacos-Go-Client` go, a Node client node; anything else other."""
+    lowered = client_version.lower()
+    for family in GRPC_CLIENTS[:-1]:
+        if family in lowered:
+            return family
+    return "other"
+
+
+class GrpcMetrics:
+    """The gRPC layer's figures (nacos_actors.grpc.server). Recorded on the event loop.
+
+    `connected(version)` / `disconnected(version)` keep the connection gauges by client family
+    and by version text (at most GRPC_VERSION_LENGTH characters and GRPC_VERSION_VALUES distinct
+    values; later ones count as `other`); `request(type)` answers the (ok, error, seconds)
+    children of a request type (bounded to the known types)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.connections = Gauge(
+            "nacos_actors_grpc_connections",
+            "gRPC connections set up now, by client family (from their clientVersion)",
+            ["client"],
+            registry=registry,
+        )
+        for client in GRPC_CLIENTS:
+            self.connections.labels(client)
+        self.client_versions = Gauge(
+            "nacos_actors_grpc_client_versions",
+            "gRPC connections set up now, by clientVersion (64 characters at most; past 32 distinct values, `other`)",
+            ["version"],
+            registry=registry,
+        )
+        self._versions: set[str] = set()
+        requests = Counter(
+            "nacos_actors_grpc_requests",
+            "gRPC unary requests answered, by request type (unknown: a type the server has no "
+            "handler for) and outcome (ok, error: an ErrorResponse)",
+            ["type", "outcome"],
+            registry=registry,
+        )
+        seconds = Histogram(
+            "nacos_actors_grpc_request_seconds",
+            "Time to answer a gRPC unary request, by request type",
+            ["type"],
+            registry=registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+        )
+        self._requests = {
+            kind: (requests.labels(kind, "ok"), requests.labels(kind, "error"), seconds.labels(kind))
+            for kind in (*GRPC_REQUEST_TYPES, GRPC_UNKNOWN_TYPE)
+        }
+        closed = Counter(
+            "nacos_actors_grpc_connections_closed",
+            "gRPC connections gone, by reason: ended (the client's stream ended), unanswered "
+            "(evicted: no answer to a ClientDetectionRequest), no_setup (evicted: no "
+            "ConnectionSetupRequest in time)",
+            ["reason"],
+            registry=registry,
+        )
+        self.closed = {reason: closed.labels(reason) for reason in GRPC_CLOSE_REASONS}
+        self.refused = Counter(
+            "nacos_actors_grpc_connections_refused",
+            "gRPC streams refused with RESOURCE_EXHAUSTED: grpc_max_connections were open",
+            registry=registry,
+        )
+        self.stream_dropped = Counter(
+            "nacos_actors_grpc_stream_dropped",
+            "Server requests not written on a gRPC stream: its queue (grpc_stream_queue) was full, "
+            "or its connection was gone",
+            registry=registry,
+        )
+
+    def request(self, kind: str) -> tuple[Any, Any, Any]:
+        """(ok counter, error counter, seconds histogram) of a request type."""
+        return self._requests.get(kind) or self._requests[GRPC_UNKNOWN_TYPE]
+
+    def version_label(self, client_version: str) -> str:
+        """The bounded `version` label of a clientVersion."""
+        label = client_version[:GRPC_VERSION_LENGTH] or "unknown"
+        if label in self._versions:
+            return label
+        if len(self._versions) >= GRPC_VERSION_VALUES:
+            return GRPC_OTHER_VERSION
+        self._versions.add(label)
+        return label
+
+    def connected(self, client_version: str) -> str:
+        """Count a connection set up; answers its version label (to give `disconnected`)."""
+        label = self.version_label(client_version)
+        self.connections.labels(grpc_client_family(client_version)).inc()
+        self.client_versions.labels(label).inc()
+        return label
+
+    def disconnected(self, client_version: str, label: str) -> None:
+        self.connections.labels(grpc_client_family(client_version)).dec()
+        self.client_versions.labels(label).dec()
+
+
 class NodeMetrics:
     """Every metric of one node, registered on the `registry` it is given.
 
@@ -624,7 +752,8 @@ class NodeMetrics:
     ) -> None:
         self.registry = registry
         self.push_figures = push_figures if push_figures is not None else PushBoard()
-        registry.register(NacosMonitorCollector(counts, self.push_figures))
+        self.monitor = NacosMonitorCollector(counts, self.push_figures)
+        registry.register(self.monitor)
         self.mailboxes = MailboxCollector()
         registry.register(self.mailboxes)
         registry.register(ThreadsCollector())
@@ -692,6 +821,7 @@ class NodeMetrics:
         self.push = PushMetrics(registry)
         self.cluster = ClusterMetrics(registry)
         self.connections = ConnectionMetrics(registry)
+        self.grpc = GrpcMetrics(registry)
         self.raft = RaftMetrics(registry, self._writes)
         self.replicated_services = self.cluster.replicated_services
 

@@ -51,6 +51,7 @@ from nacos_actors.core.push import PushBoard, PushConfig, PushCore
 from nacos_actors.core.registry import RegistryCore, RegistryView, Rejected
 from nacos_actors.drivers.assembly import build_drivers, raft_driver_config, registry_limits
 from nacos_actors.drivers.raft import RaftDriver
+from nacos_actors.grpc.server import GrpcBindError, GrpcServer
 from nacos_actors.http.app import build_app
 from nacos_actors.http.cluster import async_join
 from nacos_actors.http.connections import ConnectionGuard, ConnectionLimits
@@ -384,8 +385,9 @@ async def async_start_node(
     `started` as they start, for the caller to stop; once `halted` is set they drop what is
     queued), with the push socket, the ticker, the peer client and the Raft group; wait until
     each answers a Ping and Raft has caught up (at most raft_ready_timeout_ms); put `imports`
-    (the persistent halves an earlier version's data file held) through Raft; answer the Front
-    the HTTP handlers see. Loop thread."""
+    (the persistent halves an earlier version's data file held) through Raft; start the gRPC
+    server (SystemExit when its port is taken); answer the Front the HTTP handlers see. Loop
+    thread."""
     loop = asyncio.get_running_loop()
     node_ids = raft_node_ids(settings)
     actors = ActorDirectory()
@@ -398,7 +400,9 @@ async def async_start_node(
     if settings.push_enabled:
         endpoint = await async_open_push_endpoint(settings.host, actors, metrics, settings.push_receive_queue)
         log.info("push socket on udp %s", join_host_port(*endpoint.address))
-    outbox = ActorOutbox(loop, actors, ticker, link, endpoint)
+    grpc_port = settings.grpc_listen_port
+    grpc_server = GrpcServer(settings, metrics.grpc, loop) if grpc_port is not None else None
+    outbox = ActorOutbox(loop, actors, ticker, link, endpoint, grpc_server)
     raft_board = RaftBoard()
     drivers = build_drivers(
         settings,
@@ -453,6 +457,13 @@ async def async_start_node(
     )
     if imports:
         await async_import_definitions(front, imports)
+    if grpc_server is not None and grpc_port is not None:
+        grpc_server.attach(front)
+        try:
+            await grpc_server.async_start(settings.host, grpc_port)
+        except GrpcBindError as error:
+            raise SystemExit(f"{error} (set another with --grpc-port, or 0 to turn gRPC off)") from None
+        front.stopping = (grpc_server.async_stop,)
     return front
 
 
@@ -524,7 +535,8 @@ async def serve(settings: Settings, front: Front, shutdown: Shutdown, limits: Co
         if listener is not None:
             listener.close()
         guard.stop()
-        await runner.cleanup()
+        grace_s = shutdown.seconds(HTTP_SHARE)
+        await asyncio.gather(runner.cleanup(), *(stop(grace_s) for stop in front.stopping))
 
 
 async def async_leave(front: Front, joining: asyncio.Task[None] | None, shutdown: Shutdown) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 ENV_PREFIX = "NACOS_ACTORS_"
 DEFAULT_MEMBER_PORT = 8848
+GRPC_PORT_OFFSET = 1000
 # `\Z`, not `$`: `$` also matches before a trailing newline.
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\Z"
@@ -92,6 +93,15 @@ class Settings:
     raft_max_pending: int = 10_000
     raft_snapshot_entries: int = 5_000
     raft_ready_timeout_ms: int = 10_000
+    # The Nacos 2.x gRPC protocol (issue 16): its port (None: the HTTP port + 1000; 0: off).
+    grpc_port: int | None = None
+    grpc_max_receive_bytes: int = 10 * 1024 * 1024
+    grpc_max_connections: int = 20_000
+    grpc_detect_idle_ms: int = 20_000
+    grpc_detect_timeout_ms: int = 5_000
+    grpc_max_instances_per_connection: int = 10_000
+    grpc_max_subscriptions_per_connection: int = 10_000
+    grpc_stream_queue: int = 1_024
 
     @property
     def self_address(self) -> str:
@@ -105,6 +115,15 @@ class Settings:
             given = self.raft_port
         host, _, port = member.rpartition(":")
         return f"{host}:{given if given is not None else int(port) - 1000}"
+
+    @property
+    def grpc_listen_port(self) -> int | None:
+        """The gRPC port this node listens on (Nacos's rule: the HTTP port + 1000), None when
+        gRPC is off (`grpc_port = 0`, or an HTTP port past 64535 with no gRPC port set)."""
+        if self.grpc_port is None:
+            port = self.port + GRPC_PORT_OFFSET
+            return port if port <= 65535 else None
+        return self.grpc_port or None
 
     @property
     def standalone(self) -> bool:
@@ -350,6 +369,14 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "raft_max_pending": _int_between(1, 10_000_000),
     "raft_snapshot_entries": _int_between(2, 100_000_000),
     "raft_ready_timeout_ms": _int_between(0, 3_600_000),
+    "grpc_port": _int_between(0, 65535),
+    "grpc_max_receive_bytes": _int_between(1024, 1 << 30),
+    "grpc_max_connections": _int_between(1, 10_000_000),
+    "grpc_detect_idle_ms": _int_between(100, 3_600_000),
+    "grpc_detect_timeout_ms": _int_between(50, 600_000),
+    "grpc_max_instances_per_connection": _int_between(1, 10_000_000),
+    "grpc_max_subscriptions_per_connection": _int_between(1, 10_000_000),
+    "grpc_stream_queue": _int_between(1, 1_000_000),
 }
 SETTING_NAMES = tuple(f.name for f in fields(Settings) if f.name != "member_raft_ports")
 

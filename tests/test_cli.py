@@ -67,6 +67,14 @@ def test_serve_flags_parse_to_setting_names():
             "--raft-max-pending", "13",
             "--raft-snapshot-entries", "14",
             "--raft-ready-timeout-ms", "15",
+            "--grpc-port", "9849",
+            "--grpc-max-receive-bytes", "4096",
+            "--grpc-max-connections", "16",
+            "--grpc-detect-idle-ms", "1000",
+            "--grpc-detect-timeout-ms", "500",
+            "--grpc-max-instances-per-connection", "17",
+            "--grpc-max-subscriptions-per-connection", "18",
+            "--grpc-stream-queue", "19",
         ]
     )
     assert vars(args) == {
@@ -125,6 +133,14 @@ def test_serve_flags_parse_to_setting_names():
         "raft_max_pending": "13",
         "raft_snapshot_entries": "14",
         "raft_ready_timeout_ms": "15",
+        "grpc_port": "9849",
+        "grpc_max_receive_bytes": "4096",
+        "grpc_max_connections": "16",
+        "grpc_detect_idle_ms": "1000",
+        "grpc_detect_timeout_ms": "500",
+        "grpc_max_instances_per_connection": "17",
+        "grpc_max_subscriptions_per_connection": "18",
+        "grpc_stream_queue": "19",
     }
 
 

@@ -109,6 +109,7 @@ def test_nacos_monitor_is_a_gauge_with_nacos_labels_only(metrics):
         "tcpHealthCheck",
         "httpHealthCheck",
         "mysqlhealthCheck",
+        "longConnection",
     }
     assert all(set(s.labels) == {"module", "name"} for s in monitor.samples)
 
@@ -251,6 +252,13 @@ def test_our_metric_names_carry_the_prefix_and_a_unit_and_have_help(metrics):
         "nacos_actors_raft_proposals",
         "nacos_actors_raft_proposal_duration_seconds",
         "nacos_actors_raft_snapshots",
+        "nacos_actors_grpc_connections",
+        "nacos_actors_grpc_client_versions",
+        "nacos_actors_grpc_requests",
+        "nacos_actors_grpc_request_seconds",
+        "nacos_actors_grpc_connections_closed",
+        "nacos_actors_grpc_connections_refused",
+        "nacos_actors_grpc_stream_dropped",
     }
     for family in ours:
         assert family.documentation.strip(), family.name

@@ -463,7 +463,7 @@ def test_any_ip_address_is_a_host(address):
 # -- the shipped config/ files -------------------------------------------------------------
 
 
-COMMENTED_OUT = ("data_dir", "members", "cluster_conf", "cluster_secret", "raft_port")  # no value by default
+COMMENTED_OUT = ("data_dir", "members", "cluster_conf", "cluster_secret", "raft_port", "grpc_port")  # no value by default
 
 
 def test_the_example_config_is_the_defaults():

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, TypeVar
@@ -153,7 +153,9 @@ class Front:
     ClusterFront of a cluster member, None when standalone. `closing` is run by `async_close`.
     Loop thread only.
     `rendered` is the event loop thread's cache of rendered instances (the push path has its own),
-    `connections` lists the live gRPC connections (none until the gRPC server runs).
+    `connections` lists the live gRPC connections (none until the gRPC server runs);
+    `stopping` are the other servers on the loop (gRPC), each stopped with the HTTP server and
+    given the same seconds for its calls in flight.
     `settings.rendered_instances_bytes` at most; `list_memo` the node's memo of instance/list
     answers, `settings.list_memo_bytes` at most.
     """
@@ -171,6 +173,7 @@ class Front:
     cluster: ClusterFront | None = None
     closing: tuple[Callable[[], None], ...] = ()
     connections: Callable[[], Sequence[ConnectionSummary]] = no_connections
+    stopping: tuple[Callable[[float], Awaitable[None]], ...] = ()
     rendered: RenderedInstances = field(init=False)
     list_memo: ListMemo = field(init=False)
 

@@ -164,6 +164,7 @@ class Server:
     proc: subprocess.Popen
     port: int
     raft_port: int = 0  # a node's Raft port (0: not a node)
+    grpc_port: int = 0  # a node's gRPC port (0: not a node)
     argv: list[str] = field(default_factory=list)  # how it was started (restart_node starts it again)
     data_dir: Path | None = None
 
@@ -185,14 +186,16 @@ class Servers:
 
     def node_argv(
         self, port: int, raft_port: int, health_checks: bool, members: Sequence[tuple[int, int]] = (),
-        data_dir: Path | None = None, extra: Sequence[str] = (),
+        data_dir: Path | None = None, extra: Sequence[str] = (), grpc_port: int = 0,
     ) -> list[str]:
         """A node's command line: HTTP on `port`, Raft on `raft_port` (its own: the default, port -
-        1000, may be anything's on this host), cluster `members` as (HTTP port, Raft port) pairs,
-        each listed as `host:port?raft_port=N`; `extra` are further `serve` flags."""
+        1000, may be anything's on this host), gRPC on `grpc_port` (0: off), cluster `members` as
+        (HTTP port, Raft port) pairs, each listed as `host:port?raft_port=N`; `extra` are further
+        `serve` flags."""
         argv = self.server_prefix + [
             PYTHON, "-m", "nacos_actors", "serve", "--port", str(port), "--host", HOST, "--log-level", "WARNING",
             "--health-check-enabled", "true" if health_checks else "false", "--raft-port", str(raft_port),
+            "--grpc-port", str(grpc_port),
         ]
         if members:
             argv += ["--members", ",".join(f"{HOST}:{http}?raft_port={raft}" for http, raft in members)]
@@ -208,9 +211,9 @@ class Servers:
         false) instances that do not beat stay healthy: for loads that register and then leave
         them silent for longer than the 15 s beat timeout. Without a data_dir its Raft journal
         is in memory."""
-        port, raft_port = free_ports(2)
-        argv = self.node_argv(port, raft_port, health_checks, data_dir=data_dir, extra=extra)
-        server = Server(name, self.procs.start(name, argv), port, raft_port, argv, data_dir)
+        port, raft_port, grpc_port = free_ports(3)
+        argv = self.node_argv(port, raft_port, health_checks, data_dir=data_dir, extra=extra, grpc_port=grpc_port)
+        server = Server(name, self.procs.start(name, argv), port, raft_port, grpc_port, argv, data_dir)
         self.wait_ready(server)
         return server
 
@@ -228,20 +231,23 @@ class Servers:
         """`size` nodes on free ports (HTTP and Raft), each given all of them as --members;
         started, not waited for (a member may answer 503 until it has loaded a peer's snapshot:
         see wait_cluster). data_dirs: one per node, or none (Raft in memory)."""
-        ports = free_ports(2 * size)
-        members = list(zip(ports[:size], ports[size:], strict=True))
+        ports = free_ports(3 * size)
+        members = list(zip(ports[:size], ports[size : 2 * size], strict=True))
         servers = []
         for i, (port, raft_port) in enumerate(members):
             data_dir = data_dirs[i] if data_dirs else None
-            argv = self.node_argv(port, raft_port, health_checks, members, data_dir, extra)
-            servers.append(Server(f"{name}-{i}", self.procs.start(f"{name}-{i}", argv), port, raft_port, argv, data_dir))
+            grpc_port = ports[2 * size + i]
+            argv = self.node_argv(port, raft_port, health_checks, members, data_dir, extra, grpc_port)
+            servers.append(
+                Server(f"{name}-{i}", self.procs.start(f"{name}-{i}", argv), port, raft_port, grpc_port, argv, data_dir)
+            )
         return servers
 
     def restart_node(self, server: Server) -> Server:
         """The same node started again (same command line: ports, data dir, members), its log
         appended to; not waited for."""
         return Server(server.name, self.procs.start(server.name, server.argv), server.port, server.raft_port,
-                      server.argv, server.data_dir)
+                      server.grpc_port, server.argv, server.data_dir)
 
     def stop_server(self, server: Server, timeout: float = 30.0) -> dict[str, Any]:
         started = time.monotonic()

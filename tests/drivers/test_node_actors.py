@@ -57,7 +57,7 @@ class Node:
 def node():
     """A standalone node's actors (registry, health, push) on a loop in a thread of its own."""
     fatal: list[BaseException] = []
-    settings = Settings(push_window_ms=0, push_ack_timeout_ms=100, push_max_sends=2)
+    settings = Settings(push_window_ms=0, push_ack_timeout_ms=100, push_max_sends=2, grpc_port=0)
     core = RegistryCore()
     board = PushBoard()
     metrics = NodeMetrics(CollectorRegistry(), RegistryView(core), board)

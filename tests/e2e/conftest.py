@@ -13,7 +13,8 @@ with any NodeLauncher (e.g. one a module-scoped fixture owns).
 
 Each node has a Raft port of its own (`NodeProcess.raft_port`): a standalone node is given a
 free one with `--raft-port` unless its arguments name one; a member's is its `?raft_port=` in
-the member list.
+the member list. Each node also gets a free gRPC port (`NodeProcess.grpc_port`, `--grpc-port`)
+unless its arguments name one; a restarted member keeps its own.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ class NodeProcess:
     stderr_path: Path
     stderr_file: object = field(default=None, repr=False)
     raft_port: int | None = None
+    grpc_port: int | None = None
 
     @property
     def address(self) -> str:
@@ -169,6 +171,12 @@ class NodeLauncher:
             # A Raft port of its own (port - 1000, the default, may be anything's on a test host).
             raft_port = next(p for p in free_ports(2) if p != port)
             argv += ["--raft-port", str(raft_port)]
+        if "--grpc-port" in args:
+            grpc_port: int | None = int(args[list(args).index("--grpc-port") + 1]) or None
+        else:
+            # A gRPC port of its own too (port + 1000, the default, may be taken on a test host).
+            grpc_port = next(p for p in free_ports(3) if p not in (port, raft_port))
+            argv += ["--grpc-port", str(grpc_port)]
         argv = list(command) if command is not None else argv
         stderr_path = self.logs / f"node-{len(self.nodes)}-{port}.stderr"
         stderr_file = open(stderr_path, "wb")
@@ -180,7 +188,9 @@ class NodeLauncher:
             stdout=stderr_file,
             stderr=stderr_file,
         )
-        node = NodeProcess(process, port, stderr_path, stderr_file=stderr_file, raft_port=raft_port)
+        node = NodeProcess(
+            process, port, stderr_path, stderr_file=stderr_file, raft_port=raft_port, grpc_port=grpc_port
+        )
         self.nodes.append(node)
         if wait:
             node.wait_ready()
@@ -290,6 +300,8 @@ class Cluster:
     def start_member(self, index: int, wait: bool = True) -> NodeProcess:
         """Start member `index` on its port (again, if it ran before); it replaces the old process."""
         own = ("--data-dir", str(self.data_dirs[index])) if self.data_dirs is not None else ()
+        if index < len(self.nodes) and self.nodes[index].grpc_port is not None and "--grpc-port" not in self.args:
+            own = (*own, "--grpc-port", str(self.nodes[index].grpc_port))  # a restart keeps its gRPC port
         node = self.launcher.start(
             "--members",
             self.members,

@@ -61,7 +61,10 @@ def raft_port_args(source: Path, http_port: int) -> list[str]:
     raft_port = free_port()
     while raft_port == http_port:
         raft_port = free_port()
-    return ["--raft-port", str(raft_port)]
+    args = ["--raft-port", str(raft_port)]
+    if "grpc_port" in (source / "nacos_actors" / "settings.py").read_text():
+        args += ["--grpc-port", "0"]  # the probe measures the HTTP node; its default port may be taken
+    return args
 
 
 class Node:

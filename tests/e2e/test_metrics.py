@@ -3,6 +3,7 @@ service discovery and JSON event logs show what was done."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import urllib.parse
 import urllib.request
@@ -11,6 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.grafana import equality_matchers, load_dashboard, metric_names, queries
+from tests.grpc.support import Client
 
 pytestmark = pytest.mark.e2e
 
@@ -68,6 +70,21 @@ def exercise(node) -> tuple[int, int]:
     return 3, 5  # orders (8080, 8082, 8083), payments, dev/stock
 
 
+def touch_grpc(node) -> None:
+    """A gRPC client connects (server check, setup), health-checks, and goes: the gRPC panels'
+    series then exist (the version gauge has a series per version seen)."""
+
+    async def visit() -> None:
+        client = Client(node.grpc_port)
+        try:
+            await client.connect("Nacos-Python-Client:v3.2.0")
+            await client.until_set_up()
+        finally:
+            await client.close()
+
+    asyncio.run(visit())
+
+
 # Series a standalone node never has: it has no peers and no member ever changes state.
 CLUSTER_ONLY = ("nacos_actors_distro_", "nacos_actors_member_state_changes")
 
@@ -96,6 +113,7 @@ def test_a_scraped_cluster_member_exports_the_cluster_panels_metrics(start_clust
             status, _ = send(node, "POST", f"{NS}/instance", serviceName=f"metrics-{index}", ip="127.0.0.1", port=port)
             assert status == 200
     for node in cluster.running:
+        touch_grpc(node)
         samples = scrape(node, "/nacos/actuator/prometheus")
         assert_dashboard_queries_exported(samples, include_distro=True)
         states = {labels["member"] for n, labels, v in samples if n == "nacos_actors_member_state" and v == 1.0}
@@ -120,8 +138,11 @@ def test_a_scraped_cluster_member_exports_the_cluster_panels_metrics(start_clust
 def test_a_scraped_node_exports_every_metric_the_dashboard_queries(start_node):
     node = start_node("--log-format", "json")
     services, instances = exercise(node)
+    touch_grpc(node)
     samples = scrape(node, "/nacos/actuator/prometheus")
     exported = {name for name, _, _ in samples}
+    health_checks = {"type": "HealthCheckRequest", "outcome": "ok"}
+    assert [v for n, labels, v in samples if n == "nacos_actors_grpc_requests_total" and labels == health_checks] == [1.0]
 
     assert_dashboard_queries_exported(samples, include_distro=False)
     assert ("nacos_actors_member_state", {"member": node.address, "state": "UP"}, 1.0) in samples
