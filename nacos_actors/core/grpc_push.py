@@ -6,7 +6,8 @@ shared: a gRPC subscriber is a (connection, service, clusters) with no poll to e
 connection ending removes it), an answer names the push it answers by `requestId`, each push
 goes to one subscriber (no packet shared by address), and what is sent is a stream request, not
 a datagram. Both cores take the same registry changes with the same coalescing window; the push
-driver feeds both.
+driver feeds both. What the two share (the give-up report, and `GrpcSubscriberKey` and
+`GrpcPushStats`, which the report and the PushBoard name) lives in `core/push.py`.
 
 - On a subscription the subscriber gets the current state at once (Nacos 2.x pushes to a new
   subscriber on `ServiceSubscribedEvent`), and again after every change of the service.
