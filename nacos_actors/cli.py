@@ -145,6 +145,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="one summary line per interval for pushes given up (default 60000)",
     )
     flag(
+        "--push-grpc-ack-timeout-ms",
+        dest="push_grpc_ack_timeout_ms",
+        help="a gRPC push unanswered this long is sent again, up to --push-max-sends (default 5000)",
+    )
+    flag(
+        "--push-max-subscribers-per-connection",
+        dest="push_max_subscribers_per_connection",
+        help="gRPC push subscriptions of one connection; more get no pushes (default 1024)",
+    )
+    flag(
         "--cluster-secret",
         dest="cluster_secret",
         help="shared secret members sign their calls with; required with more than one member (default none)",

@@ -403,10 +403,10 @@ class DatagramsReceived:
 
 @dataclass(frozen=True, slots=True)
 class QuerySubscribers:
-    """Answer, through `reply`, the live subscriptions of `namespace`."""
+    """Answer, through `reply`, the live subscriptions of `namespace`: UDP ones and gRPC ones."""
 
     namespace: str
-    reply: Reply[tuple[Subscription, ...]]
+    reply: Reply[tuple[Subscription | GrpcSubscription, ...]]
 
 
 @dataclass(frozen=True, slots=True)

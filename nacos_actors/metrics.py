@@ -42,6 +42,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from nacos_actors.core.consensus import PROPOSAL_OUTCOMES, ROLES, RaftBoard, RaftStatus
+from nacos_actors.core.grpc_push import GRPC_REFUSAL_REASONS
 from nacos_actors.core.health import BEAT_NOT_FOUND, BEAT_RECORDED, BEAT_REREGISTERED, BEAT_REVIVED
 from nacos_actors.core.members import STATES, MemberBoard
 from nacos_actors.core.peer_auth import REJECT_REASONS
@@ -328,6 +329,56 @@ class PushMetrics:
         self.datagrams_malformed = datagrams.labels("malformed")
         self.datagrams_oversized = datagrams.labels("oversized")
         self.datagrams_overflow = datagrams.labels("overflow")
+        self.grpc = GrpcPushMetrics(registry)
+
+
+GRPC_PUSH_OUTCOMES = ("sent", "resent", "acked", "failed", "superseded", "dropped", "abandoned")
+
+
+class GrpcPushMetrics:
+    """The push actor's figures of pushes over gRPC streams (NotifySubscriberRequest), as ready
+    label children; recorded on the push actor's thread."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.delay_seconds = Histogram(
+            "nacos_actors_grpc_push_delay_seconds",
+            "Time from the registry applying a change to the first send of the gRPC push it caused",
+            registry=registry,
+            buckets=PUSH_BUCKETS,
+        )
+        self.ack_seconds = Histogram(
+            "nacos_actors_grpc_push_ack_seconds",
+            "Time from the first send of a gRPC push to the client's successful answer",
+            registry=registry,
+            buckets=PUSH_BUCKETS,
+        )
+        pushes = Counter(
+            "nacos_actors_grpc_pushes",
+            "gRPC pushes (one NotifySubscriberRequest to one subscription): sent (first sends), "
+            "resent (no answer in time, or a failed answer), and how they ended: acked; failed "
+            "(no successful answer after every send); superseded (a newer state replaced it); "
+            "dropped (too many were awaiting answers); abandoned (the connection closed or the "
+            "client unsubscribed first)",
+            ["outcome"],
+            registry=registry,
+        )
+        outcome = {name: pushes.labels(name) for name in GRPC_PUSH_OUTCOMES}
+        self.sent, self.resent, self.acked = outcome["sent"], outcome["resent"], outcome["acked"]
+        self.failed, self.superseded = outcome["failed"], outcome["superseded"]
+        self.dropped, self.abandoned = outcome["dropped"], outcome["abandoned"]
+        self.unmatched = Counter(
+            "nacos_actors_grpc_push_answers_unmatched",
+            "Answers on a gRPC stream that match no push awaiting one (late, or unknown requestId)",
+            registry=registry,
+        )
+        refused = Counter(
+            "nacos_actors_grpc_push_subscriptions_refused",
+            "gRPC subscriptions not added because a limit was reached: per connection, per "
+            "service, or in all (the client gets no pushes for it)",
+            ["limit"],
+            registry=registry,
+        )
+        self.subscriptions_refused = {reason: refused.labels(reason) for reason in GRPC_REFUSAL_REASONS}
 
 
 SYNC_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import orjson
 import prometheus_client
 import pykka
 import uvloop
@@ -47,9 +48,11 @@ from nacos_actors.bridge import (
 )
 from nacos_actors.clock import wall_clock_ms
 from nacos_actors.core.consensus import RaftBoard
+from nacos_actors.core.grpc_push import GrpcPushConfig, GrpcPushCore
 from nacos_actors.core.push import PushBoard, PushConfig, PushCore
 from nacos_actors.core.registry import RegistryCore, RegistryView, Rejected
 from nacos_actors.drivers.assembly import build_drivers, raft_driver_config, registry_limits
+from nacos_actors.drivers.push import PushCores
 from nacos_actors.drivers.raft import RaftDriver
 from nacos_actors.grpc.server import GrpcBindError, GrpcServer
 from nacos_actors.http.app import build_app
@@ -62,6 +65,7 @@ from nacos_actors.model import Definition, Service, ServiceKey
 from nacos_actors.peers import PeerLink
 from nacos_actors.raft.group import RaftBindError, RaftGroup, RaftGroupConfig
 from nacos_actors.render import lists as render
+from nacos_actors.render.grpc import service_info
 from nacos_actors.settings import Settings, join_host_port
 from nacos_actors.snapshot import SnapshotOnce, load_snapshot, save_snapshot
 
@@ -279,9 +283,10 @@ def subscriber_lifetime_ms(push_cache_ms: int) -> int:
     return push_cache_ms * 3 // 2
 
 
-def push_core(settings: Settings) -> PushCore:
-    """A PushCore whose packets carry what each subscriber's own list query would answer, with
-    a rendered-instance cache of the push driver's own (never shared with the loop)."""
+def push_cores(settings: Settings) -> PushCores:
+    """The push actor's cores: UDP packets carry what each subscriber's own list query would
+    answer, gRPC pushes the serviceInfo a subscription answers; both render with one
+    rendered-instance cache of the push actor's own (never shared with the loop)."""
     cache_millis = settings.push_cache_ms
     rendered = render.RenderedInstances(settings.rendered_instances_bytes)
 
@@ -297,6 +302,11 @@ def push_core(settings: Settings) -> PushCore:
             service, key, clusters_text, clusters, False, java_client, cache_millis, now_ms, rendered
         )
 
+    def render_service_info(
+        service: Service | None, key: ServiceKey, clusters_text: str, clusters: tuple[str, ...], now_ms: int
+    ) -> bytes:
+        return orjson.dumps(service_info(service, key, clusters_text, clusters, False, now_ms, rendered))
+
     config = PushConfig(
         window_ms=settings.push_window_ms,
         subscriber_ttl_ms=subscriber_lifetime_ms(settings.push_cache_ms),
@@ -308,7 +318,20 @@ def push_core(settings: Settings) -> PushCore:
         max_pending=settings.push_max_pending,
         give_up_log_interval_ms=settings.push_give_up_log_interval_ms,
     )
-    return PushCore(config, render_list, first_sequence=time.monotonic_ns())
+    grpc_config = GrpcPushConfig(
+        window_ms=settings.push_window_ms,
+        ack_timeout_ms=settings.push_grpc_ack_timeout_ms,
+        max_sends=settings.push_max_sends,
+        max_subscribers_per_connection=settings.push_max_subscribers_per_connection,
+        max_subscribers_per_service=settings.push_max_subscribers_per_service,
+        max_subscribers=settings.push_max_subscribers,
+        max_pending=settings.push_max_pending,
+        give_up_log_interval_ms=settings.push_give_up_log_interval_ms,
+    )
+    return PushCores(
+        PushCore(config, render_list, first_sequence=time.monotonic_ns()),
+        GrpcPushCore(grpc_config, render_service_info),
+    )
 
 
 def cluster_secret(settings: Settings) -> str:
@@ -411,7 +434,7 @@ async def async_start_node(
         outbox,
         metrics,
         wall_clock_ms(),
-        push_core(settings) if settings.push_enabled else None,
+        push_cores(settings) if settings.push_enabled else None,
         push_board,
         raft_board,
         raft_driver_config(settings, {node_id: member for member, node_id in node_ids.items()}),

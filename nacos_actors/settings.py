@@ -73,6 +73,9 @@ class Settings:
     push_max_pending: int = 65_536
     push_receive_queue: int = 1_024
     push_give_up_log_interval_ms: int = 60_000
+    # Push over gRPC (issue 16).
+    push_grpc_ack_timeout_ms: int = 5_000
+    push_max_subscribers_per_connection: int = 1_024
     cluster_secret: str | None = None
     member_report_interval_ms: int = 500
     member_fail_threshold: int = 3
@@ -353,6 +356,8 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "push_max_pending": _int_between(1, 10_000_000),
     "push_receive_queue": _int_between(1, 1_000_000),
     "push_give_up_log_interval_ms": _int_between(100, 3_600_000),
+    "push_grpc_ack_timeout_ms": _int_between(10, 60_000),
+    "push_max_subscribers_per_connection": _int_between(1, 10_000_000),
     "cluster_secret": _secret,
     "member_report_interval_ms": _int_between(50, 60_000),
     "member_fail_threshold": _int_between(0, 100),

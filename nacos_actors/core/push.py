@@ -126,15 +126,76 @@ class PushStats:
         return self.cost_total_ms / self.acked if self.acked else 0.0
 
 
+# Shared with the gRPC core (core/grpc_push.py), which imports this module.
+
+
+class GrpcSubscriberKey(NamedTuple):
+    """One gRPC subscription: a service and cluster list as the client named them, on one
+    connection."""
+
+    connection_id: str
+    service: ServiceKey
+    clusters_text: str
+
+
+@dataclass(frozen=True, slots=True)
+class GrpcPushStats:
+    """Counters since start. A push is one NotifySubscriberRequest to one subscriber (resends
+    not counted in `total`); it ends acked, failed (no successful answer after every send),
+    superseded (a newer state for the same subscription replaced it), dropped (too many were
+    awaiting answers) or abandoned (its connection closed or it unsubscribed first).
+    `unmatched` counts answers for no push awaiting one, `refused` subscriptions over a limit.
+    Costs are answer round trips in ms."""
+
+    subscribers: int = 0
+    total: int = 0
+    resent: int = 0
+    acked: int = 0
+    failed: int = 0
+    superseded: int = 0
+    dropped: int = 0
+    abandoned: int = 0
+    awaiting_ack: int = 0
+    pending_services: int = 0
+    cost_total_ms: int = 0
+    cost_max_ms: int = 0
+    unmatched: int = 0
+    refused: int = 0
+
+    @property
+    def average_cost_ms(self) -> float:
+        return self.cost_total_ms / self.acked if self.acked else 0.0
+
+    def combined_with(self, udp: PushStats) -> PushStats:
+        """Both transports' pushes as one PushStats: what Nacos's counters (push state,
+        nacos_monitor) show. An abandoned gRPC push counts as neither success nor failure."""
+        return PushStats(
+            subscribers=udp.subscribers + self.subscribers,
+            total=udp.total + self.total,
+            acked=udp.acked + self.acked,
+            failed=udp.failed + self.failed,
+            superseded=udp.superseded + self.superseded,
+            dropped=udp.dropped + self.dropped,
+            awaiting_ack=udp.awaiting_ack + self.awaiting_ack,
+            pending_services=udp.pending_services + self.pending_services,
+            cost_total_ms=udp.cost_total_ms + self.cost_total_ms,
+            cost_max_ms=max(udp.cost_max_ms, self.cost_max_ms),
+            malformed=udp.malformed,
+            unmatched=udp.unmatched + self.unmatched,
+            refused=udp.refused + self.refused,
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class GiveUpReport:
     """Pushes given up, for one log line: at once (`since_ms` None: the first in a quiet
     interval, `count` 1), or the summary of those since `since_ms`, by reason, with the first
-    as an example (`sends` its sends)."""
+    as an example (`sends` its sends): a UDP subscriber, or a gRPC one (`GrpcPushCore` reports
+    the same way)."""
 
     count: int
     reasons: tuple[tuple[str, int], ...]
-    example: SubscriberKey
+    example: SubscriberKey | GrpcSubscriberKey
     sends: int
     since_ms: int | None = None
 
@@ -620,14 +681,18 @@ def _mark(members: set[Any], member: Any, present: bool) -> bool:
 
 
 class PushBoard:
-    """Where the push actor publishes its latest PushStats and where it refuses subscriptions,
-    for other threads (metrics, HTTP).
+    """Where the push actor publishes its latest counters and where it refuses UDP
+    subscriptions, for other threads (metrics, HTTP).
 
-    Only the push actor assigns `stats` and `refusing`, always a whole frozen value.
+    `stats` counts the pushes of both transports (what Nacos's counters show), `udp` and `grpc`
+    each transport's own. Only the push actor assigns them, always a whole frozen value, `stats`
+    last.
     """
 
-    __slots__ = ("refusing", "stats")
+    __slots__ = ("grpc", "refusing", "stats", "udp")
 
     def __init__(self) -> None:
         self.stats = PushStats()
+        self.udp = PushStats()
+        self.grpc = GrpcPushStats()
         self.refusing = Refusing()

@@ -12,13 +12,13 @@ from nacos_actors.core.definitions import DefinitionCore
 from nacos_actors.core.distro import DistroConfig, DistroCore
 from nacos_actors.core.health import HealthConfig, HealthCore
 from nacos_actors.core.members import MemberBoard, MemberConfig, MemberCore, standalone_view
-from nacos_actors.core.push import PushBoard, PushCore
+from nacos_actors.core.push import PushBoard
 from nacos_actors.core.registry import RegistryCore, RegistryLimits, RegistryView
 from nacos_actors.drivers.distro import DistroDriver
 from nacos_actors.drivers.health import HealthDriver
 from nacos_actors.drivers.members import MemberDriver
 from nacos_actors.drivers.outbox import Driver, Outbox
-from nacos_actors.drivers.push import PushDriver
+from nacos_actors.drivers.push import PushCores, PushDriver
 from nacos_actors.drivers.raft import RaftDriver, RaftDriverConfig
 from nacos_actors.drivers.registry import RegistryDriver
 from nacos_actors.messages import DISTRO, HEALTH, PUSH, RAFT, REGISTRY, ActorName, PollRaft, Watch
@@ -90,7 +90,7 @@ def build_drivers(
     outbox: Outbox,
     metrics: NodeMetrics,
     now_ms: int,
-    push_core: PushCore | None = None,
+    push_cores: PushCores | None = None,
     push_board: PushBoard | None = None,
     raft_board: RaftBoard | None = None,
     raft_config: RaftDriverConfig | None = None,
@@ -108,8 +108,9 @@ def build_drivers(
     )
     checker = HealthCore(health_config(settings))
     push = None
-    if push_core is not None:
-        push = PushDriver(push_core, push_board if push_board is not None else PushBoard(), outbox, metrics)
+    if push_cores is not None:
+        published = push_board if push_board is not None else PushBoard()
+        push = PushDriver(push_cores, published, outbox, metrics, RegistryView(core).service)
     if settings.standalone:
         board = MemberBoard(standalone_view(settings.self_address))
         return NodeDrivers(registry, raft, HealthDriver(checker, beats, outbox), push, None, None, board)

@@ -1,12 +1,15 @@
-"""PushDriver: UDP push of service changes to subscribers, with acks and bounded resends."""
+"""PushDriver: push of service changes to subscribers, over UDP (1.x clients) and over gRPC
+streams (2.x clients), with acks and bounded resends."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from time import monotonic_ns
-from typing import ClassVar, assert_never
+from typing import ClassVar, NamedTuple, assert_never
 
-from nacos_actors.core.push import Effects, GiveUpReport, PushBoard, PushCore
+from nacos_actors.core.grpc_push import GrpcEffects, GrpcPushCore
+from nacos_actors.core.push import Effects, GiveUpReport, GrpcSubscriberKey, PushBoard, PushCore
 from nacos_actors.drivers.outbox import Outbox
 from nacos_actors.logs import event
 from nacos_actors.messages import (
@@ -24,30 +27,49 @@ from nacos_actors.messages import (
     Tick,
 )
 from nacos_actors.metrics import NodeMetrics
+from nacos_actors.model import Service, ServiceKey
 from nacos_actors.settings import join_host_port
 
 log = logging.getLogger(__name__)
 
 
+class PushCores(NamedTuple):
+    """The push actor's two cores: UDP subscribers (1.x clients) and gRPC ones (2.x clients)."""
+
+    udp: PushCore
+    grpc: GrpcPushCore
+
+
 class PushDriver:
-    """Feeds the PushCore subscribers (list queries with udpPort), the registry's changes (it
-    watches the registry), the datagrams that reach the push socket (and says when they are
-    handled, which frees the socket's bound) and Ticks; hands the datagrams the core answers to
-    the Outbox (the socket lives on the event loop), records the outcomes, logs the give-up
-    reports the core makes (one at once, then a summary per interval), and publishes the
-    counters and where subscriptions are refused on `board` after every message. Runs on the
-    push actor's thread."""
+    """Feeds the PushCore subscribers (list queries with udpPort), the datagrams that reach the
+    push socket (and says when they are handled, which frees the socket's bound); feeds the
+    GrpcPushCore the gRPC subscriptions (with the service's current snapshot, read from
+    `lookup`), unsubscriptions, closed connections and answers; feeds both the registry's
+    changes (it watches the registry) and Ticks. Hands what the cores answer to the Outbox
+    (datagrams to the push socket, stream requests to the gRPC connections, both on the event
+    loop), records the outcomes, logs the give-up reports (one at once, then a summary per
+    interval, per transport), and publishes the counters and where UDP subscriptions are
+    refused on `board` after every message. Runs on the push actor's thread."""
 
     NAME: ClassVar[ActorName] = PUSH
 
-    def __init__(self, core: PushCore, board: PushBoard, outbox: Outbox, metrics: NodeMetrics) -> None:
-        self.core = core
+    def __init__(
+        self,
+        cores: PushCores,
+        board: PushBoard,
+        outbox: Outbox,
+        metrics: NodeMetrics,
+        lookup: Callable[[ServiceKey], Service | None],
+    ) -> None:
+        self.core = cores.udp
+        self.grpc = cores.grpc
         self._board = board
         self._outbox = outbox
         self._push = metrics.push
+        self._lookup = lookup
 
     def start(self, now_ms: int) -> None:
-        self._outbox.wake_at(self.NAME, self.core.next_deadline())
+        self._outbox.wake_at(self.NAME, self._next_deadline())
 
     def stop(self) -> None:
         pass
@@ -56,10 +78,11 @@ class PushDriver:
         received: PushMessage = message  # type: ignore[assignment]  # what may arrive; the match covers it
         match received:
             case ServicesChanged(changes, applied_ns):
-                effects = Effects()
+                effects, grpc = Effects(), GrpcEffects()
                 for change in changes:
                     self.core.service_changed(change.key, change.snapshot, now_ms, applied_ns, effects)
-                self._carry_out(effects)
+                    self.grpc.service_changed(change.key, change.snapshot, now_ms, applied_ns, grpc)
+                self._carry_out(effects, grpc)
             case Subscribe(subscription):
                 self._carry_out(self.core.subscribe(subscription, now_ms))
             case DatagramsReceived(datagrams, handled):
@@ -69,16 +92,38 @@ class PushDriver:
                 handled.resolve(len(datagrams))
                 self._carry_out(effects)
             case Tick():
-                self._carry_out(self.core.due(now_ms))
+                self._carry_out(self.core.due(now_ms), self.grpc.due(now_ms))
             case QuerySubscribers(namespace, reply):
-                reply.resolve(tuple(self.core.subscriptions(namespace)))
-            case GrpcSubscribe() | GrpcUnsubscribe() | GrpcConnectionClosed() | GrpcPushAnswered():
-                pass  # gRPC push: not built yet
+                reply.resolve((*self.core.subscriptions(namespace), *self.grpc.subscriptions(namespace)))
+            case GrpcSubscribe(subscription):
+                snapshot = self._lookup(subscription.service)
+                self._carry_out(grpc=self.grpc.subscribe(subscription, snapshot, now_ms))
+            case GrpcUnsubscribe(connection_id, service, clusters_text):
+                self._carry_out(grpc=self.grpc.unsubscribe(connection_id, service, clusters_text))
+            case GrpcConnectionClosed(connection_id):
+                self._carry_out(grpc=self.grpc.connection_closed(connection_id))
+            case GrpcPushAnswered(connection_id, request_id, ok):
+                self._carry_out(grpc=self.grpc.answered(connection_id, request_id, ok, now_ms))
             case _:
                 assert_never(received)
         return None
 
-    def _carry_out(self, effects: Effects) -> None:
+    def _next_deadline(self) -> int | None:
+        deadlines = [d for d in (self.core.next_deadline(), self.grpc.next_deadline()) if d is not None]
+        return min(deadlines, default=None)
+
+    def _carry_out(self, effects: Effects | None = None, grpc: GrpcEffects | None = None) -> None:
+        board = self._board
+        if effects is not None:
+            self._carry_out_udp(effects)
+            board.udp = self.core.record(effects)
+        if grpc is not None:
+            self._carry_out_grpc(grpc)
+            board.grpc = self.grpc.record(grpc)
+        board.stats = board.grpc.combined_with(board.udp)
+        self._outbox.wake_at(self.NAME, self._next_deadline())
+
+    def _carry_out_udp(self, effects: Effects) -> None:
         push = self._push
         if effects.sends:
             self._outbox.send_datagrams(effects.sends)
@@ -103,21 +148,45 @@ class PushDriver:
             log_give_up(report)
         if effects.refusing_changed:
             self._board.refusing = self.core.refusing()
-        self._board.stats = self.core.record(effects)
-        self._outbox.wake_at(self.NAME, self.core.next_deadline())
+
+    def _carry_out_grpc(self, effects: GrpcEffects) -> None:
+        grpc = self._push.grpc
+        if effects.pushes:
+            self._outbox.send_to_streams(effects.pushes)
+        if effects.delays_ns:
+            sent_ns = monotonic_ns()
+            for applied_ns in effects.delays_ns:
+                grpc.delay_seconds.observe((sent_ns - applied_ns) / 1e9)
+        for cost in effects.acked_costs_ms:
+            grpc.ack_seconds.observe(cost / 1000)
+        grpc.sent.inc(effects.first_sends)
+        grpc.resent.inc(effects.resends)
+        grpc.acked.inc(len(effects.acked_costs_ms))
+        grpc.failed.inc(len(effects.failed))
+        grpc.superseded.inc(effects.superseded)
+        grpc.dropped.inc(effects.dropped)
+        grpc.abandoned.inc(effects.abandoned)
+        grpc.unmatched.inc(effects.unmatched)
+        for reason in effects.refused:
+            grpc.subscriptions_refused[reason].inc()
+        for report in effects.give_ups:
+            log_give_up(report)
 
 
 def log_give_up(report: GiveUpReport) -> None:
     """One INFO line: a push given up (the first in a quiet interval), or the summary of those
     given up since (how many, by reason, and the first of them)."""
     key = report.example
-    target = join_host_port(key.address, key.port)
+    where: dict[str, object]
+    if isinstance(key, GrpcSubscriberKey):
+        target, where = f"gRPC connection {key.connection_id}", {"connection": key.connection_id}
+    else:
+        target, where = join_host_port(key.address, key.port), {"address": key.address, "port": key.port}
     fields = event(
         "push_give_up",
         namespace=key.service.namespace,
         service=key.service.name,
-        address=key.address,
-        port=key.port,
+        **where,
         sends=report.sends,
         count=report.count,
         reasons=dict(report.reasons),

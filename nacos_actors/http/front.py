@@ -28,7 +28,7 @@ from nacos_actors.core.members import MemberBoard
 from nacos_actors.core.peer_auth import PeerCallRules, PeerRefused, judge_peer_call
 from nacos_actors.core.push import PushBoard, Subscription
 from nacos_actors.core.registry import RegistryLimits, RegistryView, Rejected
-from nacos_actors.core.streams import ConnectionSummary
+from nacos_actors.core.streams import ConnectionSummary, GrpcSubscription
 from nacos_actors.core.values import clip
 from nacos_actors.core.writes import route_write
 from nacos_actors.drivers.assembly import registry_limits
@@ -226,8 +226,8 @@ class Front:
         if self.push_enabled:
             self.bridge.async_tell(PUSH, Subscribe(subscription))
 
-    async def subscriptions(self, namespace: str) -> tuple[Subscription, ...]:
-        """The live push subscriptions of a namespace, asked of the push actor."""
+    async def subscriptions(self, namespace: str) -> tuple[Subscription | GrpcSubscription, ...]:
+        """The live push subscriptions of a namespace (UDP and gRPC), asked of the push actor."""
         if not self.push_enabled:
             return ()
         return await self.bridge.async_ask(

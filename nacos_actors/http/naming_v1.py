@@ -377,10 +377,10 @@ async def service_subscribers(request: web.Request) -> web.Response:
     group, bare = split_grouped_name(key.name)
     rows = []
     for subscription in await front.subscriptions(key.namespace):
-        subscriber = subscription.key
-        their_group, their_name = split_grouped_name(subscriber.service.name)
+        row = views.subscriber(subscription)
+        their_group, their_name = split_grouped_name(row["serviceName"])
         if bare in their_name and group in their_group:
-            rows.append(views.subscriber(subscription))
+            rows.append(row)
     rows.sort(key=lambda row: (row["serviceName"], row["addrStr"], row["cluster"]))
     return json_response(views.dumps({"subscribers": page(rows, page_no, page_size), "count": len(rows)}))
 

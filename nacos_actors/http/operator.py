@@ -111,7 +111,7 @@ async def push_state(request: web.Request) -> web.Response:
     params = await request_params(request)
     boolean(params, False, "detail")
     boolean(params, False, "reset")
-    document = views.push_state(front.push_board.stats)
+    document = views.push_state(front.push_board.stats, front.push_board.grpc)
     return json_response(views.dumps(document))
 
 

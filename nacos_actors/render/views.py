@@ -11,7 +11,8 @@ from typing import Any
 
 import orjson
 
-from nacos_actors.core.push import PushStats, Subscription
+from nacos_actors.core.push import GrpcPushStats, PushStats, Subscription
+from nacos_actors.core.streams import GrpcSubscription
 from nacos_actors.model import INSTANCE_ID_GENERATOR_KEY, Instance, Service, in_order
 from nacos_actors.settings import join_host_port
 
@@ -79,8 +80,21 @@ def server_instance(service: Service, instance: Instance, last_beat_ms: int | No
     }
 
 
-def subscriber(subscription: Subscription) -> dict[str, Any]:
-    """One row of GET /v1/ns/service/subscribers (Nacos's Subscriber, plus port and cluster)."""
+def subscriber(subscription: Subscription | GrpcSubscription) -> dict[str, Any]:
+    """One row of GET /v1/ns/service/subscribers (Nacos's Subscriber, plus port and cluster).
+    A gRPC subscriber is shown as Nacos 2.x's SubscribeServiceRequestHandler makes it: its
+    `clientIp` as both `addrStr` and `ip`, port 0, its client version as `agent`."""
+    if isinstance(subscription, GrpcSubscription):
+        return {
+            "addrStr": subscription.client_ip,
+            "agent": subscription.agent,
+            "app": subscription.app,
+            "ip": subscription.client_ip,
+            "port": 0,
+            "namespaceId": subscription.service.namespace,
+            "serviceName": subscription.service.name,
+            "cluster": subscription.clusters_text,
+        }
     key = subscription.key
     return {
         "addrStr": join_host_port(key.address, key.port),
@@ -94,8 +108,9 @@ def subscriber(subscription: Subscription) -> dict[str, Any]:
     }
 
 
-def push_state(stats: PushStats) -> dict[str, Any]:
-    """GET /v1/ns/operator/push/state: Nacos's succeed/total/ratio, and our finer counts.
+def push_state(stats: PushStats, grpc: GrpcPushStats | None = None) -> dict[str, Any]:
+    """GET /v1/ns/operator/push/state: Nacos's succeed/total/ratio, and our finer counts, over
+    the pushes of both transports (`stats`), with the gRPC pushes' own counts under `grpc`.
 
     Nacos 1.4 answers `succeed` = total - failed and `ratio` = succeed / total, so a push that
     is still awaiting its ack (or was superseded before one came) counts as a success: ratio 1.0
@@ -120,6 +135,27 @@ def push_state(stats: PushStats) -> dict[str, Any]:
         "malformedDatagrams": stats.malformed,
         "unmatchedAcks": stats.unmatched,
         "reset": False,
+        "grpc": grpc_push_state(grpc if grpc is not None else GrpcPushStats()),
+    }
+
+
+def grpc_push_state(stats: GrpcPushStats) -> dict[str, Any]:
+    """The `grpc` block of push state: the pushes over gRPC streams alone."""
+    return {
+        "subscriberCount": stats.subscribers,
+        "total": stats.total,
+        "resent": stats.resent,
+        "acked": stats.acked,
+        "failed": stats.failed,
+        "superseded": stats.superseded,
+        "dropped": stats.dropped,
+        "abandoned": stats.abandoned,
+        "awaitingAck": stats.awaiting_ack,
+        "pendingTasks": stats.pending_services,
+        "refusedSubscriptions": stats.refused,
+        "avgPushCost": stats.average_cost_ms,
+        "maxPushCost": stats.cost_max_ms,
+        "unmatchedAcks": stats.unmatched,
     }
 
 
