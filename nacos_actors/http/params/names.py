@@ -9,7 +9,7 @@ from functools import lru_cache
 
 from nacos_actors.core import values
 from nacos_actors.core.values import MAX_NAME_LENGTH, clip
-from nacos_actors.http.params.base import ParamError, Params, at_the_edge
+from nacos_actors.http.params.base import MissingParam, ParamError, Params, at_the_edge
 from nacos_actors.model import (
     DEFAULT_CLUSTER,
     DEFAULT_GROUP,
@@ -69,7 +69,7 @@ def _service_key(namespace_id: str | None, name: str | None, group_param: str | 
     """Validated once per distinct name (a failure raises each time and is not cached)."""
     namespace = DEFAULT_NAMESPACE if namespace_id is None else parse_namespace(namespace_id, "namespaceId")
     if name is None:
-        raise ParamError("Param 'serviceName' is required.")
+        raise MissingParam("serviceName")
     return ServiceKey(namespace, grouped_service_name(name, group_param))
 
 
