@@ -21,6 +21,7 @@ PARAMETER_MISSING = (10000, "parameter missing")
 ACCESS_DENIED = (10001, "access denied")
 PARAMETER_VALIDATE_ERROR = (20002, "parameter validate error")
 RESOURCE_NOT_FOUND = (20004, "resource not found")
+WEIGHT_ERROR = (21001, "weight error")
 INSTANCE_NOT_FOUND = (21003, "instance not found")
 INSTANCE_ERROR = (21004, "instance error")
 SERVICE_ALREADY_EXIST = (21007, "service already exist")
@@ -34,6 +35,8 @@ ErrorCode = tuple[int, str]
 # The registry's refusals (nacos_actors.core: registry, writes, definitions) by how their
 # message starts, in the order tried; anything else is judged by its status.
 REFUSAL_CODES: tuple[tuple[str, ErrorCode], ...] = (
+    # An instance write to a missing service; Nacos says `serviceName: ` of a service query.
+    ("service not found, namespace: ", INSTANCE_ERROR),
     ("specified service already exists", SERVICE_ALREADY_EXIST),
     ("specified service not exist", SERVICE_NOT_EXIST),
     ("service not found", SERVICE_NOT_EXIST),
@@ -61,13 +64,15 @@ def param_error_code(error: ParamError) -> ErrorCode:
         return ACCESS_DENIED
     if error.status == 404:
         return RESOURCE_NOT_FOUND
+    if error.message.startswith("Param 'weight'"):
+        return WEIGHT_ERROR
     return PARAMETER_VALIDATE_ERROR
 
 
 def refusal_code(status: int, message: str) -> ErrorCode:
     """Nacos's code for a write the registry refused with `status` and `message`."""
     for start, code in REFUSAL_CODES:
-        if message.startswith(start):
+        if message.startswith(start) and (code != INSTANCE_ERROR or ", serviceName: " not in message):
             return code
     if message.startswith("service ") and message.endswith(("not found!", "is not found!")):
         return SERVICE_NOT_EXIST

@@ -144,6 +144,8 @@ class Routes:
             f"{prefix}/v1/ns/distro/",
             f"{prefix}/v1/ns/operator/",
             f"{prefix}/v1/ns/ops/",
+            f"{prefix}/v2/ns/operator/",
+            f"{prefix}/v2/ns/ops/",
             f"{prefix}/v1/console/health/",
             f"{prefix}/actuator/",
             f"{prefix}/openapi.json",

@@ -56,6 +56,20 @@ def instance_detail(service: Service, instance: Instance) -> dict[str, Any]:
     }
 
 
+def instance_detail_v2(service: Service, instance: Instance) -> dict[str, Any]:
+    """GET /v2/ns/instance: Nacos 2.x's InstanceDetailInfoVo (the grouped service name)."""
+    return {
+        "serviceName": service.key.name,
+        "ip": instance.ip,
+        "port": instance.port,
+        "clusterName": instance.cluster,
+        "weight": instance.weight,
+        "healthy": instance.healthy,
+        "instanceId": instance.instance_id,
+        "metadata": dict(instance.metadata),
+    }
+
+
 def server_instance(service: Service, instance: Instance, last_beat_ms: int | None) -> dict[str, Any]:
     """The full server-side instance JSON of the console's catalog/instances."""
     return {
@@ -163,6 +177,29 @@ def service_detail(service: Service) -> dict[str, Any]:
         "metadata": dict(service.metadata),
         "selector": selector_json(service),
         "clusters": cluster_entries(service),
+    }
+
+
+def service_detail_v2(service: Service) -> dict[str, Any]:
+    """GET /v2/ns/service: Nacos 2.x's ServiceDetailInfo, its clusters by name. A service is
+    ephemeral unless it holds a persistent instance."""
+    cluster_map = {
+        entry["name"]: {
+            "clusterName": entry["name"],
+            "healthChecker": entry["healthChecker"],
+            "metadata": entry["metadata"],
+        }
+        for entry in cluster_entries(service)
+    }
+    return {
+        "namespace": service.key.namespace,
+        "serviceName": service.bare_name,
+        "groupName": service.group,
+        "clusterMap": cluster_map,
+        "metadata": dict(service.metadata),
+        "protectThreshold": service.protect_threshold,
+        "selector": selector_json(service),
+        "ephemeral": all(key.ephemeral for key in service.instances),
     }
 
 

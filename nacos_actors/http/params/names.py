@@ -79,13 +79,14 @@ def cluster(params: Params, *names: str) -> str:
     return DEFAULT_CLUSTER if raw is None else check_cluster(raw, names[0])
 
 
-def cluster_list(params: Params) -> tuple[str, tuple[str, ...]]:
-    """The `clusters` param: (the raw text, echoed to clients as given; the names, sorted and
-    unique, empty = all). Every spelling of one set of clusters gives the same names."""
-    raw = params.get("clusters")
-    if raw is None:
+def cluster_list(params: Params, name: str = "clusters", default: str = "") -> tuple[str, tuple[str, ...]]:
+    """The comma-separated clusters param `name` (`default` when absent): (the raw text, echoed
+    to clients as given; the names, sorted and unique, empty = all). Every spelling of one set
+    of clusters gives the same names."""
+    raw = params.get(name) or default
+    if not raw:
         return "", ()
     names = [part.strip() for part in raw.split(",") if part.strip()]
     for part in names:
-        check_cluster(part, "clusters")
+        check_cluster(part, name)
     return raw, tuple(sorted(set(names)))
