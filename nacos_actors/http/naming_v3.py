@@ -1,5 +1,5 @@
 """The Nacos 3.x client HTTP API for instances (`/v3/client/ns/instance`): register (or beat),
-deregister, list. Nacos's InstanceOpenApiController, in the `{code, message, data}` envelope;
+deregister (the 2.x handler), list. Nacos's InstanceOpenApiController, in the `{code, message, data}` envelope;
 every write and read is the v1 API's own (nacos_actors.http.naming_v1), forwarded and routed
 through Raft as v1's. Runs on the event loop thread.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from nacos_actors.http import naming_v1
+from nacos_actors.http import naming_v1, naming_v2
 from nacos_actors.http.envelope import INSTANCE_NOT_FOUND, enveloped, success
 from nacos_actors.http.front import front_of, request_params
 from nacos_actors.http.params import instances, names
@@ -38,15 +38,6 @@ async def register_instance(request: web.Request) -> web.Response:
 
 
 @nacos_api
-@distro_write
-@raft_only_when(naming_v1.names_persistent_instance)
-async def deregister_instance(request: web.Request) -> web.Response:
-    """DELETE /v3/client/ns/instance: remove an instance (an unknown one is fine)."""
-    await naming_v1.apply_deregister(front_of(request), await request_params(request))
-    return success("ok")
-
-
-@nacos_api
 async def instance_list(request: web.Request) -> web.Response:
     """GET /v3/client/ns/instance/list: the instances of `clusterName` (a comma list, default
     DEFAULT), healthy or not: Nacos 3.x reads `healthyOnly` and does not apply it."""
@@ -63,5 +54,5 @@ def add_routes(add: AddRoute, prefix: str) -> None:
     """Mount the 3.x client API under `<context path>/v3/client/ns`."""
     path = f"{prefix}/v3/client/ns/instance"
     add("POST", path, register_instance)
-    add("DELETE", path, deregister_instance)
+    add("DELETE", path, naming_v2.deregister_instance)  # the same request and answer
     add("GET", f"{path}/list", instance_list)

@@ -56,18 +56,13 @@ def instance_detail(service: Service, instance: Instance) -> dict[str, Any]:
     }
 
 
+INSTANCE_DETAIL_V2_FIELDS = ("ip", "port", "clusterName", "weight", "healthy", "instanceId", "metadata")
+
+
 def instance_detail_v2(service: Service, instance: Instance) -> dict[str, Any]:
     """GET /v2/ns/instance: Nacos 2.x's InstanceDetailInfoVo (the grouped service name)."""
-    return {
-        "serviceName": service.key.name,
-        "ip": instance.ip,
-        "port": instance.port,
-        "clusterName": instance.cluster,
-        "weight": instance.weight,
-        "healthy": instance.healthy,
-        "instanceId": instance.instance_id,
-        "metadata": dict(instance.metadata),
-    }
+    detail = instance_detail(service, instance)
+    return {"serviceName": service.key.name, **{name: detail[name] for name in INSTANCE_DETAIL_V2_FIELDS}}
 
 
 def server_instance(service: Service, instance: Instance, last_beat_ms: int | None) -> dict[str, Any]:
