@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from nacos_actors.core.values import is_valid_utf8
 from nacos_actors.http.params.base import MissingParam, ParamError
 from nacos_actors.render.views import dumps
 
@@ -52,6 +53,10 @@ def success(data: Any) -> web.Response:
 
 
 def enveloped(status: int, code: ErrorCode, data: Any) -> web.Response:
+    """`data` in the envelope with `code`, answered as `status`. A message that echoes bytes
+    which were not UTF-8 (lone surrogates, which JSON cannot carry) shows them as escapes."""
+    if isinstance(data, str) and not is_valid_utf8(data):
+        data = data.encode("utf-8", "backslashreplace").decode("utf-8")
     body = dumps({"code": code[0], "message": code[1], "data": data})
     return web.Response(status=status, body=body, content_type="application/json")
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from nacos_actors.core.registry import Rejected
+from nacos_actors.core.values import clip
 from nacos_actors.http import health_api, naming_v1, operator
 from nacos_actors.http.envelope import success
 from nacos_actors.http.front import Front, front_of, ok, request_params
@@ -191,7 +192,7 @@ def known_client_id(params: Params, known: clients.Clients) -> str:
     """The `clientId` param, which must name a client of this node (else 404 code 20004)."""
     client_id = required(params, "clientId")
     if client_id not in known.connections and client_id not in known.ip_port:
-        raise ParamError(f"clientId [ {client_id[:128]} ] not exist", status=404)
+        raise ParamError(f"clientId [ {clip(client_id, 128)} ] not exist", status=404)
     return client_id
 
 

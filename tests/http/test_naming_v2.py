@@ -387,3 +387,10 @@ async def test_operator_views(client, front, base):
     }
     switches = await data(client, "GET", f"{base}/switches")
     assert switches["name"] == "00-00---000-NACOS_SWITCH_DOMAIN-000---00-00"
+
+
+async def test_bytes_that_are_not_utf8_are_echoed_as_escapes(client):
+    response = await client.get(f"{V2}/client?clientId=%FF%FE")
+    assert response.status == 404
+    document = await response.json()
+    assert document["data"] == "clientId [ \\udcff\\udcfe ] not exist"
