@@ -394,3 +394,37 @@ async def test_bytes_that_are_not_utf8_are_echoed_as_escapes(client):
     assert response.status == 404
     document = await response.json()
     assert document["data"] == "clientId [ \\udcff\\udcfe ] not exist"
+
+
+# Every endpoint refuses a bad parameter in the envelope, naming it, and stores nothing.
+BAD_REQUESTS = [
+    ("DELETE", "/instance", {"serviceName": SERVICE, "ip": IP, "port": "65536"}, "port"),
+    ("PUT", "/instance", {"serviceName": SERVICE, "ip": IP, "port": "1", "enabled": "x"}, "enabled"),
+    ("PATCH", "/instance", {"serviceName": SERVICE, "ip": IP, "port": "1", "weight": "nan"}, "weight"),
+    ("GET", "/instance", {"serviceName": SERVICE, "ip": IP}, "port"),
+    ("GET", "/instance/list", {"serviceName": SERVICE, "healthyOnly": "x"}, "healthyOnly"),
+    ("GET", "/instance/list", {"serviceName": SERVICE, "port": "-1"}, "port"),
+    ("PUT", "/instance/metadata/batch", {"serviceName": SERVICE}, "metadata"),
+    ("DELETE", "/instance/metadata/batch", {"serviceName": SERVICE, "metadata": "a=b", "instances": "{"}, "instances"),
+    ("PUT", "/instance/beat", {"serviceName": SERVICE, "beat": "[]"}, "beat"),
+    ("POST", "/service", {"serviceName": SERVICE, "protectThreshold": "2"}, "protectThreshold"),
+    ("PUT", "/service", {"serviceName": SERVICE, "selector": "{}"}, "selector"),
+    ("DELETE", "/service", {"groupName": "a b", "serviceName": SERVICE}, "groupName"),
+    ("GET", "/service", {}, "serviceName"),
+    ("GET", "/service/list", {"pageSize": "x"}, "pageSize"),
+    ("PUT", "/health/instance", {"serviceName": SERVICE, "ip": IP, "port": "1", "healthy": "x"}, "healthy"),
+    ("GET", "/client", {}, "clientId"),
+    ("GET", "/client/service/publisher/list", {"serviceName": SERVICE, "ip": "x y"}, "ip"),
+    ("GET", "/client/service/subscriber/list", {"serviceName": SERVICE, "port": "0"}, "port"),
+    ("GET", "/operator/metrics", {"onlyStatus": "x"}, "onlyStatus"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "params", "named"), BAD_REQUESTS)
+async def test_every_endpoint_refuses_a_bad_parameter_in_the_envelope(client, front, method, path, params, named):
+    await register(client, service="kept")
+    before = (front.view.service_count, front.view.instance_count)
+    document = await answer(client, method, path, params, status=400)
+    assert document["code"] in (10000, 20002, 21001), document
+    assert f"'{named}'" in document["data"], document
+    assert (front.view.service_count, front.view.instance_count) == before
