@@ -282,22 +282,8 @@ async def instance_list(request: web.Request) -> web.Response:
     query = await memoized_params(request, LIST_QUERIES)
     key = query.service
     headers = request.headers
-    agent = clients.user_agent(headers)
-    java_client = clients.is_java_agent(agent)
-    cache_millis = lists.DEFAULT_CACHE_MILLIS
-    if query.udp_port > 0 and front.push_enabled and clients.is_push_client(agent):
-        # Push goes to where the query came from; `clientIP` only when the operator trusts it
-        # (clients behind a proxy), so nobody can aim the registry's UDP at a third party.
-        client_ip = query.client_ip
-        trusted = front.settings.push_trust_client_ip and client_ip is not None and is_ip_literal(client_ip)
-        address = client_ip if trusted else request.remote
-        if address:
-            subscriber = SubscriberKey(key, query.clusters_text, address, query.udp_port)
-            front.subscribe(Subscription(subscriber, query.clusters, agent[:256], query.app, java_client))
-            # Where the push actor refuses new subscribers, the client is told to poll at the
-            # polling pace: it may not be pushed to.
-            if not front.push_board.refusing.refuses(address, key):
-                cache_millis = front.settings.push_cache_ms
+    java_client = clients.is_java_agent(clients.user_agent(headers))
+    cache_millis = subscribe_for_push(front, request, query)
     body, compressed = lists.instance_list(
         front.service(key),
         key,
@@ -314,6 +300,29 @@ async def instance_list(request: web.Request) -> web.Response:
     if compressed:
         return web.Response(body=body, headers=GZIP_JSON_HEADERS)
     return json_response(body)
+
+
+def subscribe_for_push(front: Front, request: web.Request, query: instances.ListQuery) -> int:
+    """Subscribe the client of a list query to UDP push when it gives a UDP port and its agent
+    is one Nacos pushes to; the `cacheMillis` to answer (the push pace when subscribed)."""
+    agent = clients.user_agent(request.headers)
+    if query.udp_port <= 0 or not front.push_enabled or not clients.is_push_client(agent):
+        return lists.DEFAULT_CACHE_MILLIS
+    # Push goes to where the query came from; `clientIP` only when the operator trusts it
+    # (clients behind a proxy), so nobody can aim the registry's UDP at a third party.
+    client_ip = query.client_ip
+    trusted = front.settings.push_trust_client_ip and client_ip is not None and is_ip_literal(client_ip)
+    address = client_ip if trusted else request.remote
+    if not address:
+        return lists.DEFAULT_CACHE_MILLIS
+    subscriber = SubscriberKey(query.service, query.clusters_text, address, query.udp_port)
+    java_client = clients.is_java_agent(agent)
+    front.subscribe(Subscription(subscriber, query.clusters, agent[:256], query.app, java_client))
+    # Where the push actor refuses new subscribers, the client is told to poll at the polling
+    # pace: it may not be pushed to.
+    if front.push_board.refusing.refuses(address, query.service):
+        return lists.DEFAULT_CACHE_MILLIS
+    return front.settings.push_cache_ms
 
 
 @distro_write

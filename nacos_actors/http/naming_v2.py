@@ -18,7 +18,7 @@ from nacos_actors.http import health_api, naming_v1, operator
 from nacos_actors.http.envelope import success
 from nacos_actors.http.front import Front, front_of, ok, request_params
 from nacos_actors.http.params import instances, names
-from nacos_actors.http.params.base import ParamError, Params, boolean, integer, page_number, required
+from nacos_actors.http.params.base import ParamError, Params, boolean, page_number, required
 from nacos_actors.http.params.instances import check_text
 from nacos_actors.http.routing import AddRoute, distro_write, nacos_api, raft_only_when
 from nacos_actors.messages import DeleteService
@@ -75,26 +75,23 @@ async def instance_detail(request: web.Request) -> web.Response:
     return success(views.instance_detail_v2(service, found))
 
 
-def list_subscriber(params: Params) -> None:
-    """Check the subscriber fields of a list query (`ip`, `port`, `app`): Nacos 2.x records
-    them for UDP push, which a v2 HTTP list does not start here."""
-    if params.get("ip") is not None:
-        instances.ip(params)
-    integer(params, "port", 0, 0, 65535)
-    check_text(params.get("app") or "", "app")
-
-
 @nacos_api
 async def instance_list(request: web.Request) -> web.Response:
-    """GET /v2/ns/instance/list: the 2.x serviceInfo (`clusterName` a comma list, empty: all)."""
+    """GET /v2/ns/instance/list: the 2.x serviceInfo (`clusterName` a comma list, empty: all).
+    With a UDP `port` from a push client it subscribes as v1's list does (`ip` the client's)."""
     front = front_of(request)
-    params = await request_params(request)
-    key = names.service_key(params)
-    clusters_text, clusters = names.cluster_list(params, "clusterName")
-    healthy_only = boolean(params, False, "healthyOnly")
-    list_subscriber(params)
+    query = instances.list_query(await request_params(request), "clusterName", "port", "ip")
+    cache_millis = naming_v1.subscribe_for_push(front, request, query)
+    key = query.service
     document = service_info(
-        front.service(key), key, clusters_text, clusters, healthy_only, front.clock(), front.rendered
+        front.service(key),
+        key,
+        query.clusters_text,
+        query.clusters,
+        query.healthy_only,
+        front.clock(),
+        front.rendered,
+        cache_millis,
     )
     return success(document)
 
