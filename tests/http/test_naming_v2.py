@@ -10,6 +10,7 @@ import pytest
 
 from nacos_actors.core.streams import ConnectionSummary
 from nacos_actors.model import InstanceKey, ServiceKey
+from tests.http.support import enveloped, enveloped_data
 
 V1 = "/nacos/v1/ns"
 V2 = "/nacos/v2/ns"
@@ -20,20 +21,12 @@ GROUPED = f"DEFAULT_GROUP@@{SERVICE}"
 
 async def answer(client, method, path, params=None, via="query", status=200):
     """The enveloped answer of `method` V2+`path`, which must have `status`."""
-    if via == "query":
-        response = await client.request(method, f"{V2}{path}", params=params)
-    else:
-        response = await client.request(method, f"{V2}{path}", data=params)
-    assert response.status == status, await response.text()
-    assert response.content_type == "application/json"
-    return await response.json()
+    return await enveloped(client, method, f"{V2}{path}", params, via, status)
 
 
 async def data(client, method, path, params=None, via="query"):
     """The `data` of a successful call (code 0, message success)."""
-    document = await answer(client, method, path, params, via)
-    assert (document["code"], document["message"]) == (0, "success"), document
-    return document["data"]
+    return await enveloped_data(client, method, f"{V2}{path}", params, via)
 
 
 async def register(client, ip=IP, port=8080, service=SERVICE, **extra):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.http.support import enveloped, enveloped_data
+
 V1 = "/nacos/v1/ns"
 V3 = "/nacos/v3/client/ns/instance"
 SERVICE = "demo"
@@ -15,19 +17,11 @@ IP = "127.0.0.1"
 
 
 async def answer(client, method, path="", params=None, status=200, via="query"):
-    if via == "query":
-        response = await client.request(method, f"{V3}{path}", params=params)
-    else:
-        response = await client.request(method, f"{V3}{path}", data=params)
-    assert response.status == status, await response.text()
-    assert response.content_type == "application/json"
-    return await response.json()
+    return await enveloped(client, method, f"{V3}{path}", params, via, status)
 
 
 async def data(client, method, path="", params=None, via="query"):
-    document = await answer(client, method, path, params, via=via)
-    assert (document["code"], document["message"]) == (0, "success"), document
-    return document["data"]
+    return await enveloped_data(client, method, f"{V3}{path}", params, via)
 
 
 def instance(port=8080, **extra):
