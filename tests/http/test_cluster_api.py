@@ -1268,3 +1268,17 @@ async def test_a_bad_v2_write_is_refused_in_the_envelope_before_any_forwarding(m
         "data": "Param 'serviceName' is required.",
     }
     assert owner.received == []
+
+
+async def test_while_starting_v2_clients_get_503_and_the_v2_operator_views_still_answer(member_client, member):
+    member.cluster.serving = False
+    mine = name_owned_by(SELF, member.healthy, "mine")
+
+    register = {"serviceName": mine, "ip": "127.0.0.51", "port": "8080"}
+    for path in ("/nacos/v2/ns/instance", "/nacos/v3/client/ns/instance"):
+        status, text = await session_request(member_client, "POST", path, params=register)
+        assert status == 503 and "starting" in text
+    assert member.core.service_count == 0
+    for base in ("/nacos/v2/ns/operator", "/nacos/v2/ns/ops"):
+        metrics = await (await member_client.get(f"{base}/metrics")).json()
+        assert metrics["data"]["status"] == STARTING
