@@ -7,7 +7,7 @@ from importlib import resources
 
 from aiohttp import web
 
-from nacos_actors.http import cluster, health_api, metrics, naming_v1, operator, raft_api
+from nacos_actors.http import cluster, health_api, metrics, naming_v1, naming_v2, naming_v3, operator, raft_api
 from nacos_actors.http.front import FRONT_KEY, Front
 from nacos_actors.http.routing import Routes
 
@@ -24,6 +24,8 @@ def build_app(front: Front) -> web.Application:
     prefix = front.settings.context_path
     routes = Routes(app, front, cluster.forwarding if front.cluster is not None else None)
     naming_v1.add_routes(routes.add, prefix)
+    naming_v2.add_routes(routes.add, prefix)
+    naming_v3.add_routes(routes.add, prefix)
     health_api.add_routes(routes.add, prefix)
     operator.add_routes(routes.add, prefix)
     cluster.add_routes(routes.add, prefix, with_peers=front.cluster is not None)

@@ -67,15 +67,18 @@ async def set_instance_health(request: web.Request) -> web.Response:
     <name>`). A missing service or cluster is a 404; no instance at ip:port answers ok and
     changes nothing, as Nacos.
     """
-    front = front_of(request)
-    params = await request_params(request)
+    await apply_set_health(front_of(request), await request_params(request))
+    return ok()
+
+
+async def apply_set_health(front: Front, params: Params) -> None:
+    """Set the health of the instance `params` name (`healthy`, or its v1 alias `valid`)."""
     healthy = required_boolean(params, "healthy", "valid")
     service = names.service_key(params)
     cluster = names.cluster(params, "clusterName")
     ip = instances.ip(params)
     port = instances.port(params)
     await front.write(SetInstanceHealth(service, ip, port, cluster, healthy))
-    return ok()
 
 
 def add_routes(add: AddRoute, prefix: str) -> None:

@@ -17,7 +17,16 @@ from nacos_actors.core.push import SubscriberKey, Subscription
 from nacos_actors.core.values import is_ip_literal
 from nacos_actors.http.front import Front, front_of, json_response, json_stream, memoized_params, ok, request_params
 from nacos_actors.http.params import clients, instances, metadata, names
-from nacos_actors.http.params.base import MAX_INT32, ParamError, Params, QueryMemo, boolean, page_number, parse_boolean
+from nacos_actors.http.params.base import (
+    MAX_INT32,
+    MissingParam,
+    ParamError,
+    Params,
+    QueryMemo,
+    boolean,
+    page_number,
+    parse_boolean,
+)
 from nacos_actors.http.params.metadata import M
 from nacos_actors.http.routing import AddRoute, distro_write, raft_only_when
 from nacos_actors.messages import (
@@ -35,8 +44,10 @@ from nacos_actors.metrics import HEALTH_REVIVED
 from nacos_actors.model import (
     DEFAULT_HEART_BEAT_INTERVAL_MS,
     NO_SELECTOR,
+    Instance,
     InstanceKey,
     Service,
+    ServiceKey,
     freeze,
     in_order,
     split_grouped_name,
@@ -115,15 +126,11 @@ def batches_persistent_metadata(params: Params, front: Front) -> bool:
     return bool(targets) and not any(key.ephemeral for key in targets)
 
 
-# -- instances ---------------------------------------------------------------------------
+# -- instances: what the v1, v2 and v3 APIs share ------------------------------------------
 
 
-@distro_write
-@raft_only_when(names_persistent_instance)
-async def register_instance(request: web.Request) -> web.Response:
-    """POST /v1/ns/instance: add or replace an instance; answers once applied."""
-    front = front_of(request)
-    params = await request_params(request)
+async def apply_register(front: Front, params: Params) -> None:
+    """Register (add or replace) the instance `params` describe; returns once applied."""
     service = names.service_key(params)
     instance = instances.instance(params, service)
     _instance_metadata_within_limit(front, instance.metadata)
@@ -131,41 +138,26 @@ async def register_instance(request: web.Request) -> web.Response:
     # request resumes, and must not judge the instance by an older beat.
     front.beats.record(service, instance.key, front.clock())
     await front.write(RegisterInstance(service, instance))
-    return ok()
 
 
-@distro_write
-@raft_only_when(names_persistent_instance)
-async def deregister_instance(request: web.Request) -> web.Response:
-    """DELETE /v1/ns/instance: remove an instance; unknown ones are fine, as in Nacos."""
-    front = front_of(request)
-    params = await request_params(request)
+async def apply_deregister(front: Front, params: Params) -> None:
+    """Remove the instance `params` name; an unknown one is fine, as in Nacos."""
     service = names.service_key(params)
     key = instances.instance_key(params)
     await front.write(DeregisterInstance(service, key))
     front.beats.forget(service, key)
-    return ok()
 
 
-@distro_write
-@raft_only_when(names_persistent_instance)
-async def update_instance(request: web.Request) -> web.Response:
-    """PUT /v1/ns/instance: rebuild from the request; Java clients >= 1.0 need it to exist."""
-    front = front_of(request)
-    params = await request_params(request)
+async def apply_update(front: Front, params: Params, must_exist: bool) -> None:
+    """Rebuild the instance from `params`; with `must_exist` an unknown one is refused."""
     service = names.service_key(params)
     instance = instances.instance(params, service)
     _instance_metadata_within_limit(front, instance.metadata)
-    await front.write(UpdateInstance(service, instance, must_exist=clients.is_java_client(request.headers)))
-    return ok()
+    await front.write(UpdateInstance(service, instance, must_exist=must_exist))
 
 
-@distro_write
-@raft_only_when(patches_persistent_instance)
-async def patch_instance(request: web.Request) -> web.Response:
-    """PATCH /v1/ns/instance: change only the fields given."""
-    front = front_of(request)
-    params = await request_params(request)
+async def apply_patch(front: Front, params: Params) -> None:
+    """Change only the fields `params` give of an existing instance."""
     ephemeral = params.get("ephemeral")
     command = PatchInstance(
         service=names.service_key(params),
@@ -180,25 +172,108 @@ async def patch_instance(request: web.Request) -> web.Response:
         app=instances.app(params) if params.get("app") is not None else None,
     )
     await front.write(command)
+
+
+def find_instance(front: Front, params: Params) -> tuple[Service, Instance]:
+    """The instance `params` name (ephemeral first, else persistent) and its service; a 404
+    saying which of service, cluster or address was not found."""
+    key = names.service_key(params)
+    ip, port, cluster = instances.ip(params), instances.port(params), names.cluster(params)
+    service = front.service(key)
+    if service is None:
+        raise ParamError(f"no service {key.name} found!", status=404)
+    if all(k.cluster != cluster for k in service.instances):
+        raise ParamError(f"no ips found for cluster {cluster} in service {key.name}", status=404)
+    for ephemeral in (True, False):
+        found = service.instances.get(InstanceKey(ip, port, cluster, ephemeral))
+        if found is not None:
+            return service, found
+    raise ParamError("no matched ip found!", status=404)
+
+
+async def apply_beat(
+    front: Front, service: ServiceKey, key: InstanceKey, from_beat: Instance | None
+) -> Instance | None:
+    """A beat on `key` (a full one re-registers `from_beat` when unknown): the instance it
+    kept alive, or None when a light beat names no instance. A beat on a healthy instance is
+    recorded on this thread with no registry write. Counted by outcome
+    (nacos_actors_beats_total)."""
+    snapshot = front.service(service)
+    found = snapshot.instances.get(key) if snapshot is not None else None
+    outcome = beat_outcome(found, from_beat is not None)
+    if outcome != BEAT_NOT_FOUND:
+        # Recorded before any write, which the health actor may see before this request resumes:
+        # judged by the older beat, a revived instance would be marked unhealthy again at once.
+        front.beats.record(service, key, front.clock())
+    if outcome in (BEAT_REVIVED, BEAT_REREGISTERED):
+        found = await front.write(BeatInstance(service, key, from_beat))
+        if found is None:  # a light beat whose instance was removed meanwhile: unknown now
+            outcome = BEAT_NOT_FOUND
+            front.beats.forget(service, key)
+        elif outcome == BEAT_REVIVED:
+            front.metrics.health_transitions[HEALTH_REVIVED].inc()
+    front.metrics.beats[outcome].inc()
+    return found
+
+
+async def apply_metadata_batch(front: Front, params: Params, delete: bool) -> list[str]:
+    """Merge (or with `delete` remove) `metadata` keys on the instances a batch names: the
+    `instances` array, or every instance of `consistencyType`. The ids of those updated."""
+    service = names.service_key(params)
+    changes = _instance_metadata_within_limit(front, metadata.metadata(params))
+    if changes is None:
+        raise MissingParam("metadata")
+    kind = params.get("consistencyType")
+    if kind is not None and kind not in ("ephemeral", "persist"):
+        raise ParamError("Param 'consistencyType' must be 'ephemeral' or 'persist'.")
+    document = metadata.json_value(params, "instances")
+    if kind is None and document is None:
+        raise MissingParam("instances", "Param 'instances' (or 'consistencyType') is required.")
+    targets = instances.instance_targets(document) if kind is None else ()
+    return list(await front.write(UpdateMetadataBatch(service, changes, delete, kind, targets)))
+
+
+# -- instances: the v1 handlers ----------------------------------------------------------
+
+
+@distro_write
+@raft_only_when(names_persistent_instance)
+async def register_instance(request: web.Request) -> web.Response:
+    """POST /v1/ns/instance: add or replace an instance; answers once applied."""
+    await apply_register(front_of(request), await request_params(request))
+    return ok()
+
+
+@distro_write
+@raft_only_when(names_persistent_instance)
+async def deregister_instance(request: web.Request) -> web.Response:
+    """DELETE /v1/ns/instance: remove an instance; unknown ones are fine, as in Nacos."""
+    await apply_deregister(front_of(request), await request_params(request))
+    return ok()
+
+
+@distro_write
+@raft_only_when(names_persistent_instance)
+async def update_instance(request: web.Request) -> web.Response:
+    """PUT /v1/ns/instance: rebuild from the request; Java clients >= 1.0 need it to exist."""
+    must_exist = clients.is_java_client(request.headers)
+    await apply_update(front_of(request), await request_params(request), must_exist)
+    return ok()
+
+
+@distro_write
+@raft_only_when(patches_persistent_instance)
+async def patch_instance(request: web.Request) -> web.Response:
+    """PATCH /v1/ns/instance (and /v2/ns/instance, which answers `ok` too): change only the
+    fields given."""
+    await apply_patch(front_of(request), await request_params(request))
     return ok()
 
 
 async def instance_detail(request: web.Request) -> web.Response:
     """GET /v1/ns/instance: one instance, ephemeral first, else persistent."""
-    front = front_of(request)
-    params = await request_params(request)
-    key = names.service_key(params)
-    ip, port, cluster = instances.ip(params), instances.port(params), names.cluster(params)
-    service = front.service(key)
-    if service is None:
-        raise web.HTTPNotFound(text=f"no service {key.name} found!")
-    if all(k.cluster != cluster for k in service.instances):
-        raise web.HTTPNotFound(text=f"no ips found for cluster {cluster} in service {key.name}")
-    for ephemeral in (True, False):
-        found = service.instances.get(InstanceKey(ip, port, cluster, ephemeral))
-        if found is not None:
-            return json_response(views.dumps(views.instance_detail(service, found)))
-    raise web.HTTPNotFound(text="no matched ip found!")
+    service, found = find_instance(front_of(request), await request_params(request))
+    return json_response(views.dumps(views.instance_detail(service, found)))
 
 
 async def instance_list(request: web.Request) -> web.Response:
@@ -207,22 +282,8 @@ async def instance_list(request: web.Request) -> web.Response:
     query = await memoized_params(request, LIST_QUERIES)
     key = query.service
     headers = request.headers
-    agent = clients.user_agent(headers)
-    java_client = clients.is_java_agent(agent)
-    cache_millis = lists.DEFAULT_CACHE_MILLIS
-    if query.udp_port > 0 and front.push_enabled and clients.is_push_client(agent):
-        # Push goes to where the query came from; `clientIP` only when the operator trusts it
-        # (clients behind a proxy), so nobody can aim the registry's UDP at a third party.
-        client_ip = query.client_ip
-        trusted = front.settings.push_trust_client_ip and client_ip is not None and is_ip_literal(client_ip)
-        address = client_ip if trusted else request.remote
-        if address:
-            subscriber = SubscriberKey(key, query.clusters_text, address, query.udp_port)
-            front.subscribe(Subscription(subscriber, query.clusters, agent[:256], query.app, java_client))
-            # Where the push actor refuses new subscribers, the client is told to poll at the
-            # polling pace: it may not be pushed to.
-            if not front.push_board.refusing.refuses(address, key):
-                cache_millis = front.settings.push_cache_ms
+    java_client = clients.is_java_agent(clients.user_agent(headers))
+    cache_millis = subscribe_for_push(front, request, query)
     body, compressed = lists.instance_list(
         front.service(key),
         key,
@@ -241,6 +302,29 @@ async def instance_list(request: web.Request) -> web.Response:
     return json_response(body)
 
 
+def subscribe_for_push(front: Front, request: web.Request, query: instances.ListQuery) -> int:
+    """Subscribe the client of a list query to UDP push when it gives a UDP port and its agent
+    is one Nacos pushes to; the `cacheMillis` to answer (the push pace when subscribed)."""
+    agent = clients.user_agent(request.headers)
+    if query.udp_port <= 0 or not front.push_enabled or not clients.is_push_client(agent):
+        return lists.DEFAULT_CACHE_MILLIS
+    # Push goes to where the query came from; `clientIP` only when the operator trusts it
+    # (clients behind a proxy), so nobody can aim the registry's UDP at a third party.
+    client_ip = query.client_ip
+    trusted = front.settings.push_trust_client_ip and client_ip is not None and is_ip_literal(client_ip)
+    address = client_ip if trusted else request.remote
+    if not address:
+        return lists.DEFAULT_CACHE_MILLIS
+    subscriber = SubscriberKey(query.service, query.clusters_text, address, query.udp_port)
+    java_client = clients.is_java_agent(agent)
+    front.subscribe(Subscription(subscriber, query.clusters, agent[:256], query.app, java_client))
+    # Where the push actor refuses new subscribers, the client is told to poll at the polling
+    # pace: it may not be pushed to.
+    if front.push_board.refusing.refuses(address, query.service):
+        return lists.DEFAULT_CACHE_MILLIS
+    return front.settings.push_cache_ms
+
+
 @distro_write
 async def beat(request: web.Request) -> web.Response:
     """PUT /v1/ns/instance/beat: a full beat (`beat` JSON) or a light one (ip/port/cluster).
@@ -251,24 +335,9 @@ async def beat(request: web.Request) -> web.Response:
     """
     front = front_of(request)
     query = await memoized_params(request, BEAT_QUERIES)
-    service, key, from_beat = query.service, query.key, query.from_beat
-    if from_beat is not None:
-        _instance_metadata_within_limit(front, from_beat.metadata, "beat.metadata")
-    snapshot = front.service(service)
-    found = snapshot.instances.get(key) if snapshot is not None else None
-    outcome = beat_outcome(found, from_beat is not None)
-    if outcome != BEAT_NOT_FOUND:
-        # Recorded before any write, which the health actor may see before this request resumes:
-        # judged by the older beat, a revived instance would be marked unhealthy again at once.
-        front.beats.record(service, key, front.clock())
-    if outcome in (BEAT_REVIVED, BEAT_REREGISTERED):
-        found = await front.write(BeatInstance(service, key, from_beat))
-        if found is None:  # a light beat whose instance was removed meanwhile: unknown now
-            outcome = BEAT_NOT_FOUND
-            front.beats.forget(service, key)
-        elif outcome == BEAT_REVIVED:
-            front.metrics.health_transitions[HEALTH_REVIVED].inc()
-    front.metrics.beats[outcome].inc()
+    if query.from_beat is not None:
+        _instance_metadata_within_limit(front, query.from_beat.metadata, "beat.metadata")
+    found = await apply_beat(front, query.service, query.key, query.from_beat)
     if found is None:
         return json_response(BEAT_NOT_FOUND_ANSWER)
     return json_response(beat_answer(found.beat_interval_ms))
@@ -278,30 +347,15 @@ async def beat(request: web.Request) -> web.Response:
 @raft_only_when(batches_persistent_metadata)
 async def update_metadata_batch(request: web.Request) -> web.Response:
     """PUT (merge) or DELETE (remove keys) /v1/ns/instance/metadata/batch."""
-    front = front_of(request)
-    params = await request_params(request)
-    service = names.service_key(params)
-    changes = _instance_metadata_within_limit(front, metadata.metadata(params))
-    if changes is None:
-        raise ParamError("Param 'metadata' is required.")
-    kind = params.get("consistencyType")
-    if kind is not None and kind not in ("ephemeral", "persist"):
-        raise ParamError("Param 'consistencyType' must be 'ephemeral' or 'persist'.")
-    document = metadata.json_value(params, "instances")
-    if kind is None and document is None:
-        raise ParamError("Param 'instances' (or 'consistencyType') is required.")
-    targets = instances.instance_targets(document) if kind is None else ()
-    updated = await front.write(UpdateMetadataBatch(service, changes, request.method == "DELETE", kind, targets))
-    return json_response(views.dumps({"updated": list(updated)}))
+    updated = await apply_metadata_batch(front_of(request), await request_params(request), request.method == "DELETE")
+    return json_response(views.dumps({"updated": updated}))
 
 
 # -- services ----------------------------------------------------------------------------
 
 
-async def create_service(request: web.Request) -> web.Response:
-    """POST /v1/ns/service: an empty service with threshold, metadata and selector."""
-    front = front_of(request)
-    params = await request_params(request)
+async def apply_create_service(front: Front, params: Params) -> None:
+    """Create an empty service with threshold, metadata and selector (v1 and v2 alike)."""
     command = CreateService(
         names.service_key(params),
         metadata.protect_threshold(params, required_param=False),
@@ -309,25 +363,41 @@ async def create_service(request: web.Request) -> web.Response:
         metadata.selector(params) or NO_SELECTOR,
     )
     await front.write(command)
+
+
+async def apply_update_service(front: Front, params: Params, replace_all: bool) -> None:
+    """Set a service's threshold, metadata and selector. The v1 way (`replace_all` false): the
+    threshold is required, metadata and selector replaced only when given. The v2 way: every
+    field absent takes its default (threshold 0, no metadata, no selector), as Nacos 2.x's
+    ServiceForm fills them."""
+    given_metadata = _service_metadata_within_limit(front, metadata.metadata(params))
+    given_selector = metadata.selector(params)
+    if replace_all:
+        given_metadata = given_metadata or freeze({})
+        given_selector = given_selector or NO_SELECTOR
+    command = UpdateService(
+        names.service_key(params),
+        metadata.protect_threshold(params, required_param=not replace_all),
+        given_metadata,
+        given_selector,
+    )
+    await front.write(command)
+
+
+async def create_service(request: web.Request) -> web.Response:
+    """POST /v1/ns/service: an empty service with threshold, metadata and selector."""
+    await apply_create_service(front_of(request), await request_params(request))
     return ok()
 
 
 async def update_service(request: web.Request) -> web.Response:
     """PUT /v1/ns/service: threshold (required), metadata and selector (replaced when given)."""
-    front = front_of(request)
-    params = await request_params(request)
-    command = UpdateService(
-        names.service_key(params),
-        metadata.protect_threshold(params, required_param=True),
-        _service_metadata_within_limit(front, metadata.metadata(params)),
-        metadata.selector(params),
-    )
-    await front.write(command)
+    await apply_update_service(front_of(request), await request_params(request), replace_all=False)
     return ok()
 
 
 async def delete_service(request: web.Request) -> web.Response:
-    """DELETE /v1/ns/service: only a service with no instances (as Nacos 2.x)."""
+    """DELETE /v1/ns/service (and /v2/ns/service): only a service with no instances (as Nacos 2.x)."""
     front = front_of(request)
     params = await request_params(request)
     await front.write(DeleteService(names.service_key(params)))

@@ -6,6 +6,7 @@ Runs on the event loop thread; reads only counters and snapshots.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from aiohttp import web
 
@@ -17,6 +18,7 @@ from nacos_actors.http.routing import AddRoute
 from nacos_actors.model import DEFAULT_NAMESPACE
 from nacos_actors.render import views
 from nacos_actors.render.lists import DEFAULT_CACHE_MILLIS
+from nacos_actors.settings import Settings
 
 SWITCH_DOMAIN = {
     "name": "00-00---000-NACOS_SWITCH_DOMAIN-000---00-00",
@@ -53,7 +55,7 @@ SWITCH_DOMAIN = {
 }
 
 
-def _load() -> float:
+def load_average() -> float:
     try:
         return os.getloadavg()[0]
     except OSError:
@@ -76,7 +78,7 @@ async def metrics(request: web.Request) -> web.Response:
                 "responsibleServiceCount": responsible_services,
                 "responsibleInstanceCount": responsible_instances,
                 "cpu": 0.0,
-                "load": _load(),
+                "load": load_average(),
                 "mem": 0.0,
             }
         )
@@ -94,14 +96,17 @@ async def servers(request: web.Request) -> web.Response:
 
 async def switches(request: web.Request) -> web.Response:
     """GET /v1/ns/operator/switches: Nacos's switch domain, with this node's push and health settings."""
-    settings = front_of(request).settings
-    document = {
+    return json_response(views.dumps(switch_document(front_of(request).settings)))
+
+
+def switch_document(settings: Settings) -> dict[str, Any]:
+    """Nacos's switch domain with this node's push and health settings (v1 and v2 answer it)."""
+    return {
         **SWITCH_DOMAIN,
         "defaultPushCacheMillis": settings.push_cache_ms,
         "healthCheckEnabled": settings.health_check_enabled,
         "pushEnabled": settings.push_enabled,
     }
-    return json_response(views.dumps(document))
 
 
 async def push_state(request: web.Request) -> web.Response:

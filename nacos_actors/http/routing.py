@@ -1,7 +1,8 @@
 """How every route is mounted: the error contract and the request timer wrapped around each
 handler once, at start-up, instead of an aiohttp middleware run per request.
 
-Error contract: a bad parameter is a 400 naming it (ParamError), a refused write is the status
+Error contract (the v1 API's text/plain; a `nacos_api` handler's in Nacos's `{code, message,
+data}` envelope, nacos_actors.http.envelope): a bad parameter is a 400 naming it (ParamError), a refused write is the status
 the registry chose (Rejected), a body over the limit a 413 naming it (`max_body_bytes` for
 clients, `peer_max_body_bytes` for the peer endpoints, which carry whole services), answered
 instead of `100 Continue` when the client asks first, a registry that does not answer a 503, an
@@ -27,6 +28,7 @@ from aiohttp import HttpVersion11, hdrs, web
 
 from nacos_actors.bridge import ActorUnavailable
 from nacos_actors.core.registry import Rejected
+from nacos_actors.http import envelope
 from nacos_actors.http.front import ClusterFront, Front
 from nacos_actors.http.params.base import ParamError, Params
 from nacos_actors.metrics import UNMATCHED_ROUTE, NodeMetrics, method_label
@@ -39,6 +41,7 @@ ExpectHandler = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
 DISTRO_WRITE = "_nacos_actors_distro_write"
 RAFT_ONLY_WHEN = "_nacos_actors_raft_only_when"
 PEER_ENDPOINT = "_nacos_actors_peer_endpoint"
+NACOS_API = "_nacos_actors_nacos_api"
 STARTING = "this member is starting: it loads its data from a peer"
 
 
@@ -66,6 +69,14 @@ def peer_endpoint(handler: Handler) -> Handler:
     """Mark an endpoint only cluster members call: its body may be up to `peer_max_body_bytes`
     (a Distro batch carries whole services) instead of the client limit `max_body_bytes`."""
     setattr(handler, PEER_ENDPOINT, True)
+    return handler
+
+
+def nacos_api(handler: Handler) -> Handler:
+    """Mark a handler of the Nacos 2.x/3.x HTTP APIs: its refusals (a bad parameter, a refused
+    write, a registry that does not answer) are answered in the `{code, message, data}`
+    envelope with Nacos's ErrorCode, at the v1 API's HTTP status."""
+    setattr(handler, NACOS_API, True)
     return handler
 
 
@@ -133,6 +144,8 @@ class Routes:
             f"{prefix}/v1/ns/distro/",
             f"{prefix}/v1/ns/operator/",
             f"{prefix}/v1/ns/ops/",
+            f"{prefix}/v2/ns/operator/",
+            f"{prefix}/v2/ns/ops/",
             f"{prefix}/v1/console/health/",
             f"{prefix}/actuator/",
             f"{prefix}/openapi.json",
@@ -144,6 +157,7 @@ class Routes:
         endpoint answers 503 until the member serves."""
         cluster = self._front.cluster
         peer_limit = self._peer_limit if getattr(handler, PEER_ENDPOINT, False) else None
+        api = getattr(handler, NACOS_API, False)
         if cluster is not None:
             if self._forward is not None and getattr(handler, DISTRO_WRITE, False):
                 handler = self._forward(handler)
@@ -153,7 +167,7 @@ class Routes:
         route = resource.canonical
         resource.add_route(
             method,
-            self._guarded(handler, route, method, peer_limit),
+            self._guarded(handler, route, method, peer_limit, api),
             expect_handler=self._expect(route, method, peer_limit),
         )
 
@@ -209,10 +223,12 @@ class Routes:
 
         return expect
 
-    def _guarded(self, handler: Handler, route: str, method: str | None, peer_limit: int | None = None) -> Handler:
+    def _guarded(
+        self, handler: Handler, route: str, method: str | None, peer_limit: int | None = None, api: bool = False
+    ) -> Handler:
         """`handler` under the error contract, timed as `route` and `method` (the request's own
         method when None). With `peer_limit` the body may be that large (a peer endpoint; the
-        application's own limit is the client one)."""
+        application's own limit is the client one). With `api` refusals are enveloped."""
         limit = self._limit if peer_limit is None else peer_limit
         limit_name = "max_body_bytes" if peer_limit is None else "peer_max_body_bytes"
         timer, request_failed = self._timer, self._request_failed
@@ -230,14 +246,22 @@ class Routes:
             try:
                 response = await handler(request)
             except ParamError as error:
-                response = _text(error.status, error.message)
+                if api:
+                    response = envelope.enveloped(error.status, envelope.param_error_code(error), error.message)
+                else:
+                    response = _text(error.status, error.message)
                 if error.close_connection:
                     response.force_close()
             except Rejected as refusal:
-                response = _text(refusal.status, refusal.message)
+                if api:
+                    code = envelope.refusal_code(refusal.status, refusal.message)
+                    response = envelope.enveloped(refusal.status, code, refusal.message)
+                else:
+                    response = _text(refusal.status, refusal.message)
             except ActorUnavailable as error:
                 log.warning("registry unavailable for %s %s: %s", request.method, request.path, error)
-                response = _text(503, f"server is busy, please try again later: {error}")
+                message = f"server is busy, please try again later: {error}"
+                response = envelope.enveloped(503, envelope.SERVER_ERROR, message) if api else _text(503, message)
             except web.HTTPException as error:
                 timer.async_observe(route, verb, error.status, perf_counter() - started)
                 raise

@@ -57,6 +57,15 @@ def instance_detail(service: Service, instance: Instance) -> dict[str, Any]:
     }
 
 
+INSTANCE_DETAIL_V2_FIELDS = ("ip", "port", "clusterName", "weight", "healthy", "instanceId", "metadata")
+
+
+def instance_detail_v2(service: Service, instance: Instance) -> dict[str, Any]:
+    """GET /v2/ns/instance: Nacos 2.x's InstanceDetailInfoVo (the grouped service name)."""
+    detail = instance_detail(service, instance)
+    return {"serviceName": service.key.name, **{name: detail[name] for name in INSTANCE_DETAIL_V2_FIELDS}}
+
+
 def server_instance(service: Service, instance: Instance, last_beat_ms: int | None) -> dict[str, Any]:
     """The full server-side instance JSON of the console's catalog/instances."""
     return {
@@ -199,6 +208,29 @@ def service_detail(service: Service) -> dict[str, Any]:
         "metadata": dict(service.metadata),
         "selector": selector_json(service),
         "clusters": cluster_entries(service),
+    }
+
+
+def service_detail_v2(service: Service) -> dict[str, Any]:
+    """GET /v2/ns/service: Nacos 2.x's ServiceDetailInfo, its clusters by name. A service is
+    ephemeral unless it holds a persistent instance."""
+    cluster_map = {
+        entry["name"]: {
+            "clusterName": entry["name"],
+            "healthChecker": entry["healthChecker"],
+            "metadata": entry["metadata"],
+        }
+        for entry in cluster_entries(service)
+    }
+    return {
+        "namespace": service.key.namespace,
+        "serviceName": service.bare_name,
+        "groupName": service.group,
+        "clusterMap": cluster_map,
+        "metadata": dict(service.metadata),
+        "protectThreshold": service.protect_threshold,
+        "selector": selector_json(service),
+        "ephemeral": all(key.ephemeral for key in service.instances),
     }
 
 

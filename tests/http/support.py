@@ -25,3 +25,22 @@ async def refused(client, method, path, params, status=400, via="query"):
     text = await response.text()
     assert response.status == status, text
     return text
+
+
+async def enveloped(client, method, url, params=None, via="query", status=200):
+    """The `{code, message, data}` answer of `method` `url` (the 2.x/3.x APIs), which must have
+    `status` and be JSON."""
+    if via == "query":
+        response = await client.request(method, url, params=params)
+    else:
+        response = await client.request(method, url, data=params)
+    assert response.status == status, await response.text()
+    assert response.content_type == "application/json"
+    return await response.json()
+
+
+async def enveloped_data(client, method, url, params=None, via="query"):
+    """The `data` of a successful 2.x/3.x call (code 0, message success)."""
+    document = await enveloped(client, method, url, params, via)
+    assert (document["code"], document["message"]) == (0, "success"), document
+    return document["data"]

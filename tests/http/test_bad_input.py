@@ -318,7 +318,7 @@ async def test_default_limit_is_one_mebibyte(client, front):
 
 @pytest.mark.parametrize(
     "path",
-    ["/nacos/v1/ns/nope", "/nacos/v1/ns/raft/peer", "/nacos/v1/ns/distro/datum", "/nope", "/nacos/v2/ns/instance",
+    ["/nacos/v1/ns/nope", "/nacos/v1/ns/raft/peer", "/nacos/v1/ns/distro/datum", "/nope", "/nacos/v2/cs/config",
      "/nacos/v1/ns/instance/", "/nacos/v1/ns/instance/list/extra", "/v1/ns/instance/list", "/nacos/v1/cs/configs"],
 )
 @pytest.mark.parametrize("method", ["GET", "POST", "PUT", "DELETE"])

@@ -1206,3 +1206,79 @@ async def test_a_standalone_node_lists_itself_up_and_has_no_peer_endpoints(clien
             method, path, data=body, headers=peer_headers("127.0.0.1:8849", method, path, body)
         )
         assert response.status == 404, path
+
+
+# The 2.x and 3.x APIs' writes go the same way (http/naming_v2, naming_v3).
+API_WRITES = {
+    "v2 register": ("POST", "/nacos/v2/ns/instance", {"ip": "127.0.0.61", "port": "8080"}),
+    "v2 deregister": ("DELETE", "/nacos/v2/ns/instance", {"ip": "127.0.0.61", "port": "8080"}),
+    "v2 update": ("PUT", "/nacos/v2/ns/instance", {"ip": "127.0.0.61", "port": "8080", "weight": "2"}),
+    "v2 patch": ("PATCH", "/nacos/v2/ns/instance", {"ip": "127.0.0.61", "port": "8080", "weight": "2"}),
+    "v2 beat": ("PUT", "/nacos/v2/ns/instance/beat", {"beat": BEAT}),
+    "v2 metadata batch": (
+        "PUT",
+        "/nacos/v2/ns/instance/metadata/batch",
+        {"metadata": "k=v", "consistencyType": "ephemeral"},
+    ),
+    "v2 set health": ("PUT", "/nacos/v2/ns/health/instance", {"ip": "127.0.0.61", "port": "8080", "healthy": "false"}),
+    "v3 register": ("POST", "/nacos/v3/client/ns/instance", {"ip": "127.0.0.61", "port": "8080"}),
+    "v3 beat": ("POST", "/nacos/v3/client/ns/instance", {"ip": "127.0.0.61", "port": "8080", "heartBeat": "true"}),
+    "v3 deregister": ("DELETE", "/nacos/v3/client/ns/instance", {"ip": "127.0.0.61", "port": "8080"}),
+}
+
+
+@pytest.mark.parametrize("write", list(API_WRITES))
+async def test_a_v2_or_v3_write_for_another_members_service_is_forwarded(member_client, member, owner, write):
+    method, path, params = API_WRITES[write]
+    name = name_owned_by(owner.address, member.healthy, "theirs")
+    owner.status, owner.content_type = 200, "application/json"
+    owner.body = b'{"code":0,"message":"success","data":"ok"}'
+
+    response = await member_client.request(method, path, params={"serviceName": name, **params})
+
+    assert response.status == 200
+    assert await response.read() == owner.body
+    [received] = owner.received
+    assert (received.method, URL(received.path_qs).path) == (method, path)
+    assert received.headers[FORWARDED_HEADER] == SELF
+    assert member.core.service_count == 0
+    assert (member.forwarded("ok"), member.forwarded("failed")) == (1, 0)
+
+
+@pytest.mark.parametrize("path", ["/nacos/v2/ns/instance", "/nacos/v3/client/ns/instance"])
+async def test_a_persistent_v2_or_v3_register_is_handled_here(member_client, member, owner, path):
+    name = name_owned_by(owner.address, member.healthy, "theirs")
+
+    response = await member_client.post(path, params={"serviceName": name, **PERSISTENT})
+
+    assert response.status == 200, await response.text()
+    assert (await response.json())["code"] == 0
+    assert owner.received == []
+    listed = await member_client.get("/nacos/v2/ns/instance/list", params={"serviceName": name})
+    assert [h["ip"] for h in (await listed.json())["data"]["hosts"]] == ["127.0.0.67"]
+
+
+async def test_a_bad_v2_write_is_refused_in_the_envelope_before_any_forwarding(member_client, member, owner):
+    response = await member_client.post("/nacos/v2/ns/instance", params={"ip": "127.0.0.61", "port": "8080"})
+
+    assert response.status == 400
+    assert await response.json() == {
+        "code": 10000,
+        "message": "parameter missing",
+        "data": "Param 'serviceName' is required.",
+    }
+    assert owner.received == []
+
+
+async def test_while_starting_v2_clients_get_503_and_the_v2_operator_views_still_answer(member_client, member):
+    member.cluster.serving = False
+    mine = name_owned_by(SELF, member.healthy, "mine")
+
+    register = {"serviceName": mine, "ip": "127.0.0.51", "port": "8080"}
+    for path in ("/nacos/v2/ns/instance", "/nacos/v3/client/ns/instance"):
+        status, text = await session_request(member_client, "POST", path, params=register)
+        assert status == 503 and "starting" in text
+    assert member.core.service_count == 0
+    for base in ("/nacos/v2/ns/operator", "/nacos/v2/ns/ops"):
+        metrics = await (await member_client.get(f"{base}/metrics")).json()
+        assert metrics["data"]["status"] == STARTING

@@ -208,3 +208,16 @@ async def test_switches_show_the_push_and_health_settings(client):
     body = await (await client.get(f"{BASE}/operator/switches")).json()
     assert body["pushEnabled"] is True and body["healthCheckEnabled"] is True
     assert body["defaultPushCacheMillis"] == 10_000
+
+
+async def test_a_v2_list_with_a_udp_port_subscribes_as_v1s_does(client, front, pusher):
+    params = {"serviceName": "orders", "port": "40001", "clusterName": "A,B", "app": "shop"}
+    response = await client.get("/nacos/v2/ns/instance/list", params=params, headers=JAVA)
+    document = await response.json()
+    assert document["data"]["cacheMillis"] == front.settings.push_cache_ms
+    [subscription] = subscribed(pusher)
+    assert subscription.key == SubscriberKey(ServiceKey("public", "DEFAULT_GROUP@@orders"), "A,B", "127.0.0.1", 40001)
+    assert (subscription.clusters, subscription.app) == (("A", "B"), "shop")
+    # The subscriber view lists it as Nacos 2.x names a UDP subscriber.
+    view = await client.get("/nacos/v2/ns/client/service/subscriber/list", params={"serviceName": "orders"})
+    assert (await view.json())["data"] == [{"clientId": "127.0.0.1:40001#true", "ip": "127.0.0.1", "port": 40001}]

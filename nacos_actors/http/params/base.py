@@ -50,6 +50,13 @@ class ParamError(Exception):
         self.close_connection = close_connection
 
 
+class MissingParam(ParamError):
+    """A required parameter that is absent (or blank): `Param '<name>' is required.`"""
+
+    def __init__(self, name: str, message: str | None = None) -> None:
+        super().__init__(message or f"Param '{name}' is required.")
+
+
 def at_the_edge(rule: Callable[P, T]) -> Callable[P, T]:
     """`rule` (a value rule of nacos_actors.core.values) raising ParamError `Param '<field>'
     <problem>` where the rule raises InvalidValue."""
@@ -160,7 +167,7 @@ class QueryMemo(Generic[T]):
 def required(params: Params, name: str) -> str:
     value = params.get(name)
     if value is None:
-        raise ParamError(f"Param '{name}' is required.")
+        raise MissingParam(name)
     return value
 
 
@@ -176,7 +183,7 @@ def required_boolean(params: Params, *names: str) -> bool:
         raw = params.get(name)
         if raw is not None:
             return parse_boolean(raw, name)
-    raise ParamError(f"Param '{names[0]}' is required.")
+    raise MissingParam(names[0])
 
 
 def parse_boolean(raw: str, name: str) -> bool:

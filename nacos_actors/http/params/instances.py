@@ -90,15 +90,18 @@ class ListQuery(NamedTuple):
     app: str
 
 
-def list_query(params: Params) -> ListQuery:
-    """Validate an instance/list query (a push subscriber's `app`: text, kept to 128 characters)."""
+def list_query(
+    params: Params, clusters_name: str = "clusters", udp_port_name: str = "udpPort", client_ip_name: str = "clientIP"
+) -> ListQuery:
+    """Validate an instance/list query (a push subscriber's `app`: text, kept to 128 characters).
+    The 2.x list names the clusters `clusterName`, the UDP port `port` and the client `ip`."""
     service = service_key(params)
-    clusters_text, clusters = cluster_list(params)
+    clusters_text, clusters = cluster_list(params, clusters_name)
     healthy_only = boolean(params, False, "healthyOnly")
-    udp_port = integer(params, "udpPort", 0, 0, 65535)
-    client_ip = params.get("clientIP")
+    udp_port = integer(params, udp_port_name, 0, 0, 65535)
+    client_ip = params.get(client_ip_name)
     if client_ip is not None:
-        client_ip = parse_ip(client_ip, "clientIP")
+        client_ip = parse_ip(client_ip, client_ip_name)
     app_name = check_text(params.get("app") or "", "app")[:MAX_APP_LENGTH]
     return ListQuery(service, clusters_text, clusters, healthy_only, udp_port, client_ip, app_name)
 

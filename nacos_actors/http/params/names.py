@@ -9,7 +9,7 @@ from functools import lru_cache
 
 from nacos_actors.core import values
 from nacos_actors.core.values import MAX_NAME_LENGTH, clip
-from nacos_actors.http.params.base import ParamError, Params, at_the_edge
+from nacos_actors.http.params.base import MissingParam, ParamError, Params, at_the_edge
 from nacos_actors.model import (
     DEFAULT_CLUSTER,
     DEFAULT_GROUP,
@@ -69,7 +69,7 @@ def _service_key(namespace_id: str | None, name: str | None, group_param: str | 
     """Validated once per distinct name (a failure raises each time and is not cached)."""
     namespace = DEFAULT_NAMESPACE if namespace_id is None else parse_namespace(namespace_id, "namespaceId")
     if name is None:
-        raise ParamError("Param 'serviceName' is required.")
+        raise MissingParam("serviceName")
     return ServiceKey(namespace, grouped_service_name(name, group_param))
 
 
@@ -79,13 +79,14 @@ def cluster(params: Params, *names: str) -> str:
     return DEFAULT_CLUSTER if raw is None else check_cluster(raw, names[0])
 
 
-def cluster_list(params: Params) -> tuple[str, tuple[str, ...]]:
-    """The `clusters` param: (the raw text, echoed to clients as given; the names, sorted and
-    unique, empty = all). Every spelling of one set of clusters gives the same names."""
-    raw = params.get("clusters")
-    if raw is None:
+def cluster_list(params: Params, name: str = "clusters", default: str = "") -> tuple[str, tuple[str, ...]]:
+    """The comma-separated clusters param `name` (`default` when absent): (the raw text, echoed
+    to clients as given; the names, sorted and unique, empty = all). Every spelling of one set
+    of clusters gives the same names."""
+    raw = params.get(name) or default
+    if not raw:
         return "", ()
     names = [part.strip() for part in raw.split(",") if part.strip()]
     for part in names:
-        check_cluster(part, "clusters")
+        check_cluster(part, name)
     return raw, tuple(sorted(set(names)))
