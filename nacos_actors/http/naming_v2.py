@@ -13,6 +13,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from nacos_actors.core.registry import Rejected
+from nacos_actors.core.streams import GrpcSubscription
 from nacos_actors.core.values import clip
 from nacos_actors.http import health_api, naming_v1, operator
 from nacos_actors.http.envelope import success
@@ -263,6 +264,8 @@ async def service_subscribers(request: web.Request) -> web.Response:
     ip, port = address_filter(params)
     rows = clients.connection_subscribers(front.connections(), key, ip, port)
     for subscription in await front.subscriptions(key.namespace):
+        if isinstance(subscription, GrpcSubscription):
+            continue  # listed above, from its connection
         subscriber = subscription.key
         if subscriber.service != key or (ip is not None and subscriber.address != ip):
             continue
@@ -292,7 +295,7 @@ async def metrics(request: web.Request) -> web.Response:
         return success({"status": status})
     known = node_clients(front)
     ephemeral_ip_port = sum(1 for client in known.ip_port.values() if client.ephemeral)
-    subscribers = front.push_board.stats.subscribers + sum(len(c.subscribed) for c in known.connections.values())
+    subscribers = front.push_board.udp.subscribers + sum(len(c.subscribed) for c in known.connections.values())
     owns = (lambda key: True) if front.cluster is None else front.cluster.owns
     responsible = len(known.connections) + sum(
         1 for client in known.ip_port.values() if any(owns(service.key) for service, _ in client.published)
