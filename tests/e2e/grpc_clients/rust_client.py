@@ -5,13 +5,13 @@ Run by tests/e2e/grpc_support.py as `.venv-grpc-clients/bin/python rust_client.p
 config: server ("127.0.0.1:8848"; the crate always dials the HTTP port + 1000 for gRPC), namespace,
 app. Commands: register, register_persistent, batch_register, deregister, update, list,
 subscribe, close. The crate has no unsubscribe, get_service, list_services, batch deregister or
-shutdown: `close` drops the client (its connection closes with it) and the driver stays up.
+shutdown: `close` answers and then ends the driver process, whose exit closes the connection
+(dropping the client object does not: its runtime keeps the connection up).
 Pushes of an empty list reach the listener (naming_push_empty_protection off).
 """
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import sys
@@ -95,10 +95,9 @@ class RustDriver:
             client.subscribe(service, group, command.get("clusters") or None, on_change)
             return True
         if op == "close":
-            self.client = None
-            del client
-            gc.collect()
-            return True
+            answer(command, True)
+            sys.stdout.flush()
+            os._exit(0)
         raise ValueError(f"unknown op {op!r} (nacos-sdk-rust-binding-py has no such call)")
 
 
