@@ -212,11 +212,7 @@ def start_grpc_node(launcher_start: Callable[..., NodeProcess], *args: str) -> N
     """A node on a port pair (HTTP P, gRPC P + 1000), ready."""
     port = port_pair()
     node = launcher_start("--grpc-port", str(port + GRPC_OFFSET), *args, port=port)
-    if getattr(node, "grpc_port", None) is None:
-        try:
-            node.grpc_port = port + GRPC_OFFSET  # type: ignore[attr-defined]
-        except AttributeError:
-            pass
+    node.grpc_port = port + GRPC_OFFSET  # type: ignore[attr-defined]
     wait_grpc(node)
     return node
 
@@ -233,11 +229,24 @@ def wait_grpc(node: NodeProcess, timeout: float = 10.0) -> None:
     pytest.fail(f"nothing listens on the gRPC port {grpc_port_of(node)} of {node.address}:\n{node.stderr()}")
 
 
+class GrpcCluster(Cluster):
+    """A Cluster whose member i serves gRPC on its HTTP port + 1000, restarts included."""
+
+    def start_member(self, index: int, wait: bool = True) -> NodeProcess:
+        shared = self.args
+        self.args = (*shared, "--grpc-port", str(self.ports[index] + GRPC_OFFSET))
+        try:
+            node = super().start_member(index, wait)
+        finally:
+            self.args = shared
+        node.grpc_port = self.ports[index] + GRPC_OFFSET  # type: ignore[attr-defined]
+        return node
+
+
 def launch_grpc_cluster(launcher: NodeLauncher, size: int, *args: str) -> Cluster:
-    """Like conftest.launch_cluster, on port pairs: member i serves gRPC on its HTTP port + 1000
-    (Nacos's default, so it needs no flag of its own)."""
+    """Like conftest.launch_cluster, on port pairs: member i serves gRPC on its HTTP port + 1000."""
     ports = port_pairs(size)
-    cluster = Cluster(launcher, ports, args)
+    cluster = GrpcCluster(launcher, ports, args)
     for index in range(size):
         cluster.start_member(index, wait=False)
     for node in cluster.nodes:
