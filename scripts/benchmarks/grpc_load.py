@@ -231,7 +231,7 @@ class BareRequest(pb_grpc.RequestServicer):
 
 
 class DrainStream(pb_grpc.BiRequestStreamServicer):
-    async def requestBiStream(self, request_iterator: Any, context: Any) -> AsyncIterator[pb.Payload]:  # type: ignore[override]  # noqa: N802
+    async def requestBiStream(self, request_iterator: Any, context: Any) -> AsyncIterator[pb.Payload]:  # type: ignore[override]
         async for _ in request_iterator:
             pass
         return
