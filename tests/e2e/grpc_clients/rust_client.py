@@ -18,6 +18,14 @@ import sys
 from typing import Any
 
 from lines import answer, config, emit
+
+# The binding's blocking calls keep the GIL while they wait, and listeners run on the crate's
+# runtime threads and need the GIL: with the crate's default of one runtime thread, a push that
+# arrives during a call waits for the GIL on the only thread that could finish the call, and both
+# hang. More runtime threads let the call finish (NACOS_CLIENT_COMMON_THREAD_CORES, the crate's own
+# setting).
+os.environ.setdefault("NACOS_CLIENT_COMMON_THREAD_CORES", "4")
+
 from nacos_sdk_rust_binding_py import ClientOptions, NacosNamingClient, NacosServiceInstance
 
 
