@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import NodeLauncher
+from tests.e2e.conftest import NODES_KEY, NodeLauncher
 from tests.e2e.grpc_support import clients_in, endpoints, launch_grpc_cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
@@ -31,8 +31,6 @@ def grpc_client(tmp_path):
 @pytest.fixture
 def trio(request, tmp_path_factory):
     """Three members on port pairs, settled; every member still running must stop cleanly."""
-    from tests.e2e.conftest import NODES_KEY
-
     launcher = NodeLauncher(tmp_path_factory.mktemp("grpc-cluster-logs"))
     request.node.stash[NODES_KEY] = launcher.nodes
     try:
