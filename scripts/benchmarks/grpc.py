@@ -38,8 +38,9 @@ GRPC_IDLE_FIGURES = (
     ("grpc_idle_connections", "gRPC idle connections held by one node"),
     ("grpc_idle_rss_per_connection", "node RSS per idle gRPC connection"),
 )
-GRPC_LOAD_PROCESSES = 4
-GRPC_LOAD_CHANNELS = 16  # per process: 64 connections in all, like wrk's -c64
+GRPC_LOAD_PROCESSES = 2
+GRPC_LOAD_CHANNELS = 32  # per process: 64 connections in all, like wrk's -c64
+GRPC_START_DELAY_S = 3.0  # the workers start their loads together, this long after being started
 GRPC_WARMUP_S = 1
 QUERY_SERVICE_PREFIX = "bench-grpc-query-"
 PUSH_SERVICE = "bench-grpc-push"
@@ -59,16 +60,17 @@ def worker_argv(run: Run, config: dict[str, Any]) -> list[str]:
 
 def grpc_load(run: Run, target: str, kind: str, name: str, services: int = 1, prefix: str = "bench-grpc-") -> dict:
     """GRPC_LOAD_PROCESSES workers of `kind` against `target` for the run's duration; the sum."""
+    start_at = time.time() + GRPC_START_DELAY_S
     procs = [
         run.procs.start(f"{name}-{i}", worker_argv(run, {
             "mode": "load", "target": target, "kind": kind, "channels": GRPC_LOAD_CHANNELS, "warmup": GRPC_WARMUP_S,
-            "duration": run.s.duration, "services": services, "prefix": prefix, "worker": i,
+            "duration": run.s.duration, "services": services, "prefix": prefix, "worker": i, "start_at": start_at,
         }), capture=True)
         for i in range(GRPC_LOAD_PROCESSES)
     ]
     results = []
     for proc in procs:
-        out, _ = proc.communicate(timeout=run.s.duration + GRPC_WARMUP_S + 60)
+        out, _ = proc.communicate(timeout=run.s.duration + GRPC_WARMUP_S + GRPC_START_DELAY_S + 60)
         run.procs.stop(proc)
         if proc.returncode != 0 or not out.strip():
             raise RuntimeError(f"{name}: a load worker exited with {proc.returncode} (see its log)")
@@ -235,9 +237,13 @@ def bench_grpc_push(run: Run) -> list[Row]:
     if not latencies:
         raise RuntimeError(f"no push listed any of {len(sent)} probes ({counts})")
     missed = len(sent) - len(latencies)
-    pushed = {k: v for k, v in figures.items() if k.startswith("nacos_actors_pushes_total")}
+    pushed = {k.split("{", 1)[1].rstrip("}"): int(v) for k, v in figures.items()
+              if k.startswith("nacos_actors_grpc_pushes_total{")}
+    ack_n = figures.get("nacos_actors_grpc_push_ack_seconds_count", 0)
+    ack_ms = figures.get("nacos_actors_grpc_push_ack_seconds_sum", 0) / ack_n * 1000 if ack_n else 0.0
     note = (f"{len(latencies)} probes at {s.push_rate}/s over {s.push_seconds} s, no background load; "
-            f"{missed} never seen; {counts['pushes']} pushes, {counts['stale']} stale; node: {pushed}")
+            f"{missed} never seen; {counts['pushes']} pushes, {counts['stale']} stale; node's gRPC pushes {pushed}, "
+            f"mean ack {ack_ms:.2f} ms")
     return [
         Row("grpc_push_p50", GRPC_PUSH_FIGURES[0][1], percentile(latencies, 50), "ms", note=note,
             data={"latencies_ms": [round(x, 3) for x in latencies], "counts": counts}),

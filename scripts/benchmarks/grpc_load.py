@@ -154,6 +154,8 @@ async def run_load(config: dict[str, Any]) -> dict[str, Any]:
     connections = [Connection(target) for _ in range(config["channels"])]
     await asyncio.gather(*(c.open() for c in connections))
     await asyncio.sleep(SETUP_SETTLE_S)
+    # every worker starts at the same wall-clock time, so their measured windows coincide
+    await asyncio.sleep(max(0.0, config.get("start_at", 0) - time.time()))
     started = time.monotonic()
     measure_from = started + config["warmup"]
     stop_at = measure_from + config["duration"]
