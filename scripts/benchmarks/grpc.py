@@ -267,8 +267,7 @@ def bench_grpc_idle(run: Run) -> list[Row]:
     """IDLE_TARGET idle gRPC connections (ServerCheck + ConnectionSetup each) held by one node: its RSS."""
     limit = raise_fd_limit()
     target_count = min(IDLE_TARGET, limit - 500)
-    node = run.start_node("node-grpc-idle", health_checks=False,
-                          extra=["--grpc-max-connections", str(target_count + 100)])
+    node = run.start_node("node-grpc-idle", health_checks=False)  # grpc_max_connections: 20,000
     holders: list[subprocess.Popen] = []
     try:
         time.sleep(1.0)
