@@ -295,6 +295,9 @@ def bench_grpc_idle(run: Run) -> list[Row]:
         rss_after = rss_bytes(node.pid)
         figures = node_metrics(node)
         gauge = sum(v for k, v in figures.items() if k.startswith("nacos_actors_grpc_connections{"))
+        closed = {k.split('"')[1]: int(v) for k, v in figures.items()
+                  if k.startswith("nacos_actors_grpc_connections_closed_total{") and v}
+        refused = int(sum(v for k, v in figures.items() if k.startswith("nacos_actors_grpc_connections_refused")))
         alive = 0
         for holder in holders:
             assert holder.stdin is not None and holder.stdout is not None
@@ -307,14 +310,15 @@ def bench_grpc_idle(run: Run) -> list[Row]:
                 holder.kill()
             holder.wait(10)
         run.stop_server(node)
-    first_error = next((r["first_error"] for r in reports if r.get("first_error")), "")
+    first_error = " ".join(next((r["first_error"] for r in reports if r.get("first_error")), "").split())
     grown = rss_after - rss_before
     note = (f"{open_count:,} of {target_count:,} opened in {opened_s:.1f} s by {len(holders)} processes "
             f"({failed} failed{': ' + first_error if first_error else ''}); node gauge "
-            f"nacos_actors_grpc_connections {gauge:,.0f}; {alive:,} streams still up after 5 s; fd limit {limit}")
+            f"nacos_actors_grpc_connections {gauge:,.0f}, closed by the node {closed or 0}, refused {refused}; "
+            f"{alive:,} streams still up after 5 s; fd limit {limit}")
     return [
         Row("grpc_idle_connections", GRPC_IDLE_FIGURES[0][1], open_count, "connections", note=note,
-            data={"reports": reports, "gauge": gauge, "alive": alive}),
+            data={"reports": reports, "gauge": gauge, "alive": alive, "closed": closed, "refused": refused}),
         Row("grpc_idle_rss_per_connection", GRPC_IDLE_FIGURES[1][1], grown / max(open_count, 1), "bytes",
             note=f"node RSS {rss_before / 2**20:,.1f} MiB before, {rss_after / 2**20:,.1f} MiB with them "
                  f"(+{grown / 2**20:,.1f} MiB)",
