@@ -291,6 +291,7 @@ def bench_grpc_idle(run: Run) -> list[Row]:
         opened_s = time.monotonic() - started
         open_count = sum(r["open"] for r in reports)
         failed = sum(max(r["failed"], 0) for r in reports)
+        retried = sum(r.get("retried", 0) for r in reports)
         time.sleep(5.0)  # settle, then hold: the node must keep them
         rss_after = rss_bytes(node.pid)
         figures = node_metrics(node)
@@ -313,7 +314,7 @@ def bench_grpc_idle(run: Run) -> list[Row]:
     first_error = " ".join(next((r["first_error"] for r in reports if r.get("first_error")), "").split())
     grown = rss_after - rss_before
     note = (f"{open_count:,} of {target_count:,} opened in {opened_s:.1f} s by {len(holders)} processes "
-            f"({failed} failed{': ' + first_error if first_error else ''}); node gauge "
+            f"({retried} opens tried again, {failed} failed in the end; first error: {first_error or 'none'}); node gauge "
             f"nacos_actors_grpc_connections {gauge:,.0f}, closed by the node {closed or 0}, refused {refused}; "
             f"{alive:,} streams still up after 5 s; fd limit {limit}")
     return [

@@ -198,21 +198,31 @@ async def run_load(config: dict[str, Any]) -> dict[str, Any]:
 
 
 async def hold_idle(config: dict[str, Any]) -> None:
-    """Open `channels` connections in batches, report, hold them until stdin closes."""
+    """Open `channels` connections in batches (a failed one is tried again on a new channel, up to
+    twice, as a client reconnects), report, hold them until stdin closes."""
     connections: list[Connection] = []
-    failed = 0
+    failed = retried = 0
     first_error = ""
     batch = config.get("batch", 100)
     for start in range(0, config["channels"], batch):
-        made = [Connection(config["target"]) for _ in range(min(batch, config["channels"] - start))]
-        results = await asyncio.gather(*(c.open() for c in made), return_exceptions=True)
-        for connection, result in zip(made, results, strict=True):
-            if isinstance(result, BaseException):
-                failed += 1
-                first_error = first_error or repr(result)[:300]
-            else:
-                connections.append(connection)
-    print(json.dumps({"open": len(connections), "failed": failed, "first_error": first_error}), flush=True)
+        wanted = min(batch, config["channels"] - start)
+        for attempt in range(3):
+            made = [Connection(config["target"]) for _ in range(wanted)]
+            results = await asyncio.gather(*(c.open() for c in made), return_exceptions=True)
+            wanted = 0
+            for connection, result in zip(made, results, strict=True):
+                if isinstance(result, BaseException):
+                    wanted += 1
+                    first_error = first_error or repr(result)[:300]
+                    await connection.close()
+                else:
+                    connections.append(connection)
+            if not wanted:
+                break
+            retried += wanted if attempt < 2 else 0
+        failed += wanted
+    print(json.dumps({"open": len(connections), "failed": failed, "retried": retried, "first_error": first_error}),
+          flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
     alive = sum(1 for c in connections if c.reader is not None and not c.reader.done())
     print(json.dumps({"still_streaming": alive}), flush=True)
