@@ -190,6 +190,13 @@ class GrpcClient:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(5)
 
+    def pause(self) -> None:
+        """SIGSTOP: the connection stays open but nothing answers on it."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+
     def stop(self, timeout: float = 10.0) -> None:
         """End of commands: the driver exits by itself (killed if it does not)."""
         if self.process.poll() is None and self.process.stdin is not None:

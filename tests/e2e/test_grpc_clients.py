@@ -216,6 +216,22 @@ def test_a_clients_instances_go_when_it_goes(kind, ending, node, grpc_client):
     assert staying.call("list", service="fleeting", subscribe=False)  # the other connection is untouched
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_frozen_client_is_evicted_and_comes_back(kind, node, grpc_client):
+    """SIGSTOP leaves the socket open and silent: the node's ClientDetectionRequest goes
+    unanswered, so it evicts the connection and its instances. After SIGCONT the client finds its
+    connection gone, reconnects, and registers its instances again (its redo)."""
+    frozen = grpc_client(kind, node)
+    assert frozen.call("register", service="frozen", ip=IP1, port=8600)
+    frozen.pause()
+    try:
+        took = wait_until(lambda: v1_hosts(node, "frozen") == {}, f"the frozen {kind} client evicted", timeout=15.0)
+    finally:
+        frozen.resume()
+    assert took >= 1.0  # not before the idle time and the answer's time-out ran out
+    wait_until(lambda: set(v1_hosts(node, "frozen")) == {(IP1, 8600)}, f"{kind} re-registered", timeout=30.0)
+
+
 def test_idle_connections_are_kept_past_30_seconds(start_node, grpc_client):
     """Both clients, registered and then silent but for their own health checks, for 32 s on a
     node with Nacos's default detection (20 s idle, then a ClientDetectionRequest)."""
