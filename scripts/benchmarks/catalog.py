@@ -17,6 +17,16 @@ from .http_load import (
     bench_node_stop,
     bench_register,
 )
+from .grpc import (
+    GRPC_IDLE_FIGURES,
+    GRPC_PUSH_FIGURES,
+    GRPC_QUERY_FIGURES,
+    GRPC_REGISTER_FIGURES,
+    bench_grpc_idle,
+    bench_grpc_push,
+    bench_grpc_query,
+    bench_grpc_register,
+)
 from .instructions import INSTRUCTIONS_FIGURES, bench_instructions
 from .push import PUSH_FIGURES, bench_push
 from .raft import (
@@ -75,6 +85,10 @@ BENCHMARKS: list[Bench | Pending] = [
     Bench("raft-cluster", bench_raft_cluster, RAFT_CLUSTER_FIGURES),
     Bench("raft-failover", bench_raft_failover, RAFT_FAILOVER_FIGURES),
     Bench("raft-restart", bench_raft_restart, RAFT_RESTART_FIGURES),
+    Bench("grpc-register", bench_grpc_register, GRPC_REGISTER_FIGURES),
+    Bench("grpc-query", bench_grpc_query, GRPC_QUERY_FIGURES),
+    Bench("grpc-push", bench_grpc_push, GRPC_PUSH_FIGURES),
+    Bench("grpc-idle", bench_grpc_idle, GRPC_IDLE_FIGURES),
     Bench("ceiling-end", bench_ceiling_end, (("ceiling_end", "ceiling (end)"),)),
 ]
 ALWAYS = {"ceiling", "ceiling-end", "node-stop"}

@@ -32,7 +32,7 @@ def fmt_value(row: Row) -> str:
     if isinstance(v, str) or v is None:
         return v or ""
     if row.unit in ("req/s", "inst/s", "bytes", "B/inst", "instances", "beats/s", "marks", "probes",
-                    "instr/req", "instr/push"):
+                    "instr/req", "instr/push", "connections"):
         return f"{v:,.0f}"
     if row.unit in ("MiB", "%"):
         return f"{v:,.1f}"
