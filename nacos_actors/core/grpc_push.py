@@ -36,7 +36,7 @@ from typing import Literal
 
 import orjson
 
-from nacos_actors.core.push import GiveUpReport, GrpcPushStats, GrpcSubscriberKey
+from nacos_actors.core.push import GiveUpLog, GiveUpReport, GrpcPushStats, GrpcSubscriberKey
 from nacos_actors.core.streams import GrpcSubscription, StreamPush
 from nacos_actors.model import Service, ServiceKey, split_grouped_name
 
@@ -146,9 +146,7 @@ class GrpcPushCore:
         self._pending_order: deque[tuple[str, int]] = deque()
         self._latest: dict[GrpcSubscriberKey, int] = {}  # the request id of each pending push
         self._timers: list[tuple[int, int, object]] = []
-        self._quiet_until_ms = 0
-        self._given_up: dict[str, int] = {}
-        self._given_up_example: tuple[GrpcSubscriberKey, int] | None = None
+        self._give_ups = GiveUpLog(config.give_up_log_interval_ms)
         self._stats = GrpcPushStats()
 
     # -- inputs ----------------------------------------------------------------------------
@@ -417,24 +415,13 @@ class GrpcPushCore:
     def _gave_up(
         self, subscriber: GrpcSubscriberKey, reason: str, sends: int, now_ms: int, effects: GrpcEffects
     ) -> None:
-        """A push was given up: reported at once when no report was made within the interval,
-        else summed up for the summary at the interval's end."""
-        if now_ms >= self._quiet_until_ms and not self._given_up:
-            effects.give_ups.append(GiveUpReport(1, ((reason, 1),), subscriber, sends))
-            self._quiet_until_ms = now_ms + self.config.give_up_log_interval_ms
-            self._at(self._quiet_until_ms, _SUMMARY, None)
-            return
-        self._given_up[reason] = self._given_up.get(reason, 0) + 1
-        if self._given_up_example is None:
-            self._given_up_example = (subscriber, sends)
+        self._report(*self._give_ups.gave_up(subscriber, reason, sends, now_ms), effects)
 
     def _summary_due(self, deadline: int, now_ms: int, effects: GrpcEffects) -> None:
-        if deadline != self._quiet_until_ms or not self._given_up or self._given_up_example is None:
-            return
-        example, sends = self._given_up_example
-        reasons = tuple(sorted(self._given_up.items()))
-        since = deadline - self.config.give_up_log_interval_ms
-        effects.give_ups.append(GiveUpReport(sum(self._given_up.values()), reasons, example, sends, since))
-        self._given_up, self._given_up_example = {}, None
-        self._quiet_until_ms = now_ms + self.config.give_up_log_interval_ms
-        self._at(self._quiet_until_ms, _SUMMARY, None)
+        self._report(*self._give_ups.summary_due(deadline, now_ms), effects)
+
+    def _report(self, report: GiveUpReport | None, next_summary_ms: int | None, effects: GrpcEffects) -> None:
+        if report is not None:
+            effects.give_ups.append(report)
+        if next_summary_ms is not None:
+            self._at(next_summary_ms, _SUMMARY, None)

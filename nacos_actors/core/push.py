@@ -200,6 +200,45 @@ class GiveUpReport:
     since_ms: int | None = None
 
 
+class GiveUpLog:
+    """Which give-up reports to make: the first give-up of a quiet interval at once, the others
+    summed up into one summary at the interval's end (`give_up_log_interval_ms`). Shared by the
+    UDP and gRPC push cores; each keeps the summary's deadline in its own timer heap."""
+
+    __slots__ = ("_example", "_interval_ms", "_quiet_until_ms", "_reasons")
+
+    def __init__(self, interval_ms: int) -> None:
+        self._interval_ms = interval_ms
+        self._quiet_until_ms = 0  # no report is due before this: give-ups are summed up
+        self._reasons: dict[str, int] = {}
+        self._example: tuple[SubscriberKey | GrpcSubscriberKey, int] | None = None
+
+    def gave_up(
+        self, subscriber: SubscriberKey | GrpcSubscriberKey, reason: str, sends: int, now_ms: int
+    ) -> tuple[GiveUpReport | None, int | None]:
+        """A push was given up: the report to make now (None: it is summed up), and the
+        deadline a summary is then due at (None: none newly due)."""
+        if now_ms >= self._quiet_until_ms and not self._reasons:
+            self._quiet_until_ms = now_ms + self._interval_ms
+            return GiveUpReport(1, ((reason, 1),), subscriber, sends), self._quiet_until_ms
+        self._reasons[reason] = self._reasons.get(reason, 0) + 1
+        if self._example is None:
+            self._example = (subscriber, sends)
+        return None, None
+
+    def summary_due(self, deadline: int, now_ms: int) -> tuple[GiveUpReport | None, int | None]:
+        """The summary timer at `deadline` rang: the summary to make (None: nothing was summed,
+        or the timer is stale), and the deadline of the next one."""
+        if deadline != self._quiet_until_ms or not self._reasons or self._example is None:
+            return None, None
+        example, sends = self._example
+        reasons = tuple(sorted(self._reasons.items()))
+        report = GiveUpReport(sum(self._reasons.values()), reasons, example, sends, deadline - self._interval_ms)
+        self._reasons, self._example = {}, None
+        self._quiet_until_ms = now_ms + self._interval_ms
+        return report, self._quiet_until_ms
+
+
 @dataclass(frozen=True, slots=True)
 class Refusing:
     """Where new subscriptions are refused now: these addresses and services are at their limit,
@@ -333,9 +372,7 @@ class PushCore:
         self._latest: dict[SubscriberKey, int] = {}
         self._awaiting = 0
         self._timers: list[tuple[int, int, object]] = []
-        self._quiet_until_ms = 0  # no give-up line is due before this: they are summed up
-        self._given_up: dict[str, int] = {}
-        self._given_up_example: tuple[SubscriberKey, int] | None = None
+        self._give_ups = GiveUpLog(config.give_up_log_interval_ms)
         self._stats = PushStats()
 
     # -- inputs ----------------------------------------------------------------------------
@@ -646,27 +683,16 @@ class PushCore:
     # -- internals: give-up reports --------------------------------------------------------
 
     def _gave_up(self, subscriber: SubscriberKey, reason: str, sends: int, now_ms: int, effects: Effects) -> None:
-        """A push was given up: reported at once when no report was made within the interval,
-        else summed up for the summary at the interval's end."""
-        if now_ms >= self._quiet_until_ms and not self._given_up:
-            effects.give_ups.append(GiveUpReport(1, ((reason, 1),), subscriber, sends))
-            self._quiet_until_ms = now_ms + self.config.give_up_log_interval_ms
-            self._at(self._quiet_until_ms, _SUMMARY, None)
-            return
-        self._given_up[reason] = self._given_up.get(reason, 0) + 1
-        if self._given_up_example is None:
-            self._given_up_example = (subscriber, sends)
+        self._report(*self._give_ups.gave_up(subscriber, reason, sends, now_ms), effects)
 
     def _summary_due(self, deadline: int, now_ms: int, effects: Effects) -> None:
-        if deadline != self._quiet_until_ms or not self._given_up or self._given_up_example is None:
-            return
-        example, sends = self._given_up_example
-        reasons = tuple(sorted(self._given_up.items()))
-        since = deadline - self.config.give_up_log_interval_ms
-        effects.give_ups.append(GiveUpReport(sum(self._given_up.values()), reasons, example, sends, since))
-        self._given_up, self._given_up_example = {}, None
-        self._quiet_until_ms = now_ms + self.config.give_up_log_interval_ms
-        self._at(self._quiet_until_ms, _SUMMARY, None)
+        self._report(*self._give_ups.summary_due(deadline, now_ms), effects)
+
+    def _report(self, report: GiveUpReport | None, next_summary_ms: int | None, effects: Effects) -> None:
+        if report is not None:
+            effects.give_ups.append(report)
+        if next_summary_ms is not None:
+            self._at(next_summary_ms, _SUMMARY, None)
 
 
 def _mark(members: set[Any], member: Any, present: bool) -> bool:

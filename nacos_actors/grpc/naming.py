@@ -116,9 +116,7 @@ class NamingRequests:
     async def instance(self, call: Call) -> bytes:
         """InstanceRequest: register or deregister one ephemeral instance, owned by the connection."""
         body = call.body
-        kind = fields.text(body, "type")
-        if kind not in (REGISTER, DEREGISTER):
-            raise ParamError(f"Param 'type' must be {REGISTER} or {DEREGISTER}, got '{clip(kind or '')}'.")
+        kind = _register_or_deregister(body)
         service = fields.service_key(body)
         instance = fields.instance(body, service, True, self.metadata_limit)
         if kind == REGISTER:
@@ -164,9 +162,7 @@ class NamingRequests:
     async def persistent_instance(self, call: Call) -> bytes:
         """PersistentInstanceRequest: through Raft, from any member; not owned by the connection."""
         body = call.body
-        kind = fields.text(body, "type")
-        if kind not in (REGISTER, DEREGISTER):
-            raise ParamError(f"Param 'type' must be {REGISTER} or {DEREGISTER}, got '{clip(kind or '')}'.")
+        kind = _register_or_deregister(body)
         service = fields.service_key(body)
         instance = fields.instance(body, service, False, self.metadata_limit)
         if kind == REGISTER:
@@ -375,3 +371,11 @@ def beat_form(service: ServiceKey, instance: Instance) -> dict[str, str]:
         "metadata": dict(instance.metadata),
     }
     return {"serviceName": service.name, "namespaceId": service.namespace, "beat": orjson.dumps(beat).decode()}
+
+
+def _register_or_deregister(body: Mapping[str, Any]) -> str:
+    """The request's `type`: registerInstance or deregisterInstance, else a 400 naming it."""
+    kind = fields.text(body, "type")
+    if kind not in (REGISTER, DEREGISTER):
+        raise ParamError(f"Param 'type' must be {REGISTER} or {DEREGISTER}, got '{clip(kind or '')}'.")
+    return kind
