@@ -44,13 +44,29 @@ def runs_raft(repo: Path) -> bool:
         return False
 
 
-def raft_port_args(repo: Path, http_port: int) -> list[str]:
-    """`--raft-port N` (a free port other than `http_port`) for a standalone node of `repo`: its
-    default, the HTTP port - 1000, may be anything's on this host. Nothing for a tree without
-    Raft."""
-    if not runs_raft(repo):
-        return []
-    return ["--raft-port", str(next(port for port in free_ports(2) if port != http_port))]
+def runs_grpc(repo: Path) -> bool:
+    """Whether the tree at `repo` serves gRPC (it has the --grpc-port setting)."""
+    try:
+        return "grpc_port" in (repo / "nacos_actors" / "settings.py").read_text()
+    except OSError:
+        return False
+
+
+def grpc_off_args(repo: Path) -> list[str]:
+    """`--grpc-port 0` for a tree that serves gRPC: the probes speak HTTP, and the default gRPC
+    port (HTTP + 1000) may be anything's on this host."""
+    return ["--grpc-port", "0"] if runs_grpc(repo) else []
+
+
+def side_port_args(repo: Path, http_port: int) -> list[str]:
+    """The flags for a standalone node's ports beside HTTP: `--raft-port N` (a free port other
+    than `http_port`; its default, the HTTP port - 1000, may be anything's on this host) and
+    `--grpc-port 0` (the probes speak HTTP; the default HTTP port + 1000 may be taken too).
+    Nothing a tree does not have (an older tree, run to compare, would refuse the flag)."""
+    args = grpc_off_args(repo)
+    if runs_raft(repo):
+        args += ["--raft-port", str(next(port for port in free_ports(2) if port != http_port))]
+    return args
 
 
 def member_list(repo: Path, ports: list[int]) -> str:

@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import free_port, raft_port_args, stop_node
+from common import free_port, side_port_args, stop_node
 
 HOST = "127.0.0.1"
 LIVENESS = "/nacos/v1/console/health/liveness"
@@ -88,7 +88,7 @@ def main() -> int:
     log = Path(tempfile.mkdtemp(prefix="probe-connections-")) / "node.log"
     with open(log, "wb") as out:
         node = subprocess.Popen(
-            [sys.executable, "-m", "nacos_actors", "serve", "--port", str(port), *raft_port_args(args.repo, port),
+            [sys.executable, "-m", "nacos_actors", "serve", "--port", str(port), *side_port_args(args.repo, port),
              *args.args.split()],
             cwd=args.repo,
             stdout=out,

@@ -27,7 +27,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from common import free_ports, member_list, metric_sum
+from common import free_ports, grpc_off_args, member_list, metric_sum
 
 REPO = Path(__file__).resolve().parents[2]
 NS = "/nacos/v1/ns"
@@ -75,7 +75,7 @@ def main() -> int:
     for port in ports:
         log = open(logs / f"{port}.log", "wb")
         processes.append(subprocess.Popen(
-            [sys.executable, "-m", "nacos_actors", "serve", "--port", str(port), "--members", members, *args.serve_args],
+            [sys.executable, "-m", "nacos_actors", "serve", "--port", str(port), "--members", members, *grpc_off_args(REPO), *args.serve_args],
             cwd=REPO, env=env, stdout=log, stderr=log,
         ))
     try:

@@ -40,7 +40,7 @@ import urllib.request
 from pathlib import Path
 
 import msgpack
-from common import free_port, free_ports, member_list, raft_port_args, stop_node
+from common import free_port, free_ports, grpc_off_args, member_list, side_port_args, stop_node
 
 HOST = "127.0.0.1"
 PYTHON = sys.executable
@@ -133,7 +133,7 @@ def hosts(node: Node, service: str, namespace: str = "public") -> list[dict]:
 def probe_cluster(repo: Path) -> None:
     ports = free_ports(2)
     members = member_list(repo, ports)
-    nodes = [Node(repo, p, "--members", members) for p in ports]
+    nodes = [Node(repo, p, "--members", members, *grpc_off_args(repo)) for p in ports]
     started = [n.wait() for n in nodes]
     if all(started):
         print("cluster without a secret: starts (2/2 members serve)")
@@ -148,7 +148,7 @@ def probe_cluster(repo: Path) -> None:
             node.stop()
         reason = next((n.output().strip().splitlines()[-1] for n in nodes if n.output().strip()), "?")
         print(f"cluster without a secret: refused to start ({sum(started)}/2 serve): {reason}")
-    nodes = [Node(repo, p, "--members", members, "--cluster-secret", SECRET) for p in ports]
+    nodes = [Node(repo, p, "--members", members, "--cluster-secret", SECRET, *grpc_off_args(repo)) for p in ports]
     try:
         if not all(n.wait() for n in nodes):
             print("cluster with a secret did not start:", [n.output()[-400:] for n in nodes])
@@ -299,7 +299,7 @@ def probe_data_file(repo: Path) -> None:
         }
         (Path(data_dir) / "registry.msgpack").write_bytes(msgpack.packb(document))
         port = free_port()
-        node = Node(repo, port, *raft_port_args(repo, port), "--data-dir", data_dir)
+        node = Node(repo, port, *side_port_args(repo, port), "--data-dir", data_dir)
         try:
             if node.wait():
                 served = sum(bool(hosts(node, n)) for n in ("negative-port", "nan"))
@@ -320,7 +320,7 @@ def probe_data_file(repo: Path) -> None:
 
 def probe_inputs(repo: Path) -> None:
     port = free_port()
-    node = Node(repo, port, *raft_port_args(repo, port))
+    node = Node(repo, port, *side_port_args(repo, port))
     try:
         if not node.wait():
             print("standalone node did not start:", node.output()[-400:])

@@ -37,7 +37,7 @@ import time
 import urllib.parse
 from pathlib import Path
 
-from common import free_port, metric_sum, raft_port_args, stop_node
+from common import free_port, metric_sum, side_port_args, stop_node
 
 REPO = Path(__file__).resolve().parents[2]
 NS = "/nacos/v1/ns"
@@ -110,7 +110,7 @@ def start_node(args: list[str]) -> tuple[subprocess.Popen[bytes], int, Path]:
     log = Path(tempfile.mkdtemp(prefix="push-abuse-")) / "node.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("NACOS_ACTORS_")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "nacos_actors", "serve", "--port", str(port), *raft_port_args(REPO, port), *args],
+        [sys.executable, "-m", "nacos_actors", "serve", "--port", str(port), *side_port_args(REPO, port), *args],
         cwd=REPO, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 20

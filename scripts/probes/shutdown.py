@@ -29,7 +29,7 @@ import time
 import urllib.parse
 from pathlib import Path
 
-from common import free_port, raft_port_args, stop_node
+from common import free_port, side_port_args, stop_node
 
 HOST = "127.0.0.1"
 NS = "/nacos/v1/ns"
@@ -86,7 +86,7 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="probe-shutdown-"))
     data, log, port = work / "data", work / "node.log", free_port()
-    raft = raft_port_args(args.repo, port)  # the restart keeps the same Raft port, as a node keeps its address
+    raft = side_port_args(args.repo, port)  # the restart keeps the same Raft port, as a node keeps its address
     services = [f"svc-{i}" for i in range(args.services)]
     node = start(args.repo, port, raft, data, log)
     sockets = []

@@ -196,13 +196,14 @@ def test_version():
 def test_settings_from_the_environment_reach_the_node(start_node):
     port = free_port()
     command = [sys.executable, "-m", "nacos_actors", "serve"]
-    node = start_node(command=command, port=port, env={"NACOS_ACTORS_PORT": str(port)})
+    node = start_node(command=command, port=port, env={"NACOS_ACTORS_PORT": str(port), "NACOS_ACTORS_GRPC_PORT": "0"})
     assert node.get("/nacos/v1/console/health/liveness")[0] == 200
 
 
 def test_scripts_serve_starts_a_node(start_node):
     port = free_port()
-    node = start_node(command=[str(REPO / "scripts" / "serve"), "--port", str(port)], port=port)
+    command = [str(REPO / "scripts" / "serve"), "--port", str(port), "--grpc-port", str(free_port())]
+    node = start_node(command=command, port=port)
     register(node, "via-script", "127.0.0.1", 8080)
     assert [h["ip"] for h in listed(node, "via-script")["hosts"]] == ["127.0.0.1"]
     assert node.stop(signal.SIGTERM) == 0
