@@ -96,8 +96,9 @@ class RegistryDriver:
                     raise
                 if changes:
                     self._tell_watchers(ServicesChanged(changes, monotonic_ns(), replicated=True))
-                reply.resolve(len(changes))
+                # Counted before the answer: whoever the answer wakes sees the count.
                 self._replicated.inc(len(changes))
+                reply.resolve(len(changes))
             case LoadSnapshot(services, reply):
                 loaded = self.core.load_snapshot(services)
                 if loaded:
