@@ -205,6 +205,10 @@ class GrpcPushCore:
         self._push(key, snapshot, now_ms, applied_ns, effects)
         return effects
 
+    def watches(self, key: ServiceKey) -> bool:
+        """Whether any connection subscribes to `key` (else `service_changed` changes nothing)."""
+        return bool(self._subscriptions.get(key))
+
     def answered(self, connection_id: str, request_id: str, ok: bool, now_ms: int) -> GrpcEffects:
         """A client answered a push: acked when `ok`, else sent again (or given up after its
         last send), as on a time-out. An answer for no pending push is counted unmatched."""

@@ -81,8 +81,11 @@ class PushDriver:
                 effects, grpc = Effects(), GrpcEffects()
                 for change in changes:
                     self.core.service_changed(change.key, change.snapshot, now_ms, applied_ns, effects)
+                watched = [change for change in changes if self.grpc.watches(change.key)]
+                for change in watched:
                     self.grpc.service_changed(change.key, change.snapshot, now_ms, applied_ns, grpc)
-                self._carry_out(effects, grpc)
+                # Most changes have no gRPC subscriber: nothing of the gRPC side moved to record.
+                self._carry_out(effects, grpc if watched else None)
             case Subscribe(subscription):
                 self._carry_out(self.core.subscribe(subscription, now_ms))
             case DatagramsReceived(datagrams, handled):
