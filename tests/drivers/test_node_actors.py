@@ -35,6 +35,7 @@ from nacos_actors.model import HEART_BEAT_TIMEOUT_KEY, IP_DELETE_TIMEOUT_KEY, In
 from nacos_actors.node import async_start_node
 from nacos_actors.settings import Settings
 from tests.drivers.support import RecordingReply, wait_for
+from tests.raft.helpers import free_port
 
 SVC = ServiceKey("public", "DEFAULT_GROUP@@demo")
 
@@ -57,7 +58,8 @@ class Node:
 def node():
     """A standalone node's actors (registry, health, push) on a loop in a thread of its own."""
     fatal: list[BaseException] = []
-    settings = Settings(push_window_ms=0, push_ack_timeout_ms=100, push_max_sends=2, grpc_port=0)
+    # Its own Raft port: the default (8848 - 1000) may be any other node's on this host.
+    settings = Settings(push_window_ms=0, push_ack_timeout_ms=100, push_max_sends=2, grpc_port=0, raft_port=free_port())
     core = RegistryCore()
     board = PushBoard()
     metrics = NodeMetrics(CollectorRegistry(), RegistryView(core), board)
