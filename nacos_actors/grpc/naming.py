@@ -31,23 +31,21 @@ import orjson
 
 from nacos_actors.bridge import ActorUnavailable
 from nacos_actors.core.connections import ConnectionTable
-from nacos_actors.core.health import BEAT_REREGISTERED, BEAT_REVIVED, beat_outcome
 from nacos_actors.core.registry import Rejected
 from nacos_actors.core.streams import GrpcSubscription
 from nacos_actors.core.values import clip
 from nacos_actors.grpc import codec, fields
 from nacos_actors.grpc.codec import Received
+from nacos_actors.http import naming_v1
 from nacos_actors.http.front import FORM_CONTENT_TYPE, Front
 from nacos_actors.http.params.base import MAX_INT32, ParamError
 from nacos_actors.messages import (
     PUSH,
-    BeatInstance,
     DeregisterInstance,
     GrpcSubscribe,
     GrpcUnsubscribe,
     RegisterInstance,
 )
-from nacos_actors.metrics import HEALTH_REVIVED
 from nacos_actors.model import DEFAULT_APP, Instance, InstanceKey, ServiceKey, split_grouped_name
 from nacos_actors.peers import PeerError
 from nacos_actors.render.grpc import service_info
@@ -291,24 +289,16 @@ async def async_remove(front: Front, service: ServiceKey, key: InstanceKey) -> N
 
 
 async def async_beat(front: Front, service: ServiceKey, instance: Instance) -> None:
-    """Keep a connection's instance alive through the health path: here, the beat log (and a
-    BeatInstance write when it is missing or unhealthy, as the v1 beat); on a cluster member
-    not responsible for it, a v1 full beat forwarded to the one that is."""
+    """Keep a connection's instance alive through the health path: here, the v1 full beat's
+    rule (naming_v1.apply_beat); on a cluster member not responsible for it, a v1 full beat
+    forwarded to the one that is."""
     key = instance.key
     try:
         owner = front.cluster.owner_of(service) if front.cluster is not None else None
         if owner is not None:
             await async_forward(front, owner, "PUT", BEAT_PATH, beat_form(service, instance))
             return
-        snapshot = front.service(service)
-        found = snapshot.instances.get(key) if snapshot is not None else None
-        outcome = beat_outcome(found, True)
-        front.beats.record(service, key, front.clock())
-        if outcome in (BEAT_REVIVED, BEAT_REREGISTERED):
-            await front.write(BeatInstance(service, key, instance))
-            if outcome == BEAT_REVIVED:
-                front.metrics.health_transitions[HEALTH_REVIVED].inc()
-        front.metrics.beats[outcome].inc()
+        await naming_v1.apply_beat(front, service, key, instance)
     except (Rejected, ActorUnavailable) as error:
         log.warning("could not beat %s:%d of %s: %s", key.ip, key.port, service.name, error)
 
