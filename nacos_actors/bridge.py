@@ -13,7 +13,8 @@ thread and one pykka thread per driver. Nothing else in the package crosses thre
   other actors, PeerCalls (made on the loop by the PeerLink, answered back as PeerAnswered),
   datagrams (sent by the loop's `PushEndpoint`, whose received datagrams go to the push driver,
   a bounded number at a time)
-  and wake-ups, which the loop's `Ticker` turns into Ticks with `call_at`.
+  health probes (run by the loop's prober, whose results go back to the probe driver) and
+  wake-ups, which the loop's `Ticker` turns into Ticks with `call_at`.
 - `DriverActor` is the only actor class: a pykka thread around one driver.
 - `start_watchdog_thread` starts the shutdown watchdog, the only other thread a node starts.
 """
@@ -30,11 +31,13 @@ from typing import Any, Generic, Protocol, TypeVar
 import pykka
 
 from nacos_actors.clock import wall_clock_ms
+from nacos_actors.core.probing import ProbeTarget, unrun
 from nacos_actors.core.push import Datagram, ReceiveGate
 from nacos_actors.core.registry import Rejected
 from nacos_actors.core.streams import StreamPush
 from nacos_actors.drivers.outbox import Driver
 from nacos_actors.messages import (
+    PROBE,
     PUSH,
     ActorName,
     DatagramsReceived,
@@ -42,6 +45,7 @@ from nacos_actors.messages import (
     PeerAnswered,
     PeerCall,
     Ping,
+    ProbesFinished,
     Refused,
     Tick,
 )
@@ -302,6 +306,13 @@ class StreamSink(Protocol):
         Event loop thread."""
 
 
+class ProbeSink(Protocol):
+    """Where health probes go: the prober on the loop (nacos_actors.probes.Prober)."""
+
+    def async_start(self, probes: Sequence[ProbeTarget]) -> None:
+        """Start each probe; its result goes back to the probe driver. Event loop thread."""
+
+
 class ActorOutbox:
     """The Outbox of a real node's drivers: carries out their effects from their own threads
     onto the loop (`call_soon_threadsafe`) or straight into another actor's mailbox. A wake-up
@@ -316,9 +327,11 @@ class ActorOutbox:
         peers: PeerLink | None = None,
         push: PushEndpoint | None = None,
         streams: StreamSink | None = None,
+        prober: ProbeSink | None = None,
     ) -> None:
         self._loop = loop
         self._streams = streams
+        self._prober = prober
         self._actors = actors
         self._ticker = ticker
         self._peers = peers
@@ -343,6 +356,10 @@ class ActorOutbox:
     def send_to_streams(self, pushes: Sequence[StreamPush]) -> None:
         if self._streams is not None:
             self._soon(self._streams.async_send, tuple(pushes))
+
+    def start_probes(self, probes: Sequence[ProbeTarget]) -> None:
+        if self._prober is None or not self._soon(self._prober.async_start, tuple(probes)):
+            self._actors.tell(PROBE, ProbesFinished(tuple(unrun(probe) for probe in probes)))
 
     def call_peer(self, call: PeerCall) -> None:
         if self._peers is None or not self._soon(self._async_start_call, call):

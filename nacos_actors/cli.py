@@ -82,7 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
         dest="max_services_per_namespace",
         help="services one namespace may hold (default 100000; 0: no limit)",
     )
-    flag("--health-check-enabled", dest="health_check_enabled", help="true/false: beat deadlines on (default true)")
+    flag(
+        "--health-check-enabled",
+        dest="health_check_enabled",
+        help="true/false: beat deadlines and active probes on (default true)",
+    )
     flag("--expire-instances", dest="expire_instances", help="true/false: remove silent instances (default true)")
     flag(
         "--empty-service-auto-clean",
@@ -265,6 +269,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--grpc-stream-queue",
         dest="grpc_stream_queue",
         help="server requests queued per gRPC stream; more are dropped and counted (default 1024)",
+    )
+    flag(
+        "--health-probe-interval-ms",
+        dest="health_probe_interval_ms",
+        help="probe each persistent instance this often, plus the jitter (default 2000)",
+    )
+    flag(
+        "--health-probe-jitter-ms",
+        dest="health_probe_jitter_ms",
+        help="a random extra delay in [0, this) added to each probe interval (default 1000)",
+    )
+    flag(
+        "--health-probe-timeout-ms", dest="health_probe_timeout_ms", help="a probe not done in this fails (default 500)"
+    )
+    flag(
+        "--health-check-times",
+        dest="health_check_times",
+        help="consecutive probe results that change an instance's health (Nacos's checkTimes, default 3)",
+    )
+    flag(
+        "--health-probe-max-in-flight",
+        dest="health_probe_max_in_flight",
+        help="probes running at once; more wait for a slot (default 1024)",
     )
     return parser
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Generic, Literal, NamedTuple, Protocol, TypeVar
 
 from nacos_actors.core.members import MemberView
+from nacos_actors.core.probing import ProbeResult
 from nacos_actors.core.push import Datagram, Subscription
 from nacos_actors.core.streams import GrpcSubscription
 from nacos_actors.model import (
@@ -35,7 +36,8 @@ PUSH: Final = "push"
 DISTRO: Final = "distro"
 MEMBERS: Final = "members"
 RAFT: Final = "raft"
-ActorName = Literal["registry", "health", "push", "distro", "members", "raft"]
+PROBE: Final = "probe"
+ActorName = Literal["registry", "health", "push", "distro", "members", "raft", "probe"]
 
 T = TypeVar("T")
 T_contra = TypeVar("T_contra", contravariant=True)
@@ -222,6 +224,21 @@ class SetInstanceHealth:
 
 
 @dataclass(frozen=True, slots=True)
+class ApplyProbeVerdict:
+    """An active probe's verdict on a persistent instance (the member responsible for the
+    service probed it with its cluster's `checker` type). Applied only while the instance
+    exists and its cluster is still checked by that type: a verdict that raced a change of
+    checker (to NONE, say) changes nothing. Always answers Ok."""
+
+    service: ServiceKey
+    ip: str
+    port: int
+    cluster: str
+    healthy: bool
+    checker: str
+
+
+@dataclass(frozen=True, slots=True)
 class ImportDefinition:
     """Store a service's persistent half read from a data file an earlier version wrote, unless
     Raft holds that service already (so importing twice changes nothing)."""
@@ -240,6 +257,7 @@ PersistentCommand = (
     | UpdateCluster
     | SetInstanceHealth
     | UpdateMetadataBatch
+    | ApplyProbeVerdict
     | ImportDefinition
 )
 """What goes through Raft: writes of persistent instances, service settings and clusters (the
@@ -533,9 +551,17 @@ class DefinitionsLoaded:
     definitions: tuple[Definition, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class ProbesFinished:
+    """Told by the loop's prober: how probes the probe driver started ended."""
+
+    results: tuple[ProbeResult, ...]
+
+
 RegistryMessage = WriteBatch | ApplyReplicated | LoadSnapshot | Watch | DefinitionsApplied | DefinitionsLoaded
 RaftMessage = Propose | PollRaft
 HealthMessage = ServicesChanged | MembersChanged | Tick
+ProbeMessage = ServicesChanged | MembersChanged | ProbesFinished | Tick
 PushMessage = (
     ServicesChanged
     | Subscribe

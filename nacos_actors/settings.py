@@ -105,6 +105,14 @@ class Settings:
     grpc_max_instances_per_connection: int = 10_000
     grpc_max_subscriptions_per_connection: int = 10_000
     grpc_stream_queue: int = 1_024
+    # Active health probes of persistent instances (issue 17): every interval plus a jitter,
+    # a timeout per probe, `health_check_times` consecutive results per verdict (Nacos's
+    # checkTimes), at most `health_probe_max_in_flight` at once.
+    health_probe_interval_ms: int = 2_000
+    health_probe_jitter_ms: int = 1_000
+    health_probe_timeout_ms: int = 500
+    health_check_times: int = 3
+    health_probe_max_in_flight: int = 1_024
 
     @property
     def self_address(self) -> str:
@@ -382,6 +390,11 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "grpc_max_instances_per_connection": _int_between(1, 10_000_000),
     "grpc_max_subscriptions_per_connection": _int_between(1, 10_000_000),
     "grpc_stream_queue": _int_between(1, 1_000_000),
+    "health_probe_interval_ms": _int_between(100, 3_600_000),
+    "health_probe_jitter_ms": _int_between(0, 3_600_000),
+    "health_probe_timeout_ms": _int_between(10, 60_000),
+    "health_check_times": _int_between(1, 100),
+    "health_probe_max_in_flight": _int_between(1, 1_000_000),
 }
 SETTING_NAMES = tuple(f.name for f in fields(Settings) if f.name != "member_raft_ports")
 

@@ -2,9 +2,8 @@
 
 A driver is called on one thread at a time (its actor's, or the simulation's) with one message
 and the time; it decides nothing about the domain itself (its core does) and reaches the world
-only through its Outbox: messages to other drivers by name, requests to peers, datagrams, server requests on gRPC
-streams, and
-the moment it wants to be woken with a Tick.
+only through its Outbox: messages to other drivers by name, requests to peers, datagrams, server
+requests on gRPC streams, health probes, and the moment it wants to be woken with a Tick.
 """
 
 from __future__ import annotations
@@ -12,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar, Protocol
 
+from nacos_actors.core.probing import ProbeTarget
 from nacos_actors.core.push import Datagram
 from nacos_actors.core.streams import StreamPush
 from nacos_actors.messages import ActorName, PeerCall
@@ -32,6 +32,10 @@ class Outbox(Protocol):
     def send_to_streams(self, pushes: Sequence[StreamPush]) -> None:
         """Write server requests on gRPC clients' streams (the connection layer, on the loop,
         drops those whose connection is gone)."""
+
+    def start_probes(self, probes: Sequence[ProbeTarget]) -> None:
+        """Run health probes on the loop; each one's ProbeResult comes back to the probe driver
+        in a ProbesFinished (a probe the loop cannot run ends as an error result)."""
 
     def wake_at(self, actor: ActorName, deadline_ms: int | None) -> None:
         """Tell `actor` a Tick at wall-clock `deadline_ms` (replacing any earlier wish; None:
