@@ -3,7 +3,8 @@ starts each in an actor) and for the cluster simulation (tests/sim runs them on 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import random
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from nacos_actors.beats import BeatLog
@@ -12,16 +13,18 @@ from nacos_actors.core.definitions import DefinitionCore
 from nacos_actors.core.distro import DistroConfig, DistroCore
 from nacos_actors.core.health import HealthConfig, HealthCore
 from nacos_actors.core.members import MemberBoard, MemberConfig, MemberCore, standalone_view
+from nacos_actors.core.probes import ProbeConfig, ProbeCore
 from nacos_actors.core.push import PushBoard
 from nacos_actors.core.registry import RegistryCore, RegistryLimits, RegistryView
 from nacos_actors.drivers.distro import DistroDriver
 from nacos_actors.drivers.health import HealthDriver
 from nacos_actors.drivers.members import MemberDriver
 from nacos_actors.drivers.outbox import Driver, Outbox
+from nacos_actors.drivers.probe import ProbeDriver
 from nacos_actors.drivers.push import PushCores, PushDriver
 from nacos_actors.drivers.raft import RaftDriver, RaftDriverConfig
 from nacos_actors.drivers.registry import RegistryDriver
-from nacos_actors.messages import DISTRO, HEALTH, PUSH, RAFT, REGISTRY, ActorName, PollRaft, Watch
+from nacos_actors.messages import DISTRO, HEALTH, PROBE, PUSH, RAFT, REGISTRY, ActorName, PollRaft, Watch
 from nacos_actors.metrics import NodeMetrics
 from nacos_actors.settings import Settings
 
@@ -34,6 +37,7 @@ class NodeDrivers:
     registry: RegistryDriver
     raft: RaftDriver
     health: HealthDriver
+    probe: ProbeDriver
     push: PushDriver | None
     distro: DistroDriver | None
     members: MemberDriver | None
@@ -41,13 +45,21 @@ class NodeDrivers:
 
     def in_start_order(self) -> list[Driver]:
         """Dependencies first: everything a driver tells at start exists before it."""
-        chosen: list[Driver | None] = [self.registry, self.raft, self.health, self.push, self.distro, self.members]
+        chosen: list[Driver | None] = [
+            self.registry,
+            self.raft,
+            self.health,
+            self.probe,
+            self.push,
+            self.distro,
+            self.members,
+        ]
         return [driver for driver in chosen if driver is not None]
 
     def first_messages(self) -> list[tuple[ActorName, object]]:
         """What to tell once every driver runs: the registry learns its watchers (each is then
         told every current service); the Raft driver starts ticking its group."""
-        watchers: list[ActorName] = [HEALTH]
+        watchers: list[ActorName] = [HEALTH, PROBE]
         if self.push is not None:
             watchers.append(PUSH)
         if self.distro is not None:
@@ -61,6 +73,18 @@ def health_config(settings: Settings) -> HealthConfig:
         expire_instances=settings.expire_instances,
         clean_empty_services=settings.empty_service_auto_clean,
         empty_service_ttl_ms=settings.empty_service_ttl_ms,
+    )
+
+
+def probe_config(settings: Settings) -> ProbeConfig:
+    """The probe core's settings from the node's."""
+    return ProbeConfig(
+        enabled=settings.health_check_enabled,
+        interval_ms=settings.health_probe_interval_ms,
+        jitter_ms=settings.health_probe_jitter_ms,
+        timeout_ms=settings.health_probe_timeout_ms,
+        check_times=settings.health_check_times,
+        max_in_flight=settings.health_probe_max_in_flight,
     )
 
 
@@ -94,10 +118,12 @@ def build_drivers(
     push_board: PushBoard | None = None,
     raft_board: RaftBoard | None = None,
     raft_config: RaftDriverConfig | None = None,
+    probe_random: Callable[[], float] | None = None,
 ) -> NodeDrivers:
     """The drivers of a node with `settings` around `core`, reaching the world through `outbox`.
-    A cluster member judges no health until it is UP (its view then says what it owns). The
-    Raft driver has no group yet: the caller attaches one (its library binds a port)."""
+    A cluster member judges no health and probes nothing until it is UP (its view then says
+    what it owns). The Raft driver has no group yet: the caller attaches one (its library binds
+    a port). `probe_random` spreads the probes (a fresh generator when None)."""
     registry = RegistryDriver(core, outbox, metrics)
     raft = RaftDriver(
         DefinitionCore(registry_limits(settings)),
@@ -107,14 +133,17 @@ def build_drivers(
         raft_config if raft_config is not None else raft_driver_config(settings, {}),
     )
     checker = HealthCore(health_config(settings))
+    prober = ProbeCore(probe_config(settings), probe_random if probe_random is not None else random.Random().random)
+    probe = ProbeDriver(prober, outbox, metrics.probes)
     push = None
     if push_cores is not None:
         published = push_board if push_board is not None else PushBoard()
         push = PushDriver(push_cores, published, outbox, metrics, RegistryView(core).service)
     if settings.standalone:
         board = MemberBoard(standalone_view(settings.self_address))
-        return NodeDrivers(registry, raft, HealthDriver(checker, beats, outbox), push, None, None, board)
+        return NodeDrivers(registry, raft, HealthDriver(checker, beats, outbox), probe, push, None, None, board)
     checker.set_owner(lambda key: False, now_ms)
+    prober.set_owner(lambda key: False, now_ms)
     me = settings.self_address
     peers = tuple(a for a in settings.members if a != me)
     distro_config = DistroConfig(
@@ -128,4 +157,4 @@ def build_drivers(
     member_core = MemberCore(me, settings.members, member_config, now_ms)
     board = MemberBoard(member_core.view)
     members = MemberDriver(member_core, board, outbox, metrics.cluster)
-    return NodeDrivers(registry, raft, HealthDriver(checker, beats, outbox), push, distro, members, board)
+    return NodeDrivers(registry, raft, HealthDriver(checker, beats, outbox), probe, push, distro, members, board)

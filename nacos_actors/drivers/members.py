@@ -12,6 +12,7 @@ from nacos_actors.logs import event
 from nacos_actors.messages import (
     DISTRO,
     HEALTH,
+    PROBE,
     MEMBERS,
     ActorName,
     Leave,
@@ -31,14 +32,14 @@ from nacos_actors.metrics import ClusterMetrics
 log = logging.getLogger(__name__)
 REPORT_TIMEOUT_MS = 2000
 LEAVE_TIMEOUT_MS = 1000
-LISTENERS: tuple[ActorName, ...] = (DISTRO, HEALTH)
+LISTENERS: tuple[ActorName, ...] = (DISTRO, HEALTH, PROBE)
 
 
 class MemberDriver:
     """Feeds the MemberCore reports received and answered, failures the front saw, readiness and
     Ticks; sends the reports the core asks for as PeerCalls. Whenever a member's state changes
     it publishes the new view on `board` (read by the front and the metrics), logs the change,
-    and tells Distro and the health checker MembersChanged. `Leave` reports DOWN to every peer
+    and tells Distro, the health checker and the prober MembersChanged. `Leave` reports DOWN to every peer
     and answers once each farewell ended. Runs on the member actor's thread."""
 
     NAME: ClassVar[ActorName] = MEMBERS

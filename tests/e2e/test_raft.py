@@ -174,9 +174,9 @@ def test_a_standalone_node_killed_right_after_ok_loses_nothing(
 
     # The first write after the restart answers ok, through a real client.
     client = nacos.NacosClient(again.address, logDir=nacos_log_dir)
-    assert client.add_naming_instance("after-restart", "10.9.9.9", 9000, cluster_name="c9", ephemeral=False)
+    assert client.add_naming_instance("after-restart", "127.9.9.9", 9000, cluster_name="c9", ephemeral=False)
     hosts = client.list_naming_instance("after-restart")["hosts"]
-    assert [(h["ip"], h["port"], h["ephemeral"]) for h in hosts] == [("10.9.9.9", 9000, False)]
+    assert [(h["ip"], h["port"], h["ephemeral"]) for h in hosts] == [("127.9.9.9", 9000, False)]
 
     assert_all_on(again, acked, "the restarted node")
     record_figure(tmp_path_factory, capsys, "standalone writes acknowledged before kill -9", kinds)
@@ -316,7 +316,7 @@ def test_a_lagging_member_catches_up_from_a_snapshot(start_cluster, tmp_path, tm
     leader = wait_for_leader(cluster.nodes)
     lagging = others(cluster, leader)[0]
     index = cluster.nodes.index(lagging)
-    early = PersistentInstance("lag-early", "10.4.0.1", 4000)
+    early = PersistentInstance("lag-early", "127.4.0.1", 4000)
     assert early.send(lagging) == (200, b"ok")
     assert lagging.stop(signal.SIGTERM) == 0
     # It never compacted its own log: a snapshot it loads later can only be the leader's.
@@ -355,7 +355,7 @@ def test_a_lagging_member_catches_up_from_a_snapshot(start_cluster, tmp_path, tm
     assert leader_snapshots is not None and leader_snapshots >= 1, leader_snapshots
     cluster.wait_settled()
     # And it takes part: a write it answers is everywhere.
-    write = PersistentInstance("lag-after", "10.4.9.9", 4000)
+    write = PersistentInstance("lag-after", "127.4.9.9", 4000)
     assert write.send(again) == (200, b"ok")
     for node in cluster.nodes:
         wait_until(lambda n=node: not missing_on(n, [write]), VISIBLE_S, f"{write} on {node.address}")
@@ -462,7 +462,7 @@ def test_a_pickle_sent_to_a_standalone_nodes_raft_port_runs_nothing(start_node, 
         assert probe(node.raft_port, [frame(gadget)]), "the node kept a connection that sent a pickled call"
         assert probe(node.raft_port, [frame("127.0.0.1:1"), frame(gadget)])
 
-    write = PersistentInstance("after-probe", "10.5.0.1", 5000)
+    write = PersistentInstance("after-probe", "127.5.0.1", 5000)
     assert write.send(node) == (200, b"ok")
     assert not missing_on(node, [write])
     assert list(markers.iterdir()) == []
@@ -504,7 +504,7 @@ def test_a_pickle_sent_to_a_cluster_members_raft_port_runs_nothing_even_with_the
                 assert attempt(target.raft_port, gadget), f"{attempt.__name__}: the connection was kept"
 
     # The group still works: a write on a follower reaches every member.
-    write = PersistentInstance("after-probe", "10.5.0.2", 5000)
+    write = PersistentInstance("after-probe", "127.5.0.2", 5000)
     assert write.send(others(cluster, leader)[1]) == (200, b"ok")
     for node in cluster.nodes:
         wait_until(lambda n=node: not missing_on(n, [write]), VISIBLE_S, f"{write} on {node.address}")
@@ -557,13 +557,13 @@ def test_a_follower_answers_once_it_holds_the_write_and_without_a_majority_answe
     # No majority: the leader alone. Persistent writes are refused (503, naming Raft), ephemeral ones work.
     for follower in followers:
         assert follower.stop(signal.SIGTERM) == 0
-    alone = PersistentInstance("no-majority", "10.6.9.1", 7000)
+    alone = PersistentInstance("no-majority", "127.6.9.1", 7000)
     status, body = alone.send(leader)
     assert status == 503 and b"Raft" in body, (status, body)
-    assert "10.6.9.1" not in str(instances_on(leader, "no-majority"))
-    status, body = send(leader, "POST", f"{NS}/instance", serviceName="still-ephemeral", ip="10.6.9.2", port=7000)
+    assert "127.6.9.1" not in str(instances_on(leader, "no-majority"))
+    status, body = send(leader, "POST", f"{NS}/instance", serviceName="still-ephemeral", ip="127.6.9.2", port=7000)
     assert (status, body) == (200, b"ok")
-    assert ("10.6.9.2", 7000) in instances_on(leader, "still-ephemeral")
+    assert ("127.6.9.2", 7000) in instances_on(leader, "still-ephemeral")
     # Once a majority is back, the write a client retries goes through.
     cluster.start_member(cluster.nodes.index(followers[0]))
     wait_until(lambda: alone.send(leader) == (200, b"ok"), 15, "a persistent write once two members are up")
@@ -596,9 +596,9 @@ def legacy_services() -> list[Service]:
         health_checker=freeze({"type": "NONE"}), check_port=6001, use_instance_port=False, metadata=freeze({"c": "1"})
     )
     both = [
-        instance("legacy-both", "10.7.0.1", False, "c1"),
-        instance("legacy-both", "10.7.0.2", False, "c1"),
-        instance("legacy-both", "10.7.0.3", True),
+        instance("legacy-both", "127.7.0.1", False, "c1"),
+        instance("legacy-both", "127.7.0.2", False, "c1"),
+        instance("legacy-both", "127.7.0.3", True),
     ]
     return [
         Service(
@@ -621,7 +621,7 @@ def legacy_services() -> list[Service]:
         ),
         Service(
             key=key("legacy-ephemeral"),
-            instances=instance_map([instance("legacy-ephemeral", "10.7.1.1", True)]),
+            instances=instance_map([instance("legacy-ephemeral", "127.7.1.1", True)]),
             revision=3,
             modified_ms=1_700_000_000_000,
         ),
@@ -636,13 +636,13 @@ def assert_legacy_data_served(node: NodeProcess) -> None:
     assert cluster["metadata"] == {"c": "1"}
     hosts = instances_on(node, "legacy-both")
     assert {(ip, h["ephemeral"], h["clusterName"]) for (ip, _), h in hosts.items()} == {
-        ("10.7.0.1", False, "c1"),
-        ("10.7.0.2", False, "c1"),
-        ("10.7.0.3", True, "DEFAULT"),
+        ("127.7.0.1", False, "c1"),
+        ("127.7.0.2", False, "c1"),
+        ("127.7.0.3", True, "DEFAULT"),
     }
     settings = service_on(node, "legacy-settings")
     assert settings is not None and (settings["protectThreshold"], settings["metadata"]) == (0.2, {"only": "settings"})
-    assert set(instances_on(node, "legacy-ephemeral")) == {("10.7.1.1", 6000)}
+    assert set(instances_on(node, "legacy-ephemeral")) == {("127.7.1.1", 6000)}
 
 
 @pytest.mark.timeout(60)
@@ -666,7 +666,7 @@ def test_an_earlier_versions_data_file_moves_into_raft_once(start_node, tmp_path
             False,
             {},
         )
-    assert {key.ip for key in left[f"{DEFAULT_GROUP}@@legacy-both"].instances} == {"10.7.0.3"}
+    assert {key.ip for key in left[f"{DEFAULT_GROUP}@@legacy-both"].instances} == {"127.7.0.3"}
     assert (data_dir / "raft" / "raft.journal").stat().st_size > 0
 
     node.process.kill()  # the data file is not written again at a kill
@@ -727,30 +727,30 @@ def test_health_set_by_hand_reaches_every_member_and_survives_a_new_leader(
     cluster = start_cluster(3, data_dirs=member_dirs(tmp_path))
     leader = wait_for_leader(cluster.nodes)
     follower, other = others(cluster, leader)
-    for ip in ("10.8.0.1", "10.8.0.2"):  # two: one unhealthy does not trip the protect threshold
+    for ip in ("127.8.0.1", "127.8.0.2"):  # two: one unhealthy does not trip the protect threshold
         assert PersistentInstance("by-hand", ip, 8000, cluster="c1").send(follower) == (200, b"ok")
 
     # Under the default TCP checker, health is not the client's to set.
-    status, body = set_health(other, "by-hand", "10.8.0.1", False)
+    status, body = set_health(other, "by-hand", "127.8.0.1", False)
     assert (status, b"health check is still working" in body) == (400, True), body
     assert ClusterSettings("by-hand", "c1", 8001).send(other) == (200, b"ok")  # checker NONE
 
-    assert set_health(other, "by-hand", "10.8.0.1", False) == (200, b"ok")
-    assert health_of(other, "by-hand", "10.8.0.1") is False  # at once, where it was answered
-    spread_s = reaches_every_member(cluster.nodes, "by-hand", "10.8.0.1", False)
+    assert set_health(other, "by-hand", "127.8.0.1", False) == (200, b"ok")
+    assert health_of(other, "by-hand", "127.8.0.1") is False  # at once, where it was answered
+    spread_s = reaches_every_member(cluster.nodes, "by-hand", "127.8.0.1", False)
     listed = instances_on(follower, "by-hand")
-    assert (listed[("10.8.0.1", 8000)]["healthy"], listed[("10.8.0.2", 8000)]["healthy"]) == (False, True)
+    assert (listed[("127.8.0.1", 8000)]["healthy"], listed[("127.8.0.2", 8000)]["healthy"]) == (False, True)
 
     leader.process.kill()
     survivors = [follower, other]
     wait_for_leader(survivors)
     for node in survivors:
-        assert health_of(node, "by-hand", "10.8.0.1") is False
+        assert health_of(node, "by-hand", "127.8.0.1") is False
     # Set again through the new group: retried as a client would while the election settles.
-    wait_until(lambda: set_health(follower, "by-hand", "10.8.0.1", True) == (200, b"ok"), 10, "health set again")
-    spread_after_s = reaches_every_member(survivors, "by-hand", "10.8.0.1", True)
+    wait_until(lambda: set_health(follower, "by-hand", "127.8.0.1", True) == (200, b"ok"), 10, "health set again")
+    spread_after_s = reaches_every_member(survivors, "by-hand", "127.8.0.1", True)
     again = cluster.start_member(cluster.nodes.index(leader))
-    wait_until(lambda: health_of(again, "by-hand", "10.8.0.1") is True, 5, "the restarted member has the health")
+    wait_until(lambda: health_of(again, "by-hand", "127.8.0.1") is True, 5, "the restarted member has the health")
     record_figure(
         tmp_path_factory,
         capsys,

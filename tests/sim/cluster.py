@@ -67,6 +67,7 @@ from nacos_actors.core.peering import (
     read_digests,
     read_report,
 )
+from nacos_actors.core.probing import PROBE_OK, ProbeResult, ProbeTarget
 from nacos_actors.core.push import Datagram
 from nacos_actors.core.registry import RegistryCore, RegistryView, Rejected, services_limit_refusal
 from nacos_actors.core.streams import StreamPush
@@ -81,6 +82,7 @@ from nacos_actors.http.naming_v1 import BEAT_CODE_NOT_FOUND, BEAT_CODE_OK
 from nacos_actors.messages import (
     DISTRO,
     MEMBERS,
+    PROBE,
     RAFT,
     REGISTRY,
     ActorName,
@@ -103,6 +105,7 @@ from nacos_actors.messages import (
     PeerFailed,
     PersistentCommand,
     PollRaft,
+    ProbesFinished,
     Propose,
     Refused,
     RegisterInstance,
@@ -135,6 +138,7 @@ RAFT_READY_POLL_MS = int(RAFT_READY_POLL_S * 1000)
 # (a real idle tick waits 20 ms; the deadlines of proposals need no finer steps here).
 RAFT_TICK_MS = 50
 RAFT_WAKE_MS = 1
+PROBE_LATENCY_MS = 2  # how long a simulated probe of an instance takes
 CLIENT_TIMEOUT_MS = 3000  # nacos-sdk-python's default request timeout
 BEAT_INTERVAL_MS = 5000
 # Every node runs with the defaults and a shared secret, push off (the simulation has no UDP
@@ -277,6 +281,9 @@ class SimOutbox:
     def send_to_streams(self, pushes: Sequence[StreamPush]) -> None:
         pass
 
+    def start_probes(self, probes: Sequence[ProbeTarget]) -> None:
+        self._node.run_probes(probes)
+
     def wake_at(self, actor: ActorName, deadline_ms: int | None) -> None:
         self._node.wake_at(actor, deadline_ms)
 
@@ -347,6 +354,7 @@ class SimNode:
             now,
             raft_board=self.raft_board,
             raft_config=raft_config,
+            probe_random=random.Random(self.sim.rng.random()).random,
         )
         self.board = built.member_board
         self.raft: SimRaftMember = self.sim.raft.join(self, built.raft, keep_journal)
@@ -418,6 +426,16 @@ class SimNode:
         self.tell(DISTRO, Drain(SimReply(goodbye)))
         self._guarded_after(DRAIN_TIMEOUT_MS, goodbye)
         self._settle()
+
+    def run_probes(self, probes: Sequence[ProbeTarget]) -> None:
+        """The loop's prober: each probe ends PROBE_LATENCY_MS later as the simulation's
+        `probe_answers` say for its address (connected when absent), reported to this node's
+        probe driver; a node that crashed meanwhile reports nothing."""
+        for probe in probes:
+            self.sim.probes_run.append((self.address, probe))
+            self.sim.probe_times.append(self.sim.now)
+        results = tuple(self.sim.probe_result(probe) for probe in probes)
+        self._guarded_after(PROBE_LATENCY_MS, lambda: self.tell(PROBE, ProbesFinished(results)))
 
     # -- plumbing: mailbox, wake-ups, guarded callbacks ------------------------------------
 
@@ -922,6 +940,9 @@ class Simulation:
         self.raft = SimRaft(self, settings)
         self.agents: list[Agent] = []
         self.listeners: list[Callable[[Event], None]] = []
+        self.probe_answers: dict[tuple[str, int], tuple[str, bool]] = {}
+        self.probes_run: list[tuple[str, ProbeTarget]] = []  # (member, probe) as started
+        self.probe_times: list[int] = []  # when each of probes_run started (simulated ms)
 
     @property
     def now(self) -> int:
@@ -940,6 +961,12 @@ class Simulation:
 
     def run_for(self, duration_ms: int) -> None:
         self.scheduler.run_for(duration_ms)
+
+    def probe_result(self, probe: ProbeTarget) -> ProbeResult:
+        """How a probe of `probe.ip:probe.port` ends: `probe_answers` holds (outcome, immediate)
+        per address; absent, it succeeds."""
+        outcome, immediate = self.probe_answers.get((probe.ip, probe.port), (PROBE_OK, False))
+        return ProbeResult(probe.probe_id, probe.kind, outcome, immediate, f"sim:{outcome}", float(PROBE_LATENCY_MS))
 
     def add_agent(self, service: ServiceKey, instance: Instance, delay_ms: int = 0) -> Agent:
         agent = Agent(self, service, instance, cursor=self.rng.randrange(len(self.addresses)))
