@@ -17,6 +17,7 @@ from typing import Any, TypeVar, assert_never
 
 import msgpack
 
+from nacos_actors.core.probing import PROBE_KINDS
 from nacos_actors.core.values import (
     SELECTOR_TYPES,
     InvalidValue,
@@ -30,11 +31,13 @@ from nacos_actors.core.values import (
     check_selector_expression,
     check_text,
     check_weight,
+    is_ip_literal,
     parse_health_checker,
     parse_ip,
     printable,
 )
 from nacos_actors.messages import (
+    ApplyProbeVerdict,
     CreateService,
     DeleteService,
     DeregisterInstance,
@@ -527,6 +530,8 @@ def encode_operation(command: PersistentCommand, now_ms: int) -> bytes:
         case UpdateMetadataBatch(service, metadata, remove, batch_kind, targets):
             rows = [[k.ip, k.port, k.cluster] for k in targets]
             kind, args = "metadata_batch", [*_key_fields(service), dict(metadata), remove, batch_kind, rows]
+        case ApplyProbeVerdict(service, ip, port, cluster, healthy, checker):
+            kind, args = "probe_verdict", [*_key_fields(service), ip, port, cluster, healthy, checker]
         case ImportDefinition(definition):
             kind, args = "import", [_definition_record(definition)]
         case _:
@@ -545,6 +550,7 @@ _OPERATION_ARITY = {
     "update_cluster": 3,
     "set_health": 6,
     "metadata_batch": 6,
+    "probe_verdict": 7,
     "import": 1,
 }
 
@@ -579,6 +585,21 @@ def _port(value: Any) -> int:
 
 def _cluster_name(value: Any) -> str:
     return _valid(check_cluster, _expect(value, str, "cluster"), "cluster")
+
+
+def _decode_probe_verdict(service: ServiceKey, args: list[Any]) -> ApplyProbeVerdict:
+    """A probe verdict names an IP literal (instances registered by host name are not probed)
+    and a checker that probes."""
+    ip, port, cluster, healthy, checker = args
+    address = _ip(ip)
+    if not is_ip_literal(address):
+        raise CodecError(f"probe verdict ip: not an IP address {printable(address[:64])!r}")
+    checker = _expect(checker, str, "probe verdict checker")
+    if checker not in PROBE_KINDS:
+        raise CodecError(f"probe verdict checker: unknown {printable(checker[:32])!r}")
+    return ApplyProbeVerdict(
+        service, address, _port(port), _cluster_name(cluster), _expect(healthy, bool, "healthy"), checker
+    )
 
 
 def _decode_command(kind: str, service: ServiceKey, args: list[Any]) -> PersistentCommand:
@@ -625,6 +646,8 @@ def _decode_command(kind: str, service: ServiceKey, args: list[Any]) -> Persiste
         return SetInstanceHealth(
             service, _ip(ip), _port(port), _cluster_name(cluster), _expect(healthy, bool, "healthy")
         )
+    if kind == "probe_verdict":
+        return _decode_probe_verdict(service, args)
     metadata, remove, batch_kind, rows = args
     if batch_kind is not None and batch_kind not in ("ephemeral", "persist"):
         raise CodecError("metadata batch kind: unknown")

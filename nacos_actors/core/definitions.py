@@ -29,6 +29,7 @@ from nacos_actors.core.registry import (
     services_limit_refusal,
 )
 from nacos_actors.messages import (
+    ApplyProbeVerdict,
     CreateService,
     DefinitionChange,
     DeleteService,
@@ -46,7 +47,16 @@ from nacos_actors.messages import (
     UpdateMetadataBatch,
     UpdateService,
 )
-from nacos_actors.model import NONE_CHECKER, Definition, Instance, InstanceKey, ServiceKey, freeze, in_order
+from nacos_actors.model import (
+    DEFAULT_CLUSTER_CONFIG,
+    NONE_CHECKER,
+    Definition,
+    Instance,
+    InstanceKey,
+    ServiceKey,
+    freeze,
+    in_order,
+)
 
 
 class DefinitionApplied(NamedTuple):
@@ -149,6 +159,8 @@ class DefinitionCore:
                 return self._set_health(command, now_ms, index)
             case UpdateMetadataBatch():
                 return self._update_metadata_batch(command, now_ms, index)
+            case ApplyProbeVerdict():
+                return self._apply_probe_verdict(command, now_ms, index)
             case ImportDefinition(definition):
                 if definition.key in self.definitions:
                     return DefinitionApplied(Ok(False), None)
@@ -194,6 +206,21 @@ class DefinitionCore:
         if config is None or config.health_checker_type != NONE_CHECKER:
             raise Rejected(400, f"health check is still working, service: {command.service.name}")
         return self._put_instance(command.service, replace(found, healthy=command.healthy), now_ms, index)
+
+    def _apply_probe_verdict(self, verdict: ApplyProbeVerdict, now_ms: int, index: int) -> DefinitionApplied:
+        """A probe's verdict counts only while its instance is there, unmarked, and its cluster is
+        still checked by the checker that probed it (the verdict may have raced a change of
+        checker, a re-registration as marked, or a deregistration): otherwise it changes nothing.
+        Always Ok."""
+        current = self.definitions.get(verdict.service)
+        key = InstanceKey(verdict.ip, verdict.port, verdict.cluster, False)
+        found = current.instances.get(key) if current is not None else None
+        if current is None or found is None or found.marked or found.healthy == verdict.healthy:
+            return DefinitionApplied(UNCHANGED_OK, None)
+        checker = current.clusters.get(verdict.cluster, DEFAULT_CLUSTER_CONFIG).health_checker_type
+        if checker != verdict.checker:
+            return DefinitionApplied(UNCHANGED_OK, None)
+        return self._put_instance(verdict.service, replace(found, healthy=verdict.healthy), now_ms, index)
 
     def _update_metadata_batch(self, command: UpdateMetadataBatch, now_ms: int, index: int) -> DefinitionApplied:
         current = self.definitions.get(command.service)

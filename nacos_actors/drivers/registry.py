@@ -12,6 +12,7 @@ from nacos_actors.logs import event
 from nacos_actors.messages import (
     REGISTRY,
     ActorName,
+    ApplyProbeVerdict,
     ApplyReplicated,
     Command,
     DefinitionsApplied,
@@ -20,6 +21,7 @@ from nacos_actors.messages import (
     ExpireInstance,
     LoadSnapshot,
     MarkUnhealthy,
+    PersistentCommand,
     RegisterInstance,
     RegistryMessage,
     RemoveEmptyService,
@@ -143,10 +145,11 @@ class RegistryDriver:
         log_change(command, touched)
 
 
-def log_change(command: Command, touched: tuple[InstanceKey, ...]) -> None:
+def log_change(command: Command | PersistentCommand, touched: tuple[InstanceKey, ...]) -> None:
     """One INFO line if `command` (which changed the registry, `touched` naming the instances it
-    changed) is a register, deregister, health verdict, manual health change, cluster update or
-    empty-service removal. Runs on the registry driver's thread.
+    changed) is a register, deregister, health verdict, manual health change, probe verdict,
+    cluster update or empty-service removal. Runs on the registry driver's thread, or on the
+    Raft driver's for a persistent command this member proposed.
     """
     if not log.isEnabledFor(logging.INFO):
         return
@@ -170,6 +173,29 @@ def log_change(command: Command, touched: tuple[InstanceKey, ...]) -> None:
     elif isinstance(command, SetInstanceHealth):
         name, verb = "set_health", "marked healthy by hand" if command.healthy else "marked unhealthy by hand"
         (key,) = touched
+    elif isinstance(command, ApplyProbeVerdict):
+        service = command.service
+        health = "healthy" if command.healthy else "unhealthy"
+        log.info(
+            "%s in %s (namespace %s, cluster %s, persistent) marked %s by its %s probe",
+            join_host_port(command.ip, command.port),
+            service.name,
+            service.namespace,
+            command.cluster,
+            health,
+            command.checker,
+            extra=event(
+                "probe_verdict",
+                namespace=service.namespace,
+                service=service.name,
+                ip=command.ip,
+                port=command.port,
+                cluster=command.cluster,
+                healthy=command.healthy,
+                checker=command.checker,
+            ),
+        )
+        return
     elif isinstance(command, UpdateCluster):
         service = command.service
         log.info(

@@ -25,6 +25,7 @@ from nacos_actors.core.codec import (
 )
 from nacos_actors.core.registry import RegistryCore
 from nacos_actors.messages import (
+    ApplyProbeVerdict,
     CreateService,
     DeleteService,
     DeregisterInstance,
@@ -228,6 +229,13 @@ COMMANDS_BY_KIND = {
         UpdateMetadataBatch, service_keys, metadata, st.booleans(), st.sampled_from([None, "ephemeral", "persist"]),
         st.lists(persistent_keys, max_size=3).map(tuple),
     ),
+    ApplyProbeVerdict: st.builds(
+        lambda service, ip, port, cluster, healthy, checker: ApplyProbeVerdict(
+            service, ip, port, cluster, healthy, checker
+        ),
+        service_keys, st.sampled_from(["127.0.0.1", "::1", "10.1.2.3"]), st.integers(1, 65535),
+        st.sampled_from(["DEFAULT", "c1"]), st.booleans(), st.sampled_from(["TCP", "HTTP", "MYSQL"]),
+    ),
     ImportDefinition: st.builds(ImportDefinition, definitions),
 }  # fmt: skip
 
@@ -278,6 +286,23 @@ def _register_args(**instance_changes) -> list:
     return ["public", "g@@svc", record]
 
 
+def _verdict_args(**changes) -> list:
+    record = {"namespace": "public", "name": "g@@svc", "ip": "127.0.0.1", "port": 80, "cluster": "DEFAULT",
+              "healthy": False, "checker": "TCP"}  # fmt: skip
+    record.update(changes)
+    return list(record.values())
+
+
+def test_a_probe_verdict_entry_names_its_instance_health_and_checker():
+    verdict = ApplyProbeVerdict(SVC, "127.0.0.1", 80, "DEFAULT", False, "TCP")
+    assert msgpack.unpackb(encode_operation(verdict, 5)) == {
+        "version": OPERATION_VERSION,
+        "kind": "probe_verdict",
+        "at": 5,
+        "args": _verdict_args(),
+    }
+
+
 @pytest.mark.parametrize(
     "data, words",
     [
@@ -311,6 +336,18 @@ def _register_args(**instance_changes) -> list:
         (_entry(kind="create_service", args=["public", "g@@svc", 0.0, {}, ["regex", ""]]), "selector type: unknown"),
         (_entry(kind="update_cluster", args=["public", "g@@svc", ["c", {"type": "BOGUS"}, 80, True, {}]]), "cluster"),
         (_entry(kind="import", args=[["public", "g@@svc"]]), "definition: wrong number of fields"),
+        (_entry(kind="probe_verdict", args=["public", "g@@svc", "127.0.0.1", 80, "DEFAULT", True]),
+         "probe_verdict: wrong number of fields"),
+        (_entry(kind="probe_verdict", args=_verdict_args(ip="db.example")), "probe verdict ip: not an IP address"),
+        (_entry(kind="probe_verdict", args=_verdict_args(ip="999.1.1.1")), "not a valid IP address"),
+        (_entry(kind="probe_verdict", args=_verdict_args(ip=7)), "ip: unexpected int"),
+        (_entry(kind="probe_verdict", args=_verdict_args(port=0)), "port"),
+        (_entry(kind="probe_verdict", args=_verdict_args(cluster="a b")), "cluster"),
+        (_entry(kind="probe_verdict", args=_verdict_args(healthy=1)), "healthy: unexpected int"),
+        (_entry(kind="probe_verdict", args=_verdict_args(checker="NONE")), "probe verdict checker: unknown 'NONE'"),
+        (_entry(kind="probe_verdict", args=_verdict_args(checker="tcp")), "probe verdict checker: unknown 'tcp'"),
+        (_entry(kind="probe_verdict", args=_verdict_args(checker=None)), "probe verdict checker: unexpected NoneType"),
+        (_entry(kind="probe_verdict", args=_verdict_args(namespace="../x")), "namespace"),
     ],
 )  # fmt: skip
 def test_malformed_entries_are_refused_naming_the_problem(data, words):

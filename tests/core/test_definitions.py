@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from nacos_actors.core.definitions import DefinitionApplied, DefinitionCore
 from nacos_actors.core.registry import NO_LIMITS, RegistryLimits
 from nacos_actors.messages import (
+    ApplyProbeVerdict,
     CreateService,
     DeleteService,
     DeregisterInstance,
@@ -255,6 +256,64 @@ def test_manual_health_of_no_persistent_instance_changes_nothing():
     assert raft.apply(SetInstanceHealth(SVC, IP, 81, "DEFAULT", False)) == DefinitionApplied(Ok(None), None)
 
 
+# -- probe verdicts ----------------------------------------------------------------------------
+
+HTTP_CHECKER = ClusterConfig(freeze({"type": "HTTP", "path": "/health", "headers": "", "expectedResponseCode": 200}))
+
+
+def verdict(healthy: bool, checker: str = "TCP", port: int = 80, cluster: str = "DEFAULT") -> ApplyProbeVerdict:
+    return ApplyProbeVerdict(SVC, IP, port, cluster, healthy, checker)
+
+
+def test_a_probe_verdict_sets_the_health_under_the_checker_that_probed():
+    raft = Raft()
+    raft.ok(RegisterInstance(SVC, persistent()))
+    done = raft.apply(verdict(False), now_ms=2_000)
+    assert isinstance(done.outcome, Ok) and done.change is not None
+    assert done.change.touched == (key(),)
+    assert raft.instance().healthy is False
+    assert raft.definition().modified_ms == 2_000 and raft.definition().index == 2
+    raft.ok(UpdateCluster(SVC, "c1", HTTP_CHECKER))
+    raft.ok(RegisterInstance(SVC, persistent(cluster="c1")))
+    assert raft.apply(verdict(False, "HTTP", cluster="c1")).change is not None
+    assert raft.instance(cluster="c1").healthy is False
+    assert raft.apply(verdict(True, "HTTP", cluster="c1")).change is not None
+    assert raft.instance(cluster="c1").healthy is True
+
+
+def test_a_probe_verdict_that_raced_a_change_of_checker_changes_nothing():
+    raft = Raft()
+    raft.ok(RegisterInstance(SVC, persistent(cluster="c1")))  # c1 unconfigured: TCP
+    for config, checker in ((None, "HTTP"), (HTTP_CHECKER, "TCP"), (NONE_CHECKER, "TCP"), (TCP_CHECKER, "MYSQL")):
+        if config is not None:
+            raft.ok(UpdateCluster(SVC, "c1", config))
+        before = raft.definition()
+        assert raft.apply(verdict(False, checker, cluster="c1")) == DefinitionApplied(Ok(None), None)
+        assert raft.definition() is before
+
+
+def test_a_probe_verdict_on_a_missing_or_marked_instance_changes_nothing():
+    raft = Raft()
+    assert raft.apply(verdict(False)) == DefinitionApplied(Ok(None), None)  # no definition
+    assert SVC not in raft.core.definitions
+    raft.ok(RegisterInstance(SVC, persistent(81)))
+    assert raft.apply(verdict(False)) == DefinitionApplied(Ok(None), None)  # no instance at port 80
+    raft.ok(RegisterInstance(SVC, persistent(marked=True)))
+    assert raft.apply(verdict(False)) == DefinitionApplied(Ok(None), None)
+    assert raft.instance().healthy is True
+
+
+def test_a_probe_verdict_is_idempotent():
+    raft = Raft()
+    raft.ok(RegisterInstance(SVC, persistent(healthy=False)))
+    assert raft.apply(verdict(False)) == DefinitionApplied(Ok(None), None)  # already so
+    first = raft.apply(verdict(True), now_ms=3_000)
+    after = raft.definition()
+    assert first.change is not None and raft.instance().healthy is True
+    assert raft.apply(verdict(True), now_ms=4_000) == DefinitionApplied(Ok(None), None)
+    assert raft.definition() is after
+
+
 def test_a_metadata_batch_by_kind_takes_every_persistent_instance():
     raft = Raft()
     raft.ok(RegisterInstance(SVC, persistent(81, metadata=freeze({"a": "1"}))))
@@ -419,6 +478,9 @@ entries = st.one_of(
               services, keys, st.booleans()),
     st.builds(UpdateMetadataBatch, services, small_metadata, st.booleans(), st.sampled_from([None, "persist"]),
               st.lists(keys, max_size=2).map(tuple)),
+    st.builds(lambda service, k, healthy, checker: ApplyProbeVerdict(
+        service, k.ip, k.port, k.cluster, healthy, checker),
+        services, keys, st.booleans(), st.sampled_from(["TCP", "HTTP", "NONE"])),
     st.builds(lambda service, listed, threshold: ImportDefinition(
         Definition(service, instance_map(listed), protect_threshold=threshold, modified_ms=10)),
         services, st.lists(instances, max_size=2), st.sampled_from([0.0, 0.5])),

@@ -6,6 +6,7 @@ explicit; the real library is exercised by tests/raft and the end-to-end tests.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,9 +17,11 @@ from nacos_actors.core.consensus import RaftBoard
 from nacos_actors.core.definitions import DefinitionCore
 from nacos_actors.core.registry import NO_LIMITS
 from nacos_actors.drivers.raft import RaftDriver, RaftDriverConfig
+from nacos_actors.logs import EVENT_ATTRIBUTE
 from nacos_actors.messages import (
     RAFT,
     REGISTRY,
+    ApplyProbeVerdict,
     CreateService,
     DefinitionsApplied,
     DefinitionsLoaded,
@@ -236,3 +239,29 @@ def test_stopping_answers_what_waits_and_closes_the_group(rig):
     late = RecordingReply()
     driver.handle(Propose(RegisterInstance(SVC, DB), 1_000, late), 1_000)
     assert late.value.status == 503
+
+
+def test_an_applied_probe_verdict_is_logged_once_by_its_proposer(rig, caplog):
+    driver, group, _, recorder, _ = rig
+    caplog.set_level(logging.INFO, logger="nacos_actors.drivers.registry")
+    driver.handle(Propose(RegisterInstance(SVC, DB), 1_000, RecordingReply()), 1_000)
+    verdict = ApplyProbeVerdict(SVC, DB.ip, DB.port, DB.cluster, False, "TCP")
+    for _ in range(2):  # the second changes nothing: no line
+        driver.handle(Propose(verdict, 1_000, RecordingReply()), 1_000)
+    group.commit()
+    records = [r for r in caplog.records if getattr(r, EVENT_ATTRIBUTE, {}).get("event") == "probe_verdict"]
+    assert [r.getMessage() for r in records] == [
+        "127.0.0.1:3306 in DEFAULT_GROUP@@db (namespace public, cluster DEFAULT, persistent)"
+        " marked unhealthy by its TCP probe"
+    ]
+    assert getattr(records[0], EVENT_ATTRIBUTE) == {
+        "event": "probe_verdict",
+        "namespace": "public",
+        "service": "DEFAULT_GROUP@@db",
+        "ip": "127.0.0.1",
+        "port": 3306,
+        "cluster": "DEFAULT",
+        "healthy": False,
+        "checker": "TCP",
+    }
+    assert recorder.proposals == ["applied"] * 3
