@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 
 import pykka
 import pytest
+
+from tests.mariadb import MariaDB, start_mariadb
 
 
 @pytest.fixture(autouse=True)
@@ -22,3 +25,22 @@ def no_leaked_actors():
         if t.is_alive() and ("Actor" in t.name or t.name.endswith(("-alarm", "-receiver")))
     ]
     assert not actor_threads, f"actor threads left behind: {actor_threads}"
+
+
+@pytest.fixture(scope="session")
+def mariadb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDB]:
+    """One private MariaDB server for the session (tests/mariadb.py); skips loudly without
+    MariaDB, fails under CI."""
+    server = start_mariadb(tmp_path_factory.mktemp("mariadb"))
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def mariadb(mariadb_server: MariaDB) -> MariaDB:
+    """The session's MariaDB server, running and writable (a test may stop it or make it
+    read-only: the next one gets it back)."""
+    mariadb_server.reset()
+    return mariadb_server
