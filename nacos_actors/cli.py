@@ -293,6 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
         dest="health_probe_max_in_flight",
         help="probes running at once; more wait for a slot (default 1024)",
     )
+    flag(
+        "--health-probe-networks",
+        dest="health_probe_networks",
+        help="probe only instances in these comma-separated networks, e.g. 10.0.0.0/8 (default: any)",
+    )
     return parser
 
 

@@ -49,6 +49,7 @@ from nacos_actors.bridge import (
 from nacos_actors.clock import wall_clock_ms
 from nacos_actors.core.consensus import RaftBoard
 from nacos_actors.core.grpc_push import GrpcPushConfig, GrpcPushCore
+from nacos_actors.core.probing import ProbeResult
 from nacos_actors.core.push import PushBoard, PushConfig, PushCore
 from nacos_actors.core.registry import RegistryCore, RegistryView, Rejected
 from nacos_actors.drivers.assembly import build_drivers, raft_driver_config, registry_limits
@@ -59,10 +60,23 @@ from nacos_actors.http.app import build_app
 from nacos_actors.http.cluster import async_join
 from nacos_actors.http.connections import ConnectionGuard, ConnectionLimits
 from nacos_actors.http.front import ClusterFront, Front, PeerRejections
-from nacos_actors.messages import DISTRO, MEMBERS, REGISTRY, ActorName, Drain, ImportDefinition, Leave, Ping, WriteBatch
+from nacos_actors.messages import (
+    DISTRO,
+    MEMBERS,
+    PROBE,
+    REGISTRY,
+    ActorName,
+    Drain,
+    ImportDefinition,
+    Leave,
+    Ping,
+    ProbesFinished,
+    WriteBatch,
+)
 from nacos_actors.metrics import NodeMetrics
 from nacos_actors.model import Definition, Service, ServiceKey
 from nacos_actors.peers import PeerLink
+from nacos_actors.probes.prober import Prober
 from nacos_actors.raft.group import RaftBindError, RaftGroup, RaftGroupConfig
 from nacos_actors.render import lists as render
 from nacos_actors.render.grpc import service_info
@@ -425,7 +439,12 @@ async def async_start_node(
         log.info("push socket on udp %s", join_host_port(*endpoint.address))
     grpc_port = settings.grpc_listen_port
     grpc_server = GrpcServer(settings, metrics.grpc, loop) if grpc_port is not None else None
-    outbox = ActorOutbox(loop, actors, ticker, link, endpoint, grpc_server)
+
+    def report_probes(results: tuple[ProbeResult, ...]) -> None:
+        actors.tell(PROBE, ProbesFinished(results))
+
+    prober = Prober(report_probes, settings.health_probe_max_in_flight)
+    outbox = ActorOutbox(loop, actors, ticker, link, endpoint, grpc_server, prober)
     raft_board = RaftBoard()
     drivers = build_drivers(
         settings,
@@ -480,14 +499,25 @@ async def async_start_node(
     )
     if imports:
         await async_import_definitions(front, imports)
+    front.stopping = (_closer(prober),)
     if grpc_server is not None and grpc_port is not None:
         grpc_server.attach(front)
         try:
             await grpc_server.async_start(settings.host, grpc_port)
         except GrpcBindError as error:
             raise SystemExit(f"{error} (set another with --grpc-port, or 0 to turn gRPC off)") from None
-        front.stopping = (grpc_server.async_stop,)
+        front.stopping = (*front.stopping, grpc_server.async_stop)
     return front
+
+
+def _closer(prober: Prober) -> Callable[[float], Awaitable[None]]:
+    """The prober's close as one of the Front's `stopping` steps (it needs no grace: a probe
+    still running at the stop is cancelled)."""
+
+    async def close(grace_s: float) -> None:
+        await prober.async_close()
+
+    return close
 
 
 async def async_wait_for_raft(board: RaftBoard, timeout_s: float) -> None:

@@ -113,6 +113,8 @@ class Settings:
     health_probe_timeout_ms: int = 500
     health_check_times: int = 3
     health_probe_max_in_flight: int = 1_024
+    # Only instances in these networks are probed (empty: any address).
+    health_probe_networks: tuple[str, ...] = ()
 
     @property
     def self_address(self) -> str:
@@ -328,6 +330,21 @@ def _secret(value: Any, setting: str) -> str | None:
     return text
 
 
+def _networks(value: Any, setting: str) -> tuple[str, ...]:
+    """CIDR networks, comma-separated or a list (`127.0.0.0/8,::1`); host bits are masked."""
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    networks = []
+    for item in items:
+        text = str(item).strip()
+        if not text:
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(text, strict=False)))
+        except ValueError:
+            raise SettingsError(f"{setting}: '{text}' is not an IP network (such as 10.0.0.0/8)") from None
+    return tuple(networks)
+
+
 _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "host": _host,
     "port": _port,
@@ -395,6 +412,7 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "health_probe_timeout_ms": _int_between(10, 60_000),
     "health_check_times": _int_between(1, 100),
     "health_probe_max_in_flight": _int_between(1, 1_000_000),
+    "health_probe_networks": _networks,
 }
 SETTING_NAMES = tuple(f.name for f in fields(Settings) if f.name != "member_raft_ports")
 

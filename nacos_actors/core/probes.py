@@ -23,6 +23,7 @@ import heapq
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import Any, Final
 
 from nacos_actors.core.distro import health_judged_here
@@ -58,7 +59,8 @@ class ProbeConfig:
     `interval_ms` plus a uniform jitter in [0, `jitter_ms`); a probe gives up after
     `timeout_ms`. `check_times` consecutive results change a verdict (Nacos's `checkTimes`).
     At most `max_in_flight` probes run at once (more wait for a slot). A verdict proposed but
-    not yet seen in a snapshot is proposed again after `verdict_retry_ms`."""
+    not yet seen in a snapshot is proposed again after `verdict_retry_ms`. With `networks`,
+    only instances whose IP lies in one of them are probed (none given: any IP)."""
 
     enabled: bool = True
     interval_ms: int = 2_000
@@ -67,6 +69,7 @@ class ProbeConfig:
     check_times: int = 3
     max_in_flight: int = 1_024
     verdict_retry_ms: int = 5_000
+    networks: tuple[IPv4Network | IPv6Network, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +156,14 @@ def probe_target(instance: Instance, cluster: ClusterConfig, timeout_ms: int) ->
             expected_status=expected_status(checker.get("expectedResponseCode")),
         )
     return ProbeTarget(0, kind, instance.ip, port, timeout_ms)
+
+
+def in_networks(ip: str, networks: Sequence[IPv4Network | IPv6Network]) -> bool:
+    """Whether the IP literal `ip` lies in one of `networks` (always, when there are none)."""
+    if not networks:
+        return True
+    address = ip_address(ip)
+    return any(address in network for network in networks)
 
 
 def _text(checker: Mapping[str, Any], field: str) -> str:
@@ -402,6 +413,8 @@ class ProbeCore:
         target = None
         if instance is not None:
             target = probe_target(instance, snapshot.cluster_config(instance.cluster), self.config.timeout_ms)
+            if target is not None and not in_networks(target.ip, self.config.networks):
+                target = None
         probed = self._probed.get(service, {}).get(key)
         if target is None or instance is None:
             if probed is not None:

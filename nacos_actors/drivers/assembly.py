@@ -4,6 +4,7 @@ starts each in an actor) and for the cluster simulation (tests/sim runs them on 
 from __future__ import annotations
 
 import random
+from ipaddress import ip_network
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -85,6 +86,7 @@ def probe_config(settings: Settings) -> ProbeConfig:
         timeout_ms=settings.health_probe_timeout_ms,
         check_times=settings.health_check_times,
         max_in_flight=settings.health_probe_max_in_flight,
+        networks=tuple(ip_network(network) for network in settings.health_probe_networks),
     )
 
 

@@ -12,8 +12,8 @@ from nacos_actors.logs import event
 from nacos_actors.messages import (
     DISTRO,
     HEALTH,
-    PROBE,
     MEMBERS,
+    PROBE,
     ActorName,
     Leave,
     MarkReady,

@@ -62,9 +62,14 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
+LOOPBACK_ONLY = {"NACOS_ACTORS_HEALTH_PROBE_NETWORKS": "127.0.0.0/8,::1/128"}
+
+
 def clean_environment() -> dict[str, str]:
-    """This process's environment without NACOS_ACTORS_* settings (tests pass flags)."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("NACOS_ACTORS_")}
+    """This process's environment without NACOS_ACTORS_* settings (tests pass flags), but for
+    one: nodes probe loopback instances only, whatever address a test registers."""
+    kept = {k: v for k, v in os.environ.items() if not k.startswith("NACOS_ACTORS_")}
+    return {**kept, **LOOPBACK_ONLY}
 
 
 def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
