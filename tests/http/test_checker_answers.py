@@ -1,14 +1,19 @@
 """A MYSQL checker's password never leaves the node in an answer: every GET endpoint the OpenAPI
 document lists is asked about a service whose cluster holds one (each with the parameters that
-reach that service), and none shows it; the answers that show a checker show it masked."""
+reach that service), and none shows it; the answers that show a checker show it masked. The
+switches show this node's probe settings. The node here runs with health_check_times=5."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+
+import pytest
 
 from nacos_actors.http.app import openapi_document
 from nacos_actors.model import ServiceKey
 from nacos_actors.render.views import MASKED_PASSWORD, checker_json
+from nacos_actors.settings import Settings
 from tests.http.support import ok
 
 SECRET = "pwd-8c1f-never-shown"
@@ -41,6 +46,11 @@ def get_routes(document: dict) -> list[str]:
 
 
 GET_ROUTES = get_routes(json.loads(openapi_document()))  # read here: the test's loop must not block
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return replace(Settings(), health_check_times=5)
 
 
 async def test_no_answer_shows_a_stored_password(client, front):
@@ -79,3 +89,11 @@ def test_checker_json_masks_only_a_password():
     assert checker_json({"type": "MYSQL", "user": "u", "pwd": ""}) == {"type": "MYSQL", "user": "u", "pwd": "******"}
     http = {"type": "HTTP", "path": "/pwd", "headers": "pwd:x", "expectedResponseCode": 200}
     assert checker_json(http) == http
+
+
+@pytest.mark.parametrize("base", ["/nacos/v1/ns/operator", "/nacos/v1/ns/ops"])
+async def test_the_switches_show_the_checks_in_a_row_that_change_a_verdict(client, base):
+    body = await (await client.get(f"{base}/switches")).json()
+    assert (body["checkTimes"], body["healthCheckEnabled"]) == (5, True)
+    v2 = await (await client.get("/nacos/v2/ns/operator/switches")).json()
+    assert v2["data"]["checkTimes"] == 5
