@@ -22,7 +22,7 @@ import os
 import re
 import threading
 from bisect import bisect_left
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, get_args
 
 import pykka
@@ -46,8 +46,10 @@ from nacos_actors.core.grpc_push import GRPC_REFUSAL_REASONS
 from nacos_actors.core.health import BEAT_NOT_FOUND, BEAT_RECORDED, BEAT_REREGISTERED, BEAT_REVIVED
 from nacos_actors.core.members import STATES, MemberBoard
 from nacos_actors.core.peer_auth import REJECT_REASONS
+from nacos_actors.core.probing import PROBE_KINDS, PROBE_OUTCOMES
 from nacos_actors.core.push import REFUSAL_REASONS, PushBoard
 from nacos_actors.messages import Command
+from nacos_actors.model import HTTP_CHECKER, MYSQL_CHECKER, TCP_CHECKER
 
 # What GET /nacos/actuator/prometheus answers: the text format Nacos (Spring's actuator) serves.
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
@@ -66,9 +68,11 @@ FAILED_PUSH = "failedPush"
 AVG_PUSH_COST = "avgPushCost"
 MAX_PUSH_COST = "maxPushCost"
 PUSH_PENDING_TASK_COUNT = "pushPendingTaskCount"
-# Nacos counts its active probes of persistent instances here; nacos-actors runs none (beats
-# only), so these stay 0. Spelling as Nacos's (`mysqlhealthCheck`).
-ACTIVE_CHECK_NAMES = ("tcpHealthCheck", "httpHealthCheck", "mysqlhealthCheck")
+# The active probes of persistent instances started since the node started, by checker type
+# (Nacos's HealthCheckStatus counters, incremented as each probe starts). Nacos also zeroes them
+# at midnight (its MetricsMonitor reset task); ours only grow until the node restarts. Spelling
+# as Nacos's (`mysqlhealthCheck`).
+ACTIVE_CHECK_NAMES = {TCP_CHECKER: "tcpHealthCheck", HTTP_CHECKER: "httpHealthCheck", MYSQL_CHECKER: "mysqlhealthCheck"}
 # Nacos 1.4 sets leaderStatus only from its old Raft, which it retires as soon as every member
 # runs >= 1.4.0 (at once when standalone): from then on the gauge stays 0. So does ours.
 LEADER_STATUS_VALUE = 0
@@ -181,13 +185,16 @@ class NacosMonitorCollector(Collector):
 
     HELP = (
         "Nacos naming monitor gauges (Nacos's MetricsMonitor names): services, instances, "
-        "subscribers, pushes (total, failed, ack cost in ms), pending pushes, leader status; "
-        "and module core's longConnection (gRPC connections)"
+        "subscribers, pushes (total, failed, ack cost in ms), pending pushes, leader status, "
+        "active probes started by checker type; and module core's longConnection (gRPC connections)"
     )
 
     def __init__(self, counts: RegistryCounts, push: PushFigures) -> None:
         self._counts = counts
         self._push = push
+        # Probes started per checker type (ProbeMetrics.started; whole ints, written by the
+        # probe actor alone), read at scrape time for tcpHealthCheck and the others.
+        self.probes_started: Mapping[str, int] = {}
         # Nacos 2.x's `nacos_monitor{module="core",name="longConnection"}`: the gRPC server sets
         # it to its connection count (a len() read at scrape time).
         self.long_connections: Callable[[], int] | None = None
@@ -207,8 +214,9 @@ class NacosMonitorCollector(Collector):
         family.add_metric([NACOS_MODULE, AVG_PUSH_COST], push.average_cost_ms)
         family.add_metric([NACOS_MODULE, MAX_PUSH_COST], push.cost_max_ms)
         family.add_metric([NACOS_MODULE, PUSH_PENDING_TASK_COUNT], push.pending_services)
-        for name in ACTIVE_CHECK_NAMES:
-            family.add_metric([NACOS_MODULE, name], 0)
+        started = self.probes_started
+        for kind, name in ACTIVE_CHECK_NAMES.items():
+            family.add_metric([NACOS_MODULE, name], started.get(kind, 0))
         long_connections = self.long_connections
         family.add_metric([CORE_MODULE, LONG_CONNECTION], long_connections() if long_connections is not None else 0)
         return [family]
@@ -788,14 +796,116 @@ class GrpcMetrics:
         self.client_versions.labels(label).dec()
 
 
+# A probe is a TCP connect or one HTTP/SQL round trip on the local network, bounded by
+# health_probe_timeout_ms (500 ms by default, at most 60 s).
+PROBE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+PROBE_HEALTHY = "healthy"
+PROBE_UNHEALTHY = "unhealthy"
+PROBE_VERDICTS = (PROBE_HEALTHY, PROBE_UNHEALTHY)
+
+
+class ProbeRecorder(Protocol):
+    """What the probe driver records of the active probes of persistent instances. `kind` is a
+    checker type of PROBE_KINDS (TCP, HTTP, MYSQL), `outcome` one of PROBE_OUTCOMES."""
+
+    def probe_started(self, kind: str) -> None: ...
+
+    def probe_finished(self, kind: str, outcome: str, seconds: float) -> None: ...
+
+    def verdict(self, kind: str, healthy: bool) -> None: ...
+
+    def figures(self, in_flight: int, targets: int) -> None: ...
+
+
+class ProbeMetrics:
+    """The active probes' figures (a ProbeRecorder). Recorded on the probe actor's thread.
+
+    Every (type, outcome) and (type, verdict) series exists from the start at 0, and the latency
+    histogram has a series per type, so `increase()` sees a first probe and a dashboard shows a
+    zero rather than a hole. `started` counts the probes started per type since the node
+    started: nacos_monitor's tcpHealthCheck, httpHealthCheck and mysqlhealthCheck read it at
+    scrape time. A kind or outcome outside PROBE_KINDS / PROBE_OUTCOMES is not counted.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        probes = Counter(
+            "nacos_actors_health_probes",
+            "Active health probes of persistent instances, by checker type (TCP, HTTP, MYSQL) and "
+            "outcome: ok; timeout (no answer in health_probe_timeout_ms); refused (connection refused "
+            "or reset: unhealthy at once); bad_answer (an HTTP status or SQL answer that is not "
+            "healthy); error (anything else)",
+            ["type", "outcome"],
+            registry=registry,
+        )
+        self._outcomes = {
+            (kind, outcome): probes.labels(kind, outcome) for kind in PROBE_KINDS for outcome in PROBE_OUTCOMES
+        }
+        seconds = Histogram(
+            "nacos_actors_health_probe_seconds",
+            "Time from starting an active health probe to its outcome, by checker type",
+            ["type"],
+            registry=registry,
+            buckets=PROBE_BUCKETS,
+        )
+        self._seconds = {kind: seconds.labels(kind) for kind in PROBE_KINDS}
+        verdicts = Counter(
+            "nacos_actors_health_probe_verdicts",
+            "Health changes the active probes proposed (through Raft), by checker type and verdict: "
+            "healthy (health_check_times successes in a row), unhealthy (as many failures in a row, "
+            "or one refused connection / unexpected answer)",
+            ["type", "verdict"],
+            registry=registry,
+        )
+        self._verdicts = {
+            (kind, healthy): verdicts.labels(kind, PROBE_HEALTHY if healthy else PROBE_UNHEALTHY)
+            for kind in PROBE_KINDS
+            for healthy in (True, False)
+        }
+        self._in_flight = Gauge(
+            "nacos_actors_health_probes_in_flight",
+            "Active health probes running now (at most health_probe_max_in_flight)",
+            registry=registry,
+        )
+        self._targets = Gauge(
+            "nacos_actors_health_probe_targets",
+            "Persistent instances this member probes (those of the services it is responsible for "
+            "whose cluster's checker is TCP, HTTP or MYSQL)",
+            registry=registry,
+        )
+        self.started: dict[str, int] = dict.fromkeys(PROBE_KINDS, 0)
+
+    def probe_started(self, kind: str) -> None:
+        """Count a probe started (nacos_monitor's tcpHealthCheck and the others)."""
+        if kind in self.started:
+            self.started[kind] += 1
+
+    def probe_finished(self, kind: str, outcome: str, seconds: float) -> None:
+        """Count a probe's outcome and observe how long it took."""
+        counter = self._outcomes.get((kind, outcome))
+        if counter is not None:
+            counter.inc()
+            self._seconds[kind].observe(seconds)
+
+    def verdict(self, kind: str, healthy: bool) -> None:
+        """Count a health change proposed for an instance `kind` probed."""
+        counter = self._verdicts.get((kind, healthy))
+        if counter is not None:
+            counter.inc()
+
+    def figures(self, in_flight: int, targets: int) -> None:
+        """Set the probes running now and the instances probed."""
+        self._in_flight.set(in_flight)
+        self._targets.set(targets)
+
+
 class NodeMetrics:
     """Every metric of one node, registered on the `registry` it is given.
 
     The attributes are ready-made label children, so recording costs one `inc`/`observe`:
     `beats[outcome]` (loop thread), `exceptions_request` (loop), `exceptions_actor` (the failing
     actor's thread), `write_batch_size` (registry actor), `health_transitions[transition]`
-    (registry actor; `revived` on the loop), `push` (push actor). `counts` and `push_figures`
-    are read at scrape time.
+    (registry actor; `revived` on the loop), `push` (push actor), `probes` (probe actor).
+    `counts` and `push_figures` are read at scrape time.
     """
 
     def __init__(
@@ -874,6 +984,8 @@ class NodeMetrics:
         self.connections = ConnectionMetrics(registry)
         self.grpc = GrpcMetrics(registry)
         self.raft = RaftMetrics(registry, self._writes)
+        self.probes = ProbeMetrics(registry)
+        self.monitor.probes_started = self.probes.started
         self.replicated_services = self.cluster.replicated_services
 
         self._message_seconds = Histogram(

@@ -77,6 +77,11 @@ def test_serve_flags_parse_to_setting_names():
             "--grpc-max-instances-per-connection", "17",
             "--grpc-max-subscriptions-per-connection", "18",
             "--grpc-stream-queue", "19",
+            "--health-probe-interval-ms", "1500",
+            "--health-probe-jitter-ms", "0",
+            "--health-probe-timeout-ms", "250",
+            "--health-check-times", "2",
+            "--health-probe-max-in-flight", "20",
         ]
     )
     assert vars(args) == {
@@ -145,6 +150,11 @@ def test_serve_flags_parse_to_setting_names():
         "grpc_max_instances_per_connection": "17",
         "grpc_max_subscriptions_per_connection": "18",
         "grpc_stream_queue": "19",
+        "health_probe_interval_ms": "1500",
+        "health_probe_jitter_ms": "0",
+        "health_probe_timeout_ms": "250",
+        "health_check_times": "2",
+        "health_probe_max_in_flight": "20",
     }
 
 
@@ -183,6 +193,11 @@ def no_settings_from_the_environment(monkeypatch):
         (["serve", "--header-timeout-ms", "10"], "header_timeout_ms"),
         (["serve", "--idle-timeout-ms", "soon"], "idle_timeout_ms"),
         (["serve", "--shutdown-timeout-ms", "100"], "shutdown_timeout_ms"),
+        (["serve", "--health-probe-interval-ms", "99"], "health_probe_interval_ms"),
+        (["serve", "--health-probe-jitter-ms", "-1"], "health_probe_jitter_ms"),
+        (["serve", "--health-probe-timeout-ms", "60001"], "health_probe_timeout_ms"),
+        (["serve", "--health-check-times", "0"], "health_check_times"),
+        (["serve", "--health-probe-max-in-flight", "lots"], "health_probe_max_in_flight"),
         (["serve", "--members", "127.0.0.1", "--cluster-conf", "config/cluster.conf"], "--cluster-conf"),
     ],
 )

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
 from nacos_actors.core.peer_auth import REJECT_REASONS
+from nacos_actors.core.probing import PROBE_KINDS, PROBE_OUTCOMES
 from nacos_actors.logs import JsonFormatter, configure_logging, event
 from nacos_actors.messages import (
     BeatInstance,
@@ -38,8 +39,10 @@ from nacos_actors.metrics import (
     COMMAND_TYPES,
     CONTENT_TYPE,
     REQUEST_BUCKETS,
+    PROBE_BUCKETS,
     LoopHistogram,
     NodeMetrics,
+    ProbeRecorder,
     command_label,
     method_label,
 )
@@ -264,11 +267,105 @@ def test_our_metric_names_carry_the_prefix_and_a_unit_and_have_help(metrics):
         "nacos_actors_grpc_connections_closed",
         "nacos_actors_grpc_connections_refused",
         "nacos_actors_grpc_stream_dropped",
+        "nacos_actors_health_probes",
+        "nacos_actors_health_probe_seconds",
+        "nacos_actors_health_probe_verdicts",
+        "nacos_actors_health_probes_in_flight",
+        "nacos_actors_health_probe_targets",
     }
     for family in ours:
         assert family.documentation.strip(), family.name
         if family.type == "counter":
             assert all(s.name.endswith(("_total", "_created")) for s in family.samples)
+
+
+# -- active probes ---------------------------------------------------------------------------
+
+
+ACTIVE_CHECKS = {"TCP": "tcpHealthCheck", "HTTP": "httpHealthCheck", "MYSQL": "mysqlhealthCheck"}
+
+
+def test_probe_series_exist_at_zero_for_every_type_outcome_and_verdict(metrics):
+    samples = scrape(metrics)
+    assert set(PROBE_KINDS) == set(ACTIVE_CHECKS)
+    for kind in PROBE_KINDS:
+        for outcome in PROBE_OUTCOMES:
+            assert value(samples, "nacos_actors_health_probes_total", type=kind, outcome=outcome) == 0
+        for verdict in ("healthy", "unhealthy"):
+            assert value(samples, "nacos_actors_health_probe_verdicts_total", type=kind, verdict=verdict) == 0
+        assert value(samples, "nacos_actors_health_probe_seconds_count", type=kind) == 0
+        assert value(samples, "nacos_monitor", module="naming", name=ACTIVE_CHECKS[kind]) == 0
+    assert value(samples, "nacos_actors_health_probes_in_flight") == 0
+    assert value(samples, "nacos_actors_health_probe_targets") == 0
+
+
+def test_probe_latency_buckets_span_half_a_millisecond_to_five_seconds():
+    assert PROBE_BUCKETS[0] == 0.0005 and PROBE_BUCKETS[-1] == 5.0
+    assert list(PROBE_BUCKETS) == sorted(set(PROBE_BUCKETS))
+
+
+def test_recorded_probes_show_in_the_exposition_and_in_nacos_monitor(metrics):
+    recorder: ProbeRecorder = metrics.probes
+    for _ in range(3):
+        recorder.probe_started("TCP")
+    recorder.probe_started("HTTP")
+    recorder.probe_finished("TCP", "ok", 0.0007)
+    recorder.probe_finished("TCP", "refused", 0.0002)
+    recorder.probe_finished("HTTP", "timeout", 0.5)
+    recorder.verdict("TCP", False)
+    recorder.verdict("HTTP", True)
+    recorder.figures(in_flight=2, targets=7)
+    samples = scrape(metrics)
+    assert value(samples, "nacos_monitor", module="naming", name="tcpHealthCheck") == 3
+    assert value(samples, "nacos_monitor", module="naming", name="httpHealthCheck") == 1
+    assert value(samples, "nacos_monitor", module="naming", name="mysqlhealthCheck") == 0
+    assert value(samples, "nacos_actors_health_probes_total", type="TCP", outcome="ok") == 1
+    assert value(samples, "nacos_actors_health_probes_total", type="TCP", outcome="refused") == 1
+    assert value(samples, "nacos_actors_health_probes_total", type="HTTP", outcome="timeout") == 1
+    assert value(samples, "nacos_actors_health_probes_total", type="MYSQL", outcome="ok") == 0
+    assert value(samples, "nacos_actors_health_probe_seconds_count", type="TCP") == 2
+    assert value(samples, "nacos_actors_health_probe_seconds_bucket", type="TCP", le="0.0005") == 1
+    assert value(samples, "nacos_actors_health_probe_seconds_bucket", type="TCP", le="0.001") == 2
+    assert value(samples, "nacos_actors_health_probe_seconds_bucket", type="HTTP", le="0.25") == 0
+    assert value(samples, "nacos_actors_health_probe_seconds_bucket", type="HTTP", le="0.5") == 1
+    assert value(samples, "nacos_actors_health_probe_verdicts_total", type="TCP", verdict="unhealthy") == 1
+    assert value(samples, "nacos_actors_health_probe_verdicts_total", type="TCP", verdict="healthy") == 0
+    assert value(samples, "nacos_actors_health_probe_verdicts_total", type="HTTP", verdict="healthy") == 1
+    assert value(samples, "nacos_actors_health_probes_in_flight") == 2
+    assert value(samples, "nacos_actors_health_probe_targets") == 7
+    recorder.figures(in_flight=0, targets=6)
+    samples = scrape(metrics)
+    assert value(samples, "nacos_actors_health_probes_in_flight") == 0
+    assert value(samples, "nacos_actors_health_probe_targets") == 6
+
+
+def test_a_probe_kind_or_outcome_outside_the_known_ones_makes_no_series(metrics):
+    before = scrape(metrics)
+    metrics.probes.probe_started("NONE")
+    metrics.probes.probe_finished("NONE", "ok", 0.1)
+    metrics.probes.probe_finished("TCP", "surprise", 0.1)
+    metrics.probes.verdict("NONE", True)
+    after = scrape(metrics)
+    assert set(after) == set(before)
+    assert value(after, "nacos_actors_health_probe_seconds_count", type="TCP") == 0
+
+
+def test_probe_counts_are_per_node():
+    first, second = NodeMetrics(CollectorRegistry(), Counts()), NodeMetrics(CollectorRegistry(), Counts())
+    first.probes.probe_started("MYSQL")
+    assert value(scrape(first), "nacos_monitor", module="naming", name="mysqlhealthCheck") == 1
+    assert value(scrape(second), "nacos_monitor", module="naming", name="mysqlhealthCheck") == 0
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.sampled_from(PROBE_KINDS), max_size=60))
+def test_nacos_monitor_active_checks_count_every_probe_started(kinds):
+    metrics = NodeMetrics(CollectorRegistry(), Counts())
+    for kind in kinds:
+        metrics.probes.probe_started(kind)
+    samples = scrape(metrics)
+    for kind, name in ACTIVE_CHECKS.items():
+        assert value(samples, "nacos_monitor", module="naming", name=name) == kinds.count(kind)
 
 
 @pytest.mark.parametrize(("method", "label"), [("GET", "GET"), ("PATCH", "PATCH"), ("FOO", "other"), ("get", "other")])

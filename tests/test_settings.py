@@ -255,6 +255,54 @@ def test_the_memory_bounds_from_each_source():
         assert "not a whole number" in error_of({name: "16k"})
 
 
+PROBE_SETTINGS = {
+    "health_probe_interval_ms": 1500,
+    "health_probe_jitter_ms": 0,
+    "health_probe_timeout_ms": 250,
+    "health_check_times": 2,
+    "health_probe_max_in_flight": 20,
+}
+
+
+def test_the_probe_settings_default_as_documented():
+    defaults = Settings()
+    assert (
+        defaults.health_probe_interval_ms,
+        defaults.health_probe_jitter_ms,
+        defaults.health_probe_timeout_ms,
+        defaults.health_check_times,
+        defaults.health_probe_max_in_flight,
+    ) == (2000, 1000, 500, 3, 1024)
+
+
+def test_the_probe_settings_from_each_source():
+    expected = Settings(**PROBE_SETTINGS, health_check_enabled=False)
+    assert load({**{k: str(v) for k, v in PROBE_SETTINGS.items()}, "health_check_enabled": "false"}) == expected
+    env = {f"NACOS_ACTORS_{name.upper()}": f" {value} " for name, value in PROBE_SETTINGS.items()}
+    assert load({}, {**env, "NACOS_ACTORS_HEALTH_CHECK_ENABLED": "no"}) == expected
+    text = "".join(f"{name} = {value}\n" for name, value in PROBE_SETTINGS.items()) + "health_check_enabled = false\n"
+    assert load({"config": "p.toml"}, **{"p.toml": text}) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "low", "high"),
+    [
+        ("health_probe_interval_ms", 100, 3_600_000),
+        ("health_probe_jitter_ms", 0, 3_600_000),
+        ("health_probe_timeout_ms", 10, 60_000),
+        ("health_check_times", 1, 100),
+        ("health_probe_max_in_flight", 1, 1_000_000),
+    ],
+)
+def test_the_probe_settings_bounds(name, low, high):
+    assert getattr(load({name: str(low)}), name) == low
+    assert getattr(load({name: str(high)}), name) == high
+    for outside in (low - 1, high + 1):
+        message = error_of({name: str(outside)})
+        assert name in message and f"not in {low}..{high}" in message
+    assert "not a whole number" in error_of({name: "1s"})
+
+
 # -- validation: every bad value is a SettingsError naming the setting -----------------------
 
 

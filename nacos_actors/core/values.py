@@ -247,14 +247,76 @@ def check_selector_expression(raw: str, field: str) -> str:
 
 HTTP_CHECKER_DEFAULTS: Mapping[str, Any] = freeze({"path": "", "headers": "", "expectedResponseCode": 200})
 MYSQL_CHECKER_FIELDS = ("user", "pwd", "cmd")
+MAX_CHECKER_PATH_LENGTH = 2048
+MAX_CHECKER_HEADERS_LENGTH = 4096
+MAX_CHECKER_COMMAND_LENGTH = 4096
+# RFC 7230's field-name: a token of tchar (its `|` can never reach here: it separates entries).
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
+_WHITESPACE = re.compile(r"\s")
+
+
+def check_checker_path(raw: str, field: str) -> str:
+    """An HTTP checker's `path`: "" (probe `/`), or an absolute path with an optional query
+    (`/health?full=1`) that can only ever be resolved against the instance's own address.
+
+    Nacos resolves the path against `http://ip:port` as a URL, so `http://other-host/x` or
+    `//other-host/x` would probe another host; refused here: the path must start with a single
+    `/`, and holds no `://` before its query, no `\\` (read as `/` by browsers' URL rules), no
+    `#`, no whitespace or control characters, at most MAX_CHECKER_PATH_LENGTH characters."""
+    if raw == "":
+        return raw
+    check_text(raw, field)
+    if len(raw) > MAX_CHECKER_PATH_LENGTH:
+        raise InvalidValue(field, f"must be at most {MAX_CHECKER_PATH_LENGTH} characters.")
+    if not raw.startswith("/"):
+        raise InvalidValue(field, f"must start with '/', got '{clip(raw)}'.")
+    if raw.startswith("//"):
+        raise InvalidValue(field, f"must not start with '//' (it would name another host), got '{clip(raw)}'.")
+    if "://" in raw.partition("?")[0]:
+        raise InvalidValue(field, f"must not contain '://' (it could name another host), got '{clip(raw)}'.")
+    if "\\" in raw:
+        raise InvalidValue(field, f"must not contain '\\' (read as '/' by some URL parsers), got '{clip(raw)}'.")
+    if "#" in raw:
+        raise InvalidValue(field, f"must not contain '#' (a fragment is never sent), got '{clip(raw)}'.")
+    if _WHITESPACE.search(raw):
+        raise InvalidValue(field, f"must not contain whitespace, got '{clip(raw)}'.")
+    return raw
+
+
+def checker_headers(raw: str, field: str) -> tuple[tuple[str, str], ...]:
+    """The request headers an HTTP checker's `headers` text names: `name:value` entries
+    separated by `|` (Nacos's format), each name an RFC 7230 token and each value free of
+    control characters, both trimmed; blank entries are skipped (Nacos ignores them). The value
+    is everything after the entry's first `:` (Nacos drops an entry with a second `:`; here
+    `Referer:http://a` is the header it reads as). Anything else raises InvalidValue, so a
+    stored text always yields exactly the headers it shows."""
+    check_text(raw, field)  # no CR, LF or other control character anywhere, valid UTF-8
+    if len(raw) > MAX_CHECKER_HEADERS_LENGTH:
+        raise InvalidValue(field, f"must be at most {MAX_CHECKER_HEADERS_LENGTH} characters.")
+    headers = []
+    for entry in raw.split("|"):
+        if not entry.strip():
+            continue
+        name, colon, value = entry.partition(":")
+        name = name.strip()
+        if not colon or not _HEADER_NAME.match(name):
+            raise InvalidValue(
+                field,
+                "must be 'name:value' entries separated by '|', each name a header token "
+                f"(letters, digits, !#$%&'*+.^_`~-), got '{clip(entry)}'.",
+            )
+        headers.append((name, value.strip()))
+    return tuple(headers)
 
 
 def parse_health_checker(document: Any, field: str) -> Mapping[str, Any]:
     """`{"type": TCP|HTTP|MYSQL|NONE, ...}`: Nacos's fields for that type, unknown ones dropped.
 
-    HTTP keeps `path`, `headers` (strings, default "") and `expectedResponseCode` (default
-    200); MYSQL keeps the given `user`, `pwd`, `cmd` strings. Nacos takes an unknown or
-    missing type as NONE, which would silently switch checks off; here it is refused.
+    HTTP keeps `path` (see check_checker_path), `headers` (see checker_headers; both strings,
+    default "") and `expectedResponseCode` (100..599, default 200); MYSQL keeps the given
+    `user`, `pwd`, `cmd` strings (`cmd` at most MAX_CHECKER_COMMAND_LENGTH characters). A bad
+    field raises InvalidValue naming `<field>.<name>`. Nacos takes an unknown or missing type
+    as NONE, which would silently switch checks off; here it is refused.
     """
     kinds = ", ".join(HEALTH_CHECKER_TYPES)
     if not isinstance(document, dict) or document.get("type") not in HEALTH_CHECKER_TYPES:
@@ -264,14 +326,18 @@ def parse_health_checker(document: Any, field: str) -> Mapping[str, Any]:
     if kind == HTTP_CHECKER:
         for field_name, default in HTTP_CHECKER_DEFAULTS.items():
             value = document.get(field_name)
+            named = f"{field}.{field_name}"
             if value is None:
                 normalised[field_name] = default
             elif field_name == "expectedResponseCode":
-                normalised[field_name] = parse_integer(value, f"{field}.{field_name}", 100, 599)
-            elif isinstance(value, str):
-                normalised[field_name] = check_text(value, f"{field}.{field_name}")
-            else:
+                normalised[field_name] = parse_integer(value, named, 100, 599)
+            elif not isinstance(value, str):
                 raise InvalidValue(field, f"field '{field_name}' must be a string, got {type_name(value)}.")
+            elif field_name == "path":
+                normalised[field_name] = check_checker_path(value, named)
+            else:
+                checker_headers(value, named)
+                normalised[field_name] = value
     elif kind == MYSQL_CHECKER:
         for field_name in MYSQL_CHECKER_FIELDS:
             value = document.get(field_name)
@@ -279,5 +345,8 @@ def parse_health_checker(document: Any, field: str) -> Mapping[str, Any]:
                 continue
             if not isinstance(value, str):
                 raise InvalidValue(field, f"field '{field_name}' must be a string, got {type_name(value)}.")
-            normalised[field_name] = check_text(value, f"{field}.{field_name}")
+            named = f"{field}.{field_name}"
+            if field_name == "cmd" and len(value) > MAX_CHECKER_COMMAND_LENGTH:
+                raise InvalidValue(named, f"must be at most {MAX_CHECKER_COMMAND_LENGTH} characters.")
+            normalised[field_name] = check_text(value, named)
     return freeze(normalised)

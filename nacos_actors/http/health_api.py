@@ -9,14 +9,18 @@ to the registry of the service's Distro owner. Runs on the event loop thread.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from aiohttp import web
 
 from nacos_actors.http.front import Front, front_of, ok, request_params
 from nacos_actors.http.params import instances, metadata, names
-from nacos_actors.http.params.base import Params, required, required_boolean
+from nacos_actors.http.params.base import ParamError, Params, required, required_boolean
 from nacos_actors.http.routing import AddRoute, distro_write, raft_only_when
 from nacos_actors.messages import SetInstanceHealth, UpdateCluster
-from nacos_actors.model import ClusterConfig, InstanceKey, freeze
+from nacos_actors.model import ClusterConfig, InstanceKey, ServiceKey, freeze
+from nacos_actors.render.views import MASKED_PASSWORD
 
 
 def sets_persistent_health(params: Params, front: Front) -> bool:
@@ -34,7 +38,8 @@ async def update_cluster(request: web.Request) -> web.Response:
     `clusterName`, `serviceName`, `checkPort`, `useInstancePort4Check` and `healthChecker` are
     required; `metadata` replaces the cluster's metadata (absent: emptied, as Nacos; at most
     max_service_metadata_bytes). The service must exist (400 `service not found:<name>`); the cluster is created if it has no
-    entry yet.
+    entry yet. A MYSQL checker whose `pwd` is the mask answers show keeps the stored password
+    (keep_stored_password).
     """
     front = front_of(request)
     params = await request_params(request)
@@ -42,7 +47,7 @@ async def update_cluster(request: web.Request) -> web.Response:
     cluster = names.check_cluster(required(params, "clusterName"), "clusterName")
     check_port = instances.port(params, "checkPort")
     use_instance_port = required_boolean(params, "useInstancePort4Check")
-    checker = metadata.health_checker(params)
+    checker = keep_stored_password(metadata.health_checker(params), front, service, cluster)
     cluster_metadata = metadata.within_limit(
         metadata.metadata(params) or freeze({}),
         front.settings.max_service_metadata_bytes,
@@ -56,6 +61,26 @@ async def update_cluster(request: web.Request) -> web.Response:
     )
     await front.write(UpdateCluster(service, cluster, config))
     return ok()
+
+
+def keep_stored_password(
+    checker: Mapping[str, Any], front: Front, service: ServiceKey, cluster: str
+) -> Mapping[str, Any]:
+    """`checker`, but when its `pwd` is MASKED_PASSWORD (what GET /v1/ns/service shows of a
+    password: a console that edits a cluster sends back what it was shown) the password this
+    member holds for that cluster instead; a 400 naming `healthChecker.pwd` when it holds none.
+    So a password, once set, is never in an answer and never lost by an edit; `******` itself
+    cannot be a password."""
+    if checker.get("pwd") != MASKED_PASSWORD:
+        return checker
+    current = front.service(service)
+    stored = current.cluster_config(cluster).health_checker.get("pwd") if current is not None else None
+    if stored is None:
+        raise ParamError(
+            f"Param 'healthChecker.pwd' is the mask '{MASKED_PASSWORD}', which keeps the stored password, "
+            f"but cluster {cluster} has none."
+        )
+    return freeze({**checker, "pwd": stored})
 
 
 @distro_write

@@ -100,11 +100,13 @@ async def switches(request: web.Request) -> web.Response:
 
 
 def switch_document(settings: Settings) -> dict[str, Any]:
-    """Nacos's switch domain with this node's push and health settings (v1 and v2 answer it)."""
+    """Nacos's switch domain with this node's push and health settings (v1 and v2 answer it):
+    `checkTimes` is health_check_times, the probe results in a row that change a verdict."""
     return {
         **SWITCH_DOMAIN,
         "defaultPushCacheMillis": settings.push_cache_ms,
         "healthCheckEnabled": settings.health_check_enabled,
+        "checkTimes": settings.health_check_times,
         "pushEnabled": settings.push_enabled,
     }
 

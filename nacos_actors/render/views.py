@@ -5,7 +5,7 @@ the snapshot or counters they are given, safe on any thread."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from itertools import islice
 from typing import Any
 
@@ -18,6 +18,7 @@ from nacos_actors.settings import join_host_port
 
 CLUSTER_DEFAULT_PORT = 80  # Nacos's Cluster.defaultPort: shown, never set by any endpoint
 NACOS_VERSION = "1.4.8"  # the version a member shows in its extendInfo (the v1 API's Nacos)
+MASKED_PASSWORD = "******"  # what answers show of a MYSQL checker's `pwd` (Nacos shows it in clear)
 
 
 def dumps(document: Any) -> bytes:
@@ -168,11 +169,22 @@ def grpc_push_state(stats: GrpcPushStats) -> dict[str, Any]:
     }
 
 
+def checker_json(checker: Mapping[str, Any]) -> dict[str, Any]:
+    """A cluster's health checker as every answer shows it: the stored JSON object, except that
+    a MYSQL checker's `pwd`, when it has one, reads MASKED_PASSWORD (Nacos shows it in clear;
+    PUT /v1/ns/cluster takes the mask back as "keep the stored password")."""
+    shown = dict(checker)
+    if "pwd" in shown:
+        shown["pwd"] = MASKED_PASSWORD
+    return shown
+
+
 def cluster_entries(service: Service) -> list[dict[str, Any]]:
     """Every cluster that holds an instance or is configured, sorted by name, as Nacos's
-    Cluster JSON: the checker object and metadata as stored (an unconfigured cluster shows the
-    TCP default), `defaultCheckPort` and `useIPPort4Check` as PUT /v1/ns/cluster set them, and
-    the console's `defCkport`/`defIPPort` spellings of the check port."""
+    Cluster JSON: the checker object (checker_json: its password masked) and metadata as stored
+    (an unconfigured cluster shows the TCP default), `defaultCheckPort` and `useIPPort4Check`
+    as PUT /v1/ns/cluster set them, and the console's `defCkport`/`defIPPort` spellings of the
+    check port."""
     entries = []
     for name in service.known_cluster_names():
         config = service.cluster_config(name)
@@ -180,7 +192,7 @@ def cluster_entries(service: Service) -> list[dict[str, Any]]:
             {
                 "name": name,
                 "serviceName": service.key.name,
-                "healthChecker": dict(config.health_checker),
+                "healthChecker": checker_json(config.health_checker),
                 "metadata": dict(config.metadata),
                 "defaultPort": CLUSTER_DEFAULT_PORT,
                 "defaultCheckPort": config.check_port,

@@ -112,7 +112,7 @@ async def test_a_cluster_without_instances_is_created_and_listed(client):
         ('{"type":"HTTP","path":null,"expectedResponseCode":"503"}',
          {"type": "HTTP", "path": "", "headers": "", "expectedResponseCode": 503}),
         ('{"type":"MYSQL","user":"u","pwd":"p","cmd":"select 1"}',
-         {"type": "MYSQL", "user": "u", "pwd": "p", "cmd": "select 1"}),
+         {"type": "MYSQL", "user": "u", "pwd": "******", "cmd": "select 1"}),
         ('{"type":"MYSQL"}', {"type": "MYSQL"}),
     ],
 )
@@ -183,6 +183,12 @@ BAD_CLUSTER = [
     ("healthChecker", '{"type":"HTTP","expectedResponseCode":99}'),
     ("healthChecker", '{"type":"HTTP","expectedResponseCode":true}'),
     ("healthChecker", '{"type":"MYSQL","user":1}'),
+    ("healthChecker", '{"type":"HTTP","path":"health"}'),
+    ("healthChecker", '{"type":"HTTP","path":"http://127.0.0.2/x"}'),
+    ("healthChecker", '{"type":"HTTP","path":"//127.0.0.2/x"}'),
+    ("healthChecker", '{"type":"HTTP","headers":"a"}'),
+    ("healthChecker", '{"type":"HTTP","headers":"a b:c"}'),
+    ("healthChecker", '{"type":"MYSQL","pwd":"******"}'),
     ("metadata", "a=b=c"),
     ("metadata", '{"a":{"b":"c"}}'),
     ("metadata", "[1]"),
@@ -199,6 +205,57 @@ async def test_every_bad_cluster_parameter_is_a_400_naming_it(client, front, nam
     assert f"'{name}" in text, text
     assert front.service(KEY) is before
     assert dict(front.service(KEY).clusters) == {}
+
+
+@pytest.mark.parametrize(
+    ("checker", "named", "problem"),
+    [
+        ({"type": "HTTP", "path": "health"}, "healthChecker.path", "must start with '/'"),
+        ({"type": "HTTP", "path": "http://127.0.0.2:80/x"}, "healthChecker.path", "must start with '/'"),
+        ({"type": "HTTP", "path": "//127.0.0.2/x"}, "healthChecker.path", "must not start with '//'"),
+        ({"type": "HTTP", "path": "/x://127.0.0.2"}, "healthChecker.path", "must not contain '://'"),
+        ({"type": "HTTP", "path": "/a b"}, "healthChecker.path", "whitespace"),
+        ({"type": "HTTP", "headers": "a:b|c"}, "healthChecker.headers", "'name:value' entries"),
+        ({"type": "HTTP", "headers": "a:b\r\nX-Injected: 1"}, "healthChecker.headers", "control characters"),
+        ({"type": "MYSQL", "cmd": "x" * 4097}, "healthChecker.cmd", "at most 4096 characters"),
+        ({"type": "MYSQL", "pwd": "******"}, "healthChecker.pwd", "cluster DEFAULT has none"),
+    ],
+)
+async def test_a_checker_that_could_probe_elsewhere_or_break_its_request_is_a_400_naming_the_field(
+    client, front, checker, named, problem
+):
+    await register(client)
+    before = front.service(KEY)
+    text = await refused(client, "PUT", "/cluster", {**CLUSTER, "healthChecker": json.dumps(checker)})
+    assert f"Param '{named}'" in text and problem in text, text
+    assert front.service(KEY) is before
+
+
+async def test_a_mysql_password_is_stored_but_never_shown(client, front):
+    await register(client)
+    checker = {"type": "MYSQL", "user": "probe", "pwd": "s3cret-pwd", "cmd": ""}
+    await ok(client, "PUT", "/cluster", {**CLUSTER, "healthChecker": json.dumps(checker)})
+    assert front.service(KEY).cluster_config("DEFAULT").health_checker["pwd"] == "s3cret-pwd"
+    shown = (await clusters_of(client))["DEFAULT"]["healthChecker"]
+    assert shown == {"type": "MYSQL", "user": "probe", "pwd": "******", "cmd": ""}
+    v2 = await client.get("/nacos/v2/ns/service", params={"serviceName": SERVICE})
+    assert (await v2.json())["data"]["clusterMap"]["DEFAULT"]["healthChecker"]["pwd"] == "******"
+
+
+async def test_sending_back_the_shown_checker_keeps_the_stored_password(client, front):
+    """A console edits a cluster by sending back what GET /v1/ns/service showed it."""
+    await register(client)
+    checker = {"type": "MYSQL", "user": "probe", "pwd": "s3cret-pwd"}
+    await ok(client, "PUT", "/cluster", {**CLUSTER, "healthChecker": json.dumps(checker)})
+    shown = (await clusters_of(client))["DEFAULT"]["healthChecker"]
+    await ok(client, "PUT", "/cluster", {**CLUSTER, "healthChecker": json.dumps({**shown, "user": "other"})})
+    stored = front.service(KEY).cluster_config("DEFAULT").health_checker
+    assert dict(stored) == {"type": "MYSQL", "user": "other", "pwd": "s3cret-pwd"}
+    await ok(client, "PUT", "/cluster", {**CLUSTER, "healthChecker": json.dumps({**shown, "pwd": "new-pwd"})})
+    assert front.service(KEY).cluster_config("DEFAULT").health_checker["pwd"] == "new-pwd"
+    # Another cluster's password is not taken for this one.
+    text = await refused(client, "PUT", "/cluster", {**CLUSTER, "clusterName": "c-2", "healthChecker": json.dumps(shown)})
+    assert "Param 'healthChecker.pwd'" in text and "cluster c-2 has none" in text
 
 
 # -- PUT /v1/ns/health/instance --------------------------------------------------------------
