@@ -82,6 +82,7 @@ def test_serve_flags_parse_to_setting_names():
             "--health-probe-timeout-ms", "250",
             "--health-check-times", "2",
             "--health-probe-max-in-flight", "20",
+            "--health-probe-networks", "127.0.0.0/8",
         ]
     )
     assert vars(args) == {
@@ -155,6 +156,7 @@ def test_serve_flags_parse_to_setting_names():
         "health_probe_timeout_ms": "250",
         "health_check_times": "2",
         "health_probe_max_in_flight": "20",
+        "health_probe_networks": "127.0.0.0/8",
     }
 
 

@@ -284,6 +284,18 @@ def test_the_probe_settings_from_each_source():
     assert load({"config": "p.toml"}, **{"p.toml": text}) == expected
 
 
+def test_probe_networks_are_cidr_lists_from_each_source():
+    expected = ("127.0.0.0/8", "10.1.0.0/16", "::1/128")
+    assert Settings().health_probe_networks == ()
+    assert load({"health_probe_networks": "127.0.0.1/8, 10.1.2.3/16,::1"}).health_probe_networks == expected
+    env = {"NACOS_ACTORS_HEALTH_PROBE_NETWORKS": "127.0.0.0/8,10.1.0.0/16,::1/128"}
+    assert load({}, env).health_probe_networks == expected
+    text = 'health_probe_networks = ["127.0.0.0/8", "10.1.0.0/16", "::1"]\n'
+    assert load({"config": "n.toml"}, **{"n.toml": text}).health_probe_networks == expected
+    assert "health_probe_networks" in error_of({"health_probe_networks": "10.0.0.0/33"})
+    assert "not an IP network" in error_of({"health_probe_networks": "localhost"})
+
+
 @pytest.mark.parametrize(
     ("name", "low", "high"),
     [

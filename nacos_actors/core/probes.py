@@ -20,7 +20,6 @@ function passed in (values in [0, 1)).
 from __future__ import annotations
 
 import heapq
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Network, IPv6Network, ip_address
@@ -30,7 +29,7 @@ from nacos_actors.core.distro import health_judged_here
 from nacos_actors.core.health import Owns, owns_everything
 from nacos_actors.core.members import MemberView
 from nacos_actors.core.probing import MYSQL_READ_ONLY_CHECK, PROBE_KINDS, PROBE_OK, ProbeResult, ProbeTarget
-from nacos_actors.core.values import is_ip_literal
+from nacos_actors.core.values import InvalidValue, checker_headers, is_ip_literal
 from nacos_actors.messages import ServiceChange
 from nacos_actors.model import (
     HTTP_CHECKER,
@@ -47,10 +46,6 @@ LOST_GRACE_MS: Final = 1_000
 """A probe not finished within its timeout, twice its timeout again and this many ms is lost:
 its slot is freed and its instance probed again (the prober answers every probe it started, so
 this only guards against a result that never comes)."""
-
-# RFC 9110's token: what a header name may hold (no space, colon or control character).
-_HEADER_NAME: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,23 +90,14 @@ def http_path(raw: Any) -> str:
 
 
 def http_headers(raw: Any) -> tuple[tuple[str, str], ...]:
-    """An HTTP checker's `headers` ("k1:v1|k2:v2") as Nacos's HttpHealthCheckProcessor reads
-    them: entries split on "|", each on ":" into exactly two parts (Java's split drops trailing
-    empty parts), trimmed. An entry with another number of parts, an empty or malformed name,
-    or a control character in its value is ignored."""
+    """An HTTP checker's `headers` ("k1:v1|k2:v2") as the edge read them when they were stored
+    (core.values.checker_headers); none when the stored text no longer reads."""
     if not isinstance(raw, str) or not raw:
         return ()
-    headers: list[tuple[str, str]] = []
-    for entry in raw.split("|"):
-        parts = entry.split(":")
-        while parts and not parts[-1]:
-            parts.pop()
-        if len(parts) != 2:
-            continue
-        name, value = parts[0].strip(), parts[1].strip()
-        if _HEADER_NAME.fullmatch(name) and not _CONTROL.search(value):
-            headers.append((name, value))
-    return tuple(headers)
+    try:
+        return checker_headers(raw, "healthChecker.headers")
+    except InvalidValue:
+        return ()
 
 
 def expected_status(raw: Any) -> int:

@@ -260,16 +260,18 @@ def check_checker_path(raw: str, field: str) -> str:
     (`/health?full=1`) that can only ever be resolved against the instance's own address.
 
     Nacos resolves the path against `http://ip:port` as a URL, so `http://other-host/x` or
-    `//other-host/x` would probe another host; refused here: the path must start with a single
-    `/`, and holds no `://` before its query, no `\\` (read as `/` by browsers' URL rules), no
-    `#`, no whitespace or control characters, at most MAX_CHECKER_PATH_LENGTH characters."""
+    `//other-host/x` would probe another host; refused here: the path must not start with `//`,
+    and holds no `://` before its query, no `\\` (read as `/` by browsers' URL rules), no
+    `#`, no whitespace or control characters, at most MAX_CHECKER_PATH_LENGTH characters. A
+    relative path (`health`) is read as Nacos's URL resolution reads it: from the root
+    (`/health`)."""
     if raw == "":
         return raw
     check_text(raw, field)
     if len(raw) > MAX_CHECKER_PATH_LENGTH:
         raise InvalidValue(field, f"must be at most {MAX_CHECKER_PATH_LENGTH} characters.")
     if not raw.startswith("/"):
-        raise InvalidValue(field, f"must start with '/', got '{clip(raw)}'.")
+        raw = "/" + raw  # Nacos resolves a relative path against the instance's root URL
     if raw.startswith("//"):
         raise InvalidValue(field, f"must not start with '//' (it would name another host), got '{clip(raw)}'.")
     if "://" in raw.partition("?")[0]:

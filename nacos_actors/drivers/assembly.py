@@ -4,9 +4,9 @@ starts each in an actor) and for the cluster simulation (tests/sim runs them on 
 from __future__ import annotations
 
 import random
-from ipaddress import ip_network
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from ipaddress import ip_network
 
 from nacos_actors.beats import BeatLog
 from nacos_actors.core.consensus import RaftBoard

@@ -43,13 +43,16 @@ def test_paths_that_stay_on_the_instance_are_kept_as_given(path):
     assert checker["path"] == path
 
 
+@pytest.mark.parametrize(("path", "stored"), [("health", "/health"), ("?x=1", "/?x=1"), ("a/b?c=d", "/a/b?c=d")])
+def test_a_relative_path_is_read_from_the_root_as_nacos_resolves_it(path, stored):
+    assert parse_health_checker({"type": "HTTP", "path": path}, FIELD)["path"] == stored
+
+
 @pytest.mark.parametrize(
     ("path", "problem"),
     [
-        ("health", "must start with '/'"),
-        ("http://other-host/x", "must start with '/'"),
-        ("https://other-host", "must start with '/'"),
-        ("?x=1", "must start with '/'"),
+        ("http://other-host/x", "must not contain '://'"),
+        ("https://other-host", "must not contain '://'"),
         ("//other-host/x", "must not start with '//'"),
         ("///x", "must not start with '//'"),
         ("/x://other-host", "must not contain '://'"),
@@ -102,9 +105,9 @@ def test_any_accepted_path_keeps_the_host(path):
     except InvalidValue as error:
         assert error.field == "healthChecker.path"
         return
-    assert accepted == path
-    if path:
-        assert _hosts_of(path) == {("127.0.0.1", 8080)}, path
+    assert accepted in (path, "/" + path)
+    if accepted:
+        assert _hosts_of(accepted) == {("127.0.0.1", 8080)}, accepted
 
 
 # -- headers --------------------------------------------------------------------------------

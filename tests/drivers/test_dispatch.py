@@ -13,6 +13,7 @@ import pytest
 from nacos_actors.drivers.distro import DistroDriver
 from nacos_actors.drivers.health import HealthDriver
 from nacos_actors.drivers.members import MemberDriver
+from nacos_actors.drivers.probe import ProbeDriver
 from nacos_actors.drivers.push import PushDriver
 from nacos_actors.drivers.raft import RaftDriver
 from nacos_actors.drivers.registry import RegistryDriver
@@ -20,6 +21,7 @@ from nacos_actors.messages import (
     DistroMessage,
     HealthMessage,
     MemberMessage,
+    ProbeMessage,
     PushMessage,
     RaftMessage,
     RegistryMessage,
@@ -33,6 +35,7 @@ DRIVERS = {
     MemberDriver: MemberMessage,
     DistroDriver: DistroMessage,
     RaftDriver: RaftMessage,
+    ProbeDriver: ProbeMessage,
 }
 
 
@@ -61,6 +64,7 @@ def test_the_simulation_runs_the_drivers_a_cluster_member_starts():
             RegistryDriver,
             RaftDriver,
             HealthDriver,
+            ProbeDriver,
             DistroDriver,
             MemberDriver,
         }

@@ -109,7 +109,7 @@ def set_checker(node: Addressed, service: str, checker: dict[str, Any], cluster:
         serviceName=service,
         clusterName=cluster,
         healthChecker=json.dumps(checker),
-        **extra,
+        **{"checkPort": 80, "useInstancePort4Check": "true", **extra},
     )
     assert (status, body) == (200, b"ok"), (status, body)
 

@@ -47,23 +47,23 @@ def test_a_tcp_checked_instance_follows_its_listener(node, nacos_log_dir):
     listener = Listener().open()
     try:
         client = nacos.NacosClient(node.address, logDir=nacos_log_dir)
-        assert client.add_naming_instance("db", "127.0.0.1", listener.port, ephemeral=False)
-        wait_for_health([node], "DEFAULT_GROUP@@db", listener.port, True, 5)
+        assert client.add_naming_instance("db", "127.0.0.1", listener.port, cluster_name="DEFAULT", ephemeral=False)
+        wait_for_health([node], "db", listener.port, True, 5)
         accepted = listener.accepted
         # Two rounds later it is still healthy, and it was probed meanwhile.
-        wait_for_health([node], "DEFAULT_GROUP@@db", listener.port, True, 1)
+        wait_for_health([node], "db", listener.port, True, 1)
         before = monitor(node, "tcpHealthCheck")
         time.sleep(2 * ROUND_S)
-        assert health_of(node, "DEFAULT_GROUP@@db", listener.port) is True
+        assert health_of(node, "db", listener.port) is True
         assert listener.accepted > accepted
         assert monitor(node, "tcpHealthCheck") > before
 
         listener.close()
-        took = wait_for_health([node], "DEFAULT_GROUP@@db", listener.port, False, ROUND_S + SLACK_S)
+        took = wait_for_health([node], "db", listener.port, False, ROUND_S + SLACK_S)
         report("TCP listener closed -> unhealthy (refused: at once)", took)
 
         listener.open()
-        took = wait_for_health([node], "DEFAULT_GROUP@@db", listener.port, True, CHECK_TIMES * ROUND_S + SLACK_S)
+        took = wait_for_health([node], "db", listener.port, True, CHECK_TIMES * ROUND_S + SLACK_S)
         assert took >= (CHECK_TIMES - 1) * INTERVAL_MS / 1000 - 0.5
         report("TCP listener reopened -> healthy (3 successes)", took)
     finally:
@@ -158,3 +158,28 @@ def test_the_verdict_shows_on_every_member_and_the_next_owner_takes_over(start_c
         report("prober killed, listener closed -> unhealthy on both survivors", took)
     finally:
         listener.close()
+
+
+def test_a_mysql_checker_fails_a_read_only_server_and_passes_it_once_writable(node, mariadb):
+    port = mariadb.port
+    register_persistent(node, "orders-db", port)
+    # Nacos's master check (`cmd` empty: the read-only check), as the probe user.
+    set_checker(node, "orders-db", {"type": "MYSQL", "user": mariadb.user, "pwd": mariadb.password, "cmd": ""})
+    wait_for_health([node], "orders-db", port, True, 5)
+    time.sleep(ROUND_S)
+    assert health_of(node, "orders-db", port) is True
+    assert monitor(node, "mysqlhealthCheck") > 0
+
+    mariadb.set_read_only(True)
+    took = wait_for_health([node], "orders-db", port, False, CHECK_TIMES * ROUND_S + SLACK_S)
+    assert took >= (CHECK_TIMES - 1) * INTERVAL_MS / 1000 - 0.5, "read-only is a soft failure: three of them"
+    report("MariaDB read_only=1 -> unhealthy (3 failures)", took)
+
+    mariadb.set_read_only(False)
+    took = wait_for_health([node], "orders-db", port, True, CHECK_TIMES * ROUND_S + SLACK_S)
+    report("MariaDB read_only=0 -> healthy", took)
+
+    # A wrong password is an SQL error: unhealthy at the next probe (Nacos's checkFailNow).
+    set_checker(node, "orders-db", {"type": "MYSQL", "user": mariadb.user, "pwd": "not-the-password"})
+    took = wait_for_health([node], "orders-db", port, False, ROUND_S + SLACK_S)
+    report("MariaDB wrong password -> unhealthy (at once)", took)
