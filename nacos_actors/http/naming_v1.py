@@ -482,6 +482,17 @@ async def catalog_services(request: web.Request) -> web.StreamResponse:
     return await json_stream(request, views.json_array_parts(map(views.catalog_summary, chosen), head, b"]}"))
 
 
+async def catalog_service(request: web.Request) -> web.Response:
+    """GET /v1/ns/catalog/service: a service's settings and its clusters with their checkers."""
+    front = front_of(request)
+    params = await request_params(request)
+    key = names.service_key(params)
+    service = front.service(key)
+    if service is None:
+        raise web.HTTPNotFound(text=f"service {key.name} is not found!")
+    return json_response(views.dumps(views.catalog_service(service)))
+
+
 async def catalog_instances(request: web.Request) -> web.Response:
     """GET /v1/ns/catalog/instances: one cluster's instances, full server JSON, paged."""
     front = front_of(request)
@@ -523,4 +534,5 @@ def add_routes(add: AddRoute, prefix: str) -> None:
     add("GET", f"{ns}/service/list", service_list)
     add("GET", f"{ns}/service/subscribers", service_subscribers)
     add("GET", f"{ns}/catalog/services", catalog_services)
+    add("GET", f"{ns}/catalog/service", catalog_service)
     add("GET", f"{ns}/catalog/instances", catalog_instances)

@@ -223,6 +223,21 @@ def service_detail(service: Service) -> dict[str, Any]:
     }
 
 
+def catalog_service(service: Service) -> dict[str, Any]:
+    """GET /v1/ns/catalog/service: Nacos's console view of a service, its settings under
+    `service` and its clusters (checkers included, a password masked) under `clusters`."""
+    return {
+        "service": {
+            "name": service.bare_name,
+            "protectThreshold": service.protect_threshold,
+            "groupName": service.group,
+            "selector": selector_json(service),
+            "metadata": dict(service.metadata),
+        },
+        "clusters": cluster_entries(service),
+    }
+
+
 def service_detail_v2(service: Service) -> dict[str, Any]:
     """GET /v2/ns/service: Nacos 2.x's ServiceDetailInfo, its clusters by name. A service is
     ephemeral unless it holds a persistent instance."""

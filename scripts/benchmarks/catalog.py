@@ -28,6 +28,7 @@ from .grpc import (
     bench_grpc_register,
 )
 from .instructions import INSTRUCTIONS_FIGURES, bench_instructions
+from .probes import PROBE_FIGURES, bench_probes
 from .push import PUSH_FIGURES, bench_push
 from .raft import (
     RAFT_CLUSTER_FIGURES,
@@ -89,6 +90,7 @@ BENCHMARKS: list[Bench | Pending] = [
     Bench("grpc-query", bench_grpc_query, GRPC_QUERY_FIGURES),
     Bench("grpc-push", bench_grpc_push, GRPC_PUSH_FIGURES),
     Bench("grpc-idle", bench_grpc_idle, GRPC_IDLE_FIGURES),
+    Bench("probes", bench_probes, PROBE_FIGURES),
     Bench("ceiling-end", bench_ceiling_end, (("ceiling_end", "ceiling (end)"),)),
 ]
 ALWAYS = {"ceiling", "ceiling-end", "node-stop"}

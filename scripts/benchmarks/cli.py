@@ -16,6 +16,7 @@ from typing import Any
 from .catalog import BENCHMARKS, Pending
 from .pin_study import pin_study
 from .run import run_benchmarks
+from .probes import serve_probe_target
 from .servers import ROOT, serve_ceiling
 
 
@@ -128,6 +129,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, Settings]:
               "steady where req/s are noisy (scripts/bench installs valgrind)")
     flag("--serve-ceiling", type=int, metavar="PORT", help=argparse.SUPPRESS)
     flag("--serve-ceiling-uvloop", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    flag("--serve-probe-target", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     quick = args.quick
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -193,6 +195,9 @@ def main(argv: list[str]) -> int:
     args, settings = parse_args(argv)
     if args.serve_ceiling:
         serve_ceiling(args.serve_ceiling)
+        return 0
+    if args.serve_probe_target:
+        serve_probe_target(args.serve_probe_target)
         return 0
     if args.serve_ceiling_uvloop:
         serve_ceiling(args.serve_ceiling_uvloop, on_uvloop=True)

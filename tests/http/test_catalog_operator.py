@@ -130,6 +130,32 @@ async def test_catalog_services_needs_paging_without_instances(client, missing):
     assert missing in await response.text()
 
 
+# -- catalog/service ---------------------------------------------------------------------
+
+
+async def test_catalog_service_shows_the_settings_and_each_cluster_s_checker(client):
+    await register(client, port=1, clusterName="a")
+    checker = {"type": "MYSQL", "user": "probe", "pwd": "s3cret", "cmd": "SELECT 1"}
+    response = await client.put(f"{BASE}/cluster", params={
+        "serviceName": SERVICE, "clusterName": "db", "checkPort": "3306", "useInstancePort4Check": "false",
+        "healthChecker": json.dumps(checker)})
+    assert (response.status, await response.text()) == (200, "ok")
+    body = await get_json(client, f"{BASE}/catalog/service", {"serviceName": SERVICE})
+    assert body["service"] == {
+        "name": SERVICE, "protectThreshold": 0.0, "groupName": "DEFAULT_GROUP", "selector": {"type": "none"},
+        "metadata": {},
+    }
+    clusters = {c["name"]: c for c in body["clusters"]}
+    assert clusters["a"]["healthChecker"] == {"type": "TCP"}
+    assert clusters["db"]["healthChecker"] == {**checker, "pwd": "******"}
+    assert (clusters["db"]["defaultCheckPort"], clusters["db"]["useIPPort4Check"]) == (3306, False)
+
+
+async def test_catalog_service_of_an_unknown_service_is_a_404(client):
+    response = await client.get(f"{BASE}/catalog/service", params={"serviceName": "nope", "groupName": "g"})
+    assert (response.status, await response.text()) == (404, "service g@@nope is not found!")
+
+
 # -- catalog/instances -------------------------------------------------------------------
 
 
