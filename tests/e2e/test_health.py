@@ -23,6 +23,7 @@ import pytest
 from nacos.task import HeartbeatTask
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.e2e.probe_support import Listener
 from tests.e2e.push_support import (
     NS,
     call,
@@ -45,11 +46,15 @@ DELETE_MS = 3000
 SHORT = {"preserved.heart.beat.timeout": str(TIMEOUT_MS), "preserved.ip.delete.timeout": str(DELETE_MS)}
 SLACK_MS = 500  # a verdict lands within this after its deadline
 POLL_S = 0.05
-ANCHOR_PORT = 9999
+# The anchors' port accepts connections for the whole session: a node probes persistent
+# instances (TCP, their cluster's default checker) and would find a closed port unhealthy.
+ANCHOR_LISTENER = Listener().open()
+ANCHOR_PORT = ANCHOR_LISTENER.port
 
 
 def anchor(node, service: str) -> None:
-    """A persistent instance: never expires, keeps the service above its protect threshold."""
+    """A persistent instance on a port that accepts (its probes succeed): never expires,
+    keeps the service above its protect threshold."""
     register(node, service, IP, ANCHOR_PORT, metadata=SHORT, ephemeral="false")
 
 

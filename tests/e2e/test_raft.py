@@ -92,7 +92,7 @@ def record_figure(tmp_path_factory, capsys, name: str, value: Any) -> None:
 
 def ip_of(thread: int, i: int) -> str:
     """A distinct address for write `i` of writer `thread`."""
-    return f"10.{thread}.{i // 250}.{i % 250 + 1}"
+    return f"127.{thread}.{i // 250}.{i % 250 + 1}"
 
 
 def instance_writes(prefix: str, thread: int, services: int = 3) -> Iterator[Write]:
@@ -190,7 +190,7 @@ def first_persistent_write_after(survivors: list[NodeProcess], since: float, pre
     """Send new persistent writes to `survivors` in turn until one answers ok; answers the
     seconds from `since` to that answer, and the write."""
     for n in itertools.count():
-        write = PersistentInstance(prefix, f"10.99.{n // 250}.{n % 250 + 1}", 9999)
+        write = PersistentInstance(prefix, f"127.99.{n // 250}.{n % 250 + 1}", 9999)
         try:
             answer = write.send(survivors[n % len(survivors)], timeout=5.0)
         except OSError:
@@ -292,7 +292,7 @@ def test_all_three_killed_and_restarted_restore_everything(start_cluster, tmp_pa
         assert_all_on(node, acked, f"member {node.address} after the restart")
     # Each member takes persistent writes again.
     for index, node in enumerate(cluster.nodes):
-        write = PersistentInstance("after-restart", f"10.3.9.{index + 1}", 9000)
+        write = PersistentInstance("after-restart", f"127.3.9.{index + 1}", 9000)
         assert write.send(node) == (200, b"ok")
         wait_until(lambda w=write: all(not missing_on(n, [w]) for n in cluster.nodes), VISIBLE_S, f"{write} everywhere")
     cluster.wait_settled()
@@ -527,7 +527,7 @@ def test_a_follower_answers_once_it_holds_the_write_and_without_a_majority_answe
     for round_no, follower in enumerate(followers):
         for k in range(12):  # several services: Distro gives them different owners
             service = f"ryw-{k}"
-            write = PersistentInstance(service, f"10.6.{round_no}.{k + 1}", 7000)
+            write = PersistentInstance(service, f"127.6.{round_no}.{k + 1}", 7000)
             assert write.send(follower) == (200, b"ok")
             # Read-your-writes: the answering member holds what it acknowledged.
             if (write.ip, write.port) not in instances_on(follower, service):
