@@ -169,7 +169,8 @@ class DriverActor(pykka.ThreadingActor):
 
 class Ticker:
     """Wakes drivers: one `call_at` timer per driver on the loop, which tells its actor a Tick
-    when the deadline (wall-clock ms) it last asked for comes. Loop thread only."""
+    when the deadline (wall-clock ms) it last asked for comes, never before it by the wall
+    clock. Loop thread only."""
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, actors: ActorDirectory, clock: Callable[[], int] = wall_clock_ms
@@ -187,9 +188,17 @@ class Ticker:
         if deadline_ms is None:
             return
         delay_s = max(0.0, (deadline_ms - self._clock()) / 1000)
-        self._timers[actor] = self._loop.call_later(delay_s, self._ring, actor)
+        self._timers[actor] = self._loop.call_later(delay_s, self._ring, actor, deadline_ms)
 
-    def _ring(self, actor: ActorName) -> None:
+    def _ring(self, actor: ActorName, deadline_ms: int) -> None:
+        # The loop's timer runs on its monotonic clock and may fire a little before the wall
+        # clock reaches the deadline. A Tick that early finds nothing due, and the driver asks
+        # for the same deadline again, which its Outbox does not send twice: it would never be
+        # woken. So an early timer waits out the rest.
+        remaining_ms = deadline_ms - self._clock()
+        if remaining_ms > 0:
+            self._timers[actor] = self._loop.call_later(remaining_ms / 1000, self._ring, actor, deadline_ms)
+            return
         self._timers.pop(actor, None)
         self._actors.tell(actor, Tick())
 

@@ -157,6 +157,30 @@ async def test_the_ticker_wakes_a_driver_at_its_latest_wish_only():
         ref.stop()
 
 
+async def test_the_ticker_never_rings_before_the_wall_clock_reaches_the_deadline():
+    """The loop's timers run on its monotonic clock; when the wall clock is still short of the
+    deadline as a timer fires, the Tick must wait (a driver woken early asks for the same
+    deadline again, which its Outbox does not repeat: it would sleep for good)."""
+    ref = Recorder.start()
+    actors = ActorDirectory()
+    actors.add(REGISTRY, ref)
+    deadline = 1_000_000
+    readings = iter([deadline - 20, deadline - 60, deadline])  # at the wish, at each firing
+    ticker = Ticker(asyncio.get_running_loop(), actors, clock=lambda: next(readings))
+    try:
+        started = time.monotonic()
+        ticker.async_set(REGISTRY, deadline)
+        await asyncio.sleep(0.04)
+        assert ref.proxy().told.get(timeout=5) == [], "rang while the wall clock was 60 ms short"
+        await asyncio.sleep(0.2)
+        told = ref.proxy().told.get(timeout=5)
+        assert [type(m) for m, _ in told] == [Tick]
+        assert time.monotonic() - started >= 0.08
+    finally:
+        ticker.async_stop()
+        ref.stop()
+
+
 async def test_an_ask_of_an_actor_that_is_not_running_fails_at_once():
     bridge = LoopBridge(ActorDirectory(), batcher(Recorder.start()))
     with pytest.raises(ActorUnavailable):
