@@ -4,6 +4,8 @@ time) and the rule that a probe only goes to an IP literal. Pure functions; any 
 from __future__ import annotations
 
 import ipaddress
+import socket
+from functools import lru_cache
 from typing import NamedTuple
 
 from nacos_actors.core.probing import PROBE_ERROR, ProbeTarget
@@ -31,6 +33,25 @@ def probe_address(target: ProbeTarget) -> ipaddress.IPv4Address | ipaddress.IPv6
     if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
         return None
     return address
+
+
+def probe_family(target: ProbeTarget) -> int | None:
+    """The socket family (AF_INET, AF_INET6) to probe `target` with, None when it may not be
+    probed (probe_address); remembered per address, as the same ones come every few seconds."""
+    if not 1 <= target.port <= 65_535:
+        return None
+    return _family(target.ip)
+
+
+@lru_cache(maxsize=1 << 16)
+def _family(ip: str) -> int | None:
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address):
+        return None if address.scope_id is not None else socket.AF_INET6
+    return socket.AF_INET
 
 
 def not_probed(kind: str) -> Finding:

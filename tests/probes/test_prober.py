@@ -16,7 +16,7 @@ from nacos_actors.core.probing import (
     ProbeResult,
 )
 from nacos_actors.model import HTTP_CHECKER, MYSQL_CHECKER, TCP_CHECKER
-from nacos_actors.probes.prober import BUSY_DETAIL, Prober
+from nacos_actors.probes.prober import BUSY_DETAIL, START_SLICE, Prober
 from tests.mariadb import MariaDB
 from tests.probes.servers import closed_port, full_backlog, silent_listener, target
 
@@ -76,12 +76,24 @@ async def test_each_probe_gets_one_result_on_the_loop_thread(mariadb: MariaDB):
 async def test_results_of_one_loop_turn_are_one_batch():
     reports = Reports()
     prober = Prober(reports, max_in_flight=64)
-    # Names are refused before any I/O: every task ends in its first step, all in one turn.
-    prober.async_start([target(TCP_CHECKER, 80, ip="localhost", probe_id=i) for i in range(10)])
-    await reports.wait_for(10)
+    # Names are refused before any I/O: every probe of a slice ends as it starts, in one turn.
+    prober.async_start([target(TCP_CHECKER, 80, ip="localhost", probe_id=i) for i in range(START_SLICE)])
+    await reports.wait_for(START_SLICE)
     await prober.async_close()
     assert len(reports.batches) == 1
-    assert [result.probe_id for result in reports.batches[0]] == list(range(10))
+    assert [result.probe_id for result in reports.batches[0]] == list(range(START_SLICE))
+
+
+async def test_probes_start_a_slice_per_loop_iteration():
+    reports = Reports()
+    prober = Prober(reports, max_in_flight=64)
+    count = 3 * START_SLICE + 1
+    prober.async_start([target(TCP_CHECKER, 80, ip="localhost", probe_id=i) for i in range(count)])
+    assert prober.in_flight == count  # waiting their turn: none started yet
+    await reports.wait_for(count)
+    await prober.async_close()
+    assert [len(batch) for batch in reports.batches] == [START_SLICE] * 3 + [1]
+    assert [r.probe_id for batch in reports.batches for r in batch] == list(range(count))
 
 
 async def test_each_probe_is_bounded_by_its_timeout():
