@@ -404,15 +404,19 @@ async def delete_service(request: web.Request) -> web.Response:
     return ok()
 
 
-async def service_detail(request: web.Request) -> web.Response:
-    """GET /v1/ns/service."""
-    front = front_of(request)
-    params = await request_params(request)
-    key = names.service_key(params)
-    service = front.service(key)
+async def requested_service(request: web.Request) -> Service:
+    """The service a request names (serviceName, groupName, namespaceId); a 404 when there is
+    none. Loop thread."""
+    key = names.service_key(await request_params(request))
+    service = front_of(request).service(key)
     if service is None:
         raise web.HTTPNotFound(text=f"service {key.name} is not found!")
-    return json_response(views.dumps(views.service_detail(service)))
+    return service
+
+
+async def service_detail(request: web.Request) -> web.Response:
+    """GET /v1/ns/service."""
+    return json_response(views.dumps(views.service_detail(await requested_service(request))))
 
 
 async def service_list(request: web.Request) -> web.StreamResponse:
@@ -484,13 +488,7 @@ async def catalog_services(request: web.Request) -> web.StreamResponse:
 
 async def catalog_service(request: web.Request) -> web.Response:
     """GET /v1/ns/catalog/service: a service's settings and its clusters with their checkers."""
-    front = front_of(request)
-    params = await request_params(request)
-    key = names.service_key(params)
-    service = front.service(key)
-    if service is None:
-        raise web.HTTPNotFound(text=f"service {key.name} is not found!")
-    return json_response(views.dumps(views.catalog_service(service)))
+    return json_response(views.dumps(views.catalog_service(await requested_service(request))))
 
 
 async def catalog_instances(request: web.Request) -> web.Response:
