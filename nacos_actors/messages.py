@@ -359,9 +359,12 @@ class LoadSnapshot:
 @dataclass(frozen=True, slots=True)
 class Watch:
     """Ask the registry to tell the driver named `watcher` a ServicesChanged after every batch
-    that changes something; it first tells it every current service, so it starts complete."""
+    that changes something; it first tells it every current service, so it starts complete.
+    With `persistent_only`, only the changes that may touch a persistent half (what Raft
+    applied, a snapshot loaded): the ephemeral writes, the bulk of them, never do."""
 
     watcher: ActorName
+    persistent_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,13 +59,19 @@ class NodeDrivers:
 
     def first_messages(self) -> list[tuple[ActorName, object]]:
         """What to tell once every driver runs: the registry learns its watchers (each is then
-        told every current service); the Raft driver starts ticking its group."""
-        watchers: list[ActorName] = [HEALTH, PROBE]
+        told every current service; the prober, when probes are on, only what Raft changes);
+        the Raft driver starts ticking its group."""
+        watchers: list[ActorName] = [HEALTH]
         if self.push is not None:
             watchers.append(PUSH)
         if self.distro is not None:
             watchers.append(DISTRO)
-        return [*((REGISTRY, Watch(watcher)) for watcher in watchers), (RAFT, PollRaft())]
+        watches = [Watch(watcher) for watcher in watchers]
+        # The prober looks at persistent instances and cluster checkers only, which only Raft
+        # changes: it is spared every ephemeral write (and every change when probes are off).
+        if self.probe.core.config.enabled:
+            watches.append(Watch(PROBE, persistent_only=True))
+        return [*((REGISTRY, watch) for watch in watches), (RAFT, PollRaft())]
 
 
 def health_config(settings: Settings) -> HealthConfig:

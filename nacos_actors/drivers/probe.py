@@ -38,7 +38,8 @@ class ProbeRecorder(Protocol):
 
 
 class ProbeDriver:
-    """Feeds the ProbeCore the registry's changes (it watches the registry), the membership (a
+    """Feeds the ProbeCore the registry's changes to persistent halves (it watches the registry
+    for what Raft applies), the membership (a
     cluster member probes only the services it is responsible for), the probes' results and
     Ticks at the core's next deadline. Starts the core's probes on the loop (Outbox.start_probes)
     and proposes each verdict through Raft (ApplyProbeVerdict, answered to nobody: the core

@@ -43,7 +43,8 @@ class RegistryDriver:
     command; a refused command is its own outcome and the batch goes on. Anything else the core
     raises is a bug: the whole reply fails and the error propagates (the actor then stops the
     node). After each batch that changed something it tells every watcher one ServicesChanged
-    with the latest snapshot of each changed service, before it answers the batch.
+    with the latest snapshot of each changed service, before it answers the batch; a watcher of
+    persistent halves only (the prober) hears only what Raft applied and loaded snapshots.
 
     Records each command by type and outcome, each batch's size, health transitions and
     replicated services; logs one line per register, deregister, expiry and empty-service
@@ -60,6 +61,7 @@ class RegistryDriver:
         self._health = metrics.health_transitions
         self._replicated = metrics.replicated_services
         self._watchers: list[ActorName] = []
+        self._persistent_watchers: list[ActorName] = []
 
     def start(self, now_ms: int) -> None:
         pass
@@ -104,7 +106,7 @@ class RegistryDriver:
             case LoadSnapshot(services, reply):
                 loaded = self.core.load_snapshot(services)
                 if loaded:
-                    self._tell_watchers(ServicesChanged(loaded, monotonic_ns(), replicated=True))
+                    self._tell_watchers(ServicesChanged(loaded, monotonic_ns(), replicated=True), persistent=True)
                 reply.resolve(self.core.service_count)
                 log.info(
                     "loaded %d services, %d instances from a peer",
@@ -116,15 +118,15 @@ class RegistryDriver:
                 merged = self.core.apply_definitions(changes)
                 # Raft applies every entry on every member: Distro must not send these on.
                 if merged:
-                    self._tell_watchers(ServicesChanged(merged, monotonic_ns(), replicated=True))
+                    self._tell_watchers(ServicesChanged(merged, monotonic_ns(), replicated=True), persistent=True)
                 for answer, outcome in answers:
                     answer.resolve(outcome)
             case DefinitionsLoaded(definitions):
                 merged = self.core.load_definitions(definitions)
                 if merged:
-                    self._tell_watchers(ServicesChanged(merged, monotonic_ns(), replicated=True))
-            case Watch(watcher):
-                self._watchers.append(watcher)
+                    self._tell_watchers(ServicesChanged(merged, monotonic_ns(), replicated=True), persistent=True)
+            case Watch(watcher, persistent_only):
+                (self._persistent_watchers if persistent_only else self._watchers).append(watcher)
                 # Not a local change: Distro must not send the whole registry to every peer.
                 self._outbox.tell(
                     watcher, ServicesChanged(self.core.current_changes(), monotonic_ns(), replicated=True)
@@ -133,9 +135,14 @@ class RegistryDriver:
                 assert_never(received)
         return None
 
-    def _tell_watchers(self, told: ServicesChanged) -> None:
+    def _tell_watchers(self, told: ServicesChanged, persistent: bool = False) -> None:
+        """Tell every watcher; the persistent-only ones only when `persistent` (the change came
+        from Raft or a loaded snapshot)."""
         for watcher in self._watchers:
             self._outbox.tell(watcher, told)
+        if persistent:
+            for watcher in self._persistent_watchers:
+                self._outbox.tell(watcher, told)
 
     def _note_change(self, command: Command, touched: tuple[InstanceKey, ...]) -> None:
         if isinstance(command, MarkUnhealthy):

@@ -12,15 +12,23 @@ from nacos_actors.core.probes import ProbeConfig, ProbeCore
 from nacos_actors.core.probing import PROBE_OK, PROBE_REFUSED, ProbeResult
 from nacos_actors.core.registry import RegistryCore, RegistryView
 from nacos_actors.drivers.probe import ProbeDriver
+from nacos_actors.drivers.registry import RegistryDriver
 from nacos_actors.messages import (
+    HEALTH,
     NO_REPLY,
+    PROBE,
     RAFT,
     ApplyProbeVerdict,
+    DefinitionChange,
+    DefinitionsApplied,
     ProbesFinished,
     Propose,
+    RegisterInstance,
     ServiceChange,
     ServicesChanged,
     Tick,
+    Watch,
+    WriteBatch,
 )
 from nacos_actors.metrics import NodeMetrics
 from nacos_actors.model import Definition, Instance, Service, ServiceKey, instance_map
@@ -122,3 +130,20 @@ def test_an_unhealthy_instance_is_revived_only_after_check_times_successes():
     (verdict,) = [message.command for actor, message in harness.outbox.told if actor == RAFT]
     assert isinstance(verdict, ApplyProbeVerdict) and verdict.healthy
     assert harness.sample("nacos_actors_health_probes_total", type="TCP", outcome="ok") == 3
+
+
+def test_the_prober_hears_what_raft_changes_and_not_the_ephemeral_writes():
+    registry = RegistryCore()
+    outbox = RecordingOutbox()
+    driver = RegistryDriver(registry, outbox, NodeMetrics(CollectorRegistry(), RegistryView(registry)))
+    driver.handle(Watch(PROBE, persistent_only=True), NOW)
+    driver.handle(Watch(HEALTH), NOW)
+    outbox.told.clear()
+    ephemeral = Instance(ip="127.0.0.1", port=8080)
+    driver.handle(WriteBatch((RegisterInstance(SERVICE, ephemeral),), NO_REPLY), NOW)
+    assert [actor for actor, _ in outbox.told] == [HEALTH]
+    persistent = snapshot()
+    assert persistent.definition is not None
+    change = DefinitionChange(SERVICE, persistent.definition, touched=tuple(persistent.definition.instances))
+    driver.handle(DefinitionsApplied((change,), ()), NOW)
+    assert [actor for actor, _ in outbox.told[1:]] == [HEALTH, PROBE]
