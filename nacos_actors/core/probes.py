@@ -324,8 +324,7 @@ class ProbeCore:
             probed = running.probed
             if probed is None or probed.probe_id != result.probe_id:
                 continue
-            probed.probe_id = None
-            self._schedule(probed, now_ms + self.config.interval_ms + self._uniform(self.config.jitter_ms))
+            self._schedule_next_round(probed, now_ms)
             verdict = self._count(probed, result, now_ms)
             if verdict is not None:
                 verdicts.append(verdict)
@@ -359,6 +358,11 @@ class ProbeCore:
         probed.due_ms, probed.schedule = due_ms, self._schedules
         heapq.heappush(self._due, (due_ms, self._schedules, probed))
 
+    def _schedule_next_round(self, probed: _Probed, now_ms: int) -> None:
+        """Its probe ended (answered or lost): due again one interval and a jitter on."""
+        probed.probe_id = None
+        self._schedule(probed, now_ms + self.config.interval_ms + self._uniform(self.config.jitter_ms))
+
     def _expiry_stale(self, entry: tuple[int, int]) -> bool:
         running = self._running.get(entry[1])
         return running is None or running.expires_ms != entry[0]
@@ -373,8 +377,7 @@ class ProbeCore:
                 continue
             probed = self._running.pop(entry[1]).probed
             if probed is not None and probed.probe_id == entry[1]:
-                probed.probe_id = None
-                self._schedule(probed, now_ms + self.config.interval_ms + self._uniform(self.config.jitter_ms))
+                self._schedule_next_round(probed, now_ms)
 
     # -- targets ----------------------------------------------------------------------------
 

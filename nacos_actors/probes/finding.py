@@ -26,32 +26,28 @@ def probe_address(target: ProbeTarget) -> ipaddress.IPv4Address | ipaddress.IPv6
     never connected to, so no probe ever asks a resolver or reaches another address."""
     if not 1 <= target.port <= 65_535:
         return None
+    return _literal(target.ip)
+
+
+def probe_family(target: ProbeTarget) -> int | None:
+    """The socket family (AF_INET, AF_INET6) to probe `target` with, None when it may not be
+    probed (probe_address)."""
+    address = probe_address(target)
+    if address is None:
+        return None
+    return socket.AF_INET6 if address.version == 6 else socket.AF_INET
+
+
+# Remembered per address: the same ones come every few seconds, and parsing costs microseconds.
+@lru_cache(maxsize=1 << 16)
+def _literal(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
-        address = ipaddress.ip_address(target.ip)
+        address = ipaddress.ip_address(ip)
     except ValueError:
         return None
     if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
         return None
     return address
-
-
-def probe_family(target: ProbeTarget) -> int | None:
-    """The socket family (AF_INET, AF_INET6) to probe `target` with, None when it may not be
-    probed (probe_address); remembered per address, as the same ones come every few seconds."""
-    if not 1 <= target.port <= 65_535:
-        return None
-    return _family(target.ip)
-
-
-@lru_cache(maxsize=1 << 16)
-def _family(ip: str) -> int | None:
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address):
-        return None if address.scope_id is not None else socket.AF_INET6
-    return socket.AF_INET
 
 
 def not_probed(kind: str) -> Finding:
